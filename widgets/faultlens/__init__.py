@@ -1,0 +1,46 @@
+"""faultlens: Jupyter-native widgets for finding and explaining the failure modes of image classifiers.
+
+The public API (imported lazily, so ``import faultlens`` is fast):
+
+- :func:`analyze` — images + labels + a classifier → an :class:`Analysis` (outputs, embeddings, map);
+- :func:`load` — read a saved analysis folder; :func:`demo` — the offline demo analysis;
+- :class:`Explorer` — the interactive map, grid and stats (``analysis.explore()``);
+- :class:`Classifier`, :func:`outputs_from_probs` — classifier outputs from a model or your arrays;
+- :class:`EfficientNetLiteEmbedder` (offline default), :class:`OpenClipEmbedder`,
+  :class:`LayerEmbedder` — image embedders;
+- :class:`ArtifactStore` — the on-disk cache.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from faultlens._version import __version__
+
+_EXPORTS = {
+    "analyze": "faultlens.analysis.core",
+    "load": "faultlens.analysis.core",
+    "Analysis": "faultlens.analysis.core",
+    "demo": "faultlens.demo",
+    "Explorer": "faultlens.ui.explorer",
+    "Classifier": "faultlens.models.classifier",
+    "outputs_from_probs": "faultlens.models.classifier",
+    "EfficientNetLiteEmbedder": "faultlens.models.embedders",
+    "OpenClipEmbedder": "faultlens.models.embedders",
+    "LayerEmbedder": "faultlens.models.embedders",
+    "ArtifactStore": "faultlens.store",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    msg = f"module 'faultlens' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

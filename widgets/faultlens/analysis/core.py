@@ -1,0 +1,388 @@
+"""The analysis object: one table of per-image results plus the arrays beside it, and the one call that
+makes it (:func:`analyze`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from faultlens._version import __version__
+from faultlens.analysis.projection import project
+from faultlens.data.decode import decode_image
+from faultlens.data.sources import ArraySource, ImageSource, as_source
+from faultlens.models.base import BatchModel
+from faultlens.models.classifier import Outputs, outputs_from_logits, outputs_from_probs
+from faultlens.models.runner import run_models
+from faultlens.store import ArtifactStore, read_json, read_npy, write_json, write_npy
+
+#: Columns every analysis table has, in this order (user columns follow).
+CORE_COLUMNS = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "loss",
+                "correct", "x", "y"]
+
+
+class Analysis:
+    """Per-image results of one classifier on one image set.
+
+    Attributes
+    ----------
+    table:
+        One row per image that could be read: ``id``, ``path`` (or None), ``label``/``label_name``,
+        ``pred``/``pred_name``, ``confidence``, ``loss``, ``correct``, ``x``/``y`` (the 2-D map),
+        ``source_index`` (the item's position in the source), then user columns.
+    embeddings:
+        (n, D) float32, L2-normalised, aligned with ``table`` (or None).
+    probs:
+        (n, C) float32 class probabilities aligned with ``table``.
+    class_names:
+        Names of the classes, indexed by label.
+    arrays:
+        Further named arrays aligned with ``table`` (e.g. ``imagenet_logits`` of the offline model).
+    skipped:
+        The items that could not be read: ``index``, ``id``, ``path``, ``reason``.
+    meta:
+        How it was made (models, parameters, library version).
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        *,
+        class_names: Sequence[str],
+        probs: np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+        skipped: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+        source: ImageSource | None = None,
+        folder: str | os.PathLike[str] | None = None,
+    ) -> None:
+        n = len(table)
+        for name, arr in [("probs", probs), ("embeddings", embeddings), *(arrays or {}).items()]:
+            if arr is not None and len(arr) != n:
+                msg = f"{name} has {len(arr)} rows but the table has {n}: they must align"
+                raise ValueError(msg)
+        self.table = table.reset_index(drop=True)
+        self.class_names = list(class_names)
+        self.probs = probs
+        self.embeddings = embeddings
+        self.arrays = dict(arrays or {})
+        self.skipped = list(skipped or [])
+        self.meta = dict(meta or {})
+        self.source = source
+        self.folder = Path(folder) if folder is not None else None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        acc = float(self.table["correct"].mean()) if len(self) else float("nan")
+        return (
+            f"<faultlens.Analysis: {len(self)} images, {len(self.class_names)} classes, "
+            f"accuracy {acc:.1%}, {len(self.skipped)} skipped>"
+        )
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def image(self, row: int) -> Image.Image:
+        """The RGB image of table row ``row``."""
+        src_index = int(self.table["source_index"].iat[row])
+        if self.source is not None:
+            return self.source.load(src_index)
+        path = self.table["path"].iat[row]
+        if isinstance(path, str) and path:
+            return decode_image(path)
+        msg = (
+            f"row {row} has no image: this analysis was loaded without its images (an in-memory "
+            "source not saved with it)"
+        )
+        raise LookupError(msg)
+
+    # -- summaries ------------------------------------------------------------------------------
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.table["correct"].mean())
+
+    def group_accuracy(self, column: str) -> pd.DataFrame:
+        """Accuracy, error count and size per value of ``column``."""
+        if column not in self.table.columns:
+            msg = f"no column {column!r}; columns: {list(self.table.columns)}"
+            raise KeyError(msg)
+        g = self.table.groupby(column, observed=True, dropna=False)["correct"]
+        return pd.DataFrame({"n": g.size(), "accuracy": g.mean(), "errors": g.size() - g.sum()})
+
+    def summary(self) -> str:
+        lines = [repr(self)]
+        per_class = self.group_accuracy("label_name").sort_values("accuracy")
+        lines.append("accuracy per class (worst first):")
+        lines.extend(
+            f"  {name:<16} {row.accuracy:6.1%}  (n={int(row.n)})" for name, row in per_class.iterrows()
+        )
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} item(s) skipped:")
+            lines.extend(f"  {s['id']}: {s['reason']}" for s in self.skipped[:10])
+            if len(self.skipped) > 10:
+                lines.append(f"  … and {len(self.skipped) - 10} more (see analysis.skipped)")
+        return "\n".join(lines)
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the analysis to ``folder`` (parquet + npy + JSON, each file atomically)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with_atomic_parquet(self.table, folder / "table.parquet")
+        for name, arr in [("probs", self.probs), ("embeddings", self.embeddings)]:
+            if arr is not None:
+                write_npy(folder / f"{name}.npy", arr)
+        for name, arr in self.arrays.items():
+            _check_name(name)
+            write_npy(folder / "arrays" / f"{name}.npy", arr)
+        if isinstance(self.source, ArraySource) and isinstance(self.source.images, np.ndarray):
+            write_npy(folder / "images.npy", self.source.images)
+        write_json(folder / "skipped.json", self.skipped)
+        write_json(
+            folder / "analysis.json",
+            {
+                "format": 1,
+                "faultlens": __version__,
+                "class_names": self.class_names,
+                "arrays": sorted(self.arrays),
+                "meta": self.meta,
+            },
+        )
+        self.folder = folder
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Analysis:
+        """Read an analysis written by :meth:`save`."""
+        folder = Path(folder)
+        info_path = folder / "analysis.json"
+        if not info_path.exists():
+            msg = f"{str(folder)!r} is not a faultlens analysis folder (no analysis.json)"
+            raise FileNotFoundError(msg)
+        info = read_json(info_path)
+        table = pd.read_parquet(folder / "table.parquet")
+
+        def opt(path: Path) -> np.ndarray | None:
+            return read_npy(path) if path.exists() else None
+
+        arrays = {name: read_npy(folder / "arrays" / f"{name}.npy") for name in info["arrays"]}
+        source = None
+        images = opt(folder / "images.npy")
+        if images is not None:
+            labels = np.zeros(len(images), dtype=np.int64)
+            labels[table["source_index"].to_numpy()] = table["label"].to_numpy()
+            source = ArraySource(images, labels, class_names=info["class_names"])
+        return cls(
+            table,
+            class_names=info["class_names"],
+            probs=opt(folder / "probs.npy"),
+            embeddings=opt(folder / "embeddings.npy"),
+            arrays=arrays,
+            skipped=read_json(folder / "skipped.json") if (folder / "skipped.json").exists() else [],
+            meta=info.get("meta", {}),
+            source=source,
+            folder=folder,
+        )
+
+    def explore(self, **kwargs: Any) -> Any:
+        """The interactive explorer of this analysis (see :class:`faultlens.Explorer`)."""
+        from faultlens.ui.explorer import Explorer
+
+        return Explorer(self, **kwargs)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        msg = f"array name {name!r} is not a plain file name"
+        raise ValueError(msg)
+
+
+def with_atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    from faultlens.store import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def load(folder: str | os.PathLike[str]) -> Analysis:
+    """Read an analysis folder (see :meth:`Analysis.save`)."""
+    return Analysis.load(folder)
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def _default_embedder() -> BatchModel:
+    from faultlens.models.embedders import EfficientNetLiteEmbedder
+
+    return EfficientNetLiteEmbedder()
+
+
+def analyze(
+    source: Any,
+    *,
+    classifier: BatchModel | None = None,
+    embedder: BatchModel | str | None = "offline",
+    probs: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    labels: Sequence[Any] | np.ndarray | None = None,
+    columns: pd.DataFrame | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    projection: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Analysis:
+    """Classifier outputs, embeddings and a 2-D map of ``source``, cached on disk.
+
+    Parameters
+    ----------
+    source:
+        A folder of class sub-folders, a CSV/parquet table or DataFrame of paths and labels, an
+        image array (with ``labels=``), a torch Dataset, or an :class:`ImageSource`.
+    classifier:
+        A :class:`~faultlens.Classifier` (any torch model + transform). Or pass ``probs``.
+    embedder:
+        ``"offline"`` (EfficientNet-Lite0, the default), an embedder object
+        (:class:`~faultlens.OpenClipEmbedder`, :class:`~faultlens.LayerEmbedder`, …), or ``None``
+        when ``embeddings`` are given.
+    probs, embeddings:
+        Your own arrays, one row per item of ``source``, instead of running models.
+    projection:
+        Options for :func:`faultlens.analysis.projection.project` (``n_neighbors``, ``seed`` …).
+    """
+    kwargs: dict[str, Any] = {}
+    if class_names is not None:
+        kwargs["class_names"] = class_names
+    if labels is not None:
+        kwargs["labels"] = labels
+    if columns is not None:
+        kwargs["columns"] = columns
+    src = as_source(source, **kwargs)
+    n = len(src)
+    if classifier is None and probs is None:
+        msg = "pass classifier= (a faultlens.Classifier) or probs= (your own (N, C) probabilities)"
+        raise TypeError(msg)
+    if classifier is not None and probs is not None:
+        msg = "pass either classifier= or probs=, not both"
+        raise TypeError(msg)
+    if embedder == "offline" and embeddings is None:
+        embedder = _default_embedder()
+    elif embedder == "offline" or embeddings is not None:
+        embedder = None
+    if embedder is None and embeddings is None:
+        msg = "pass embedder= (or leave the offline default) or embeddings="
+        raise TypeError(msg)
+    for name, arr in (("probs", probs), ("embeddings", embeddings)):
+        if arr is not None and len(arr) != n:
+            msg = f"{name} has {len(arr)} rows but the source has {n} images: pass one row per image"
+            raise ValueError(msg)
+
+    store = ArtifactStore(cache_dir)
+    models: dict[str, BatchModel] = {}
+    if classifier is not None:
+        models["classifier"] = classifier
+    if embedder is not None:
+        if isinstance(embedder, str):
+            msg = f"unknown embedder {embedder!r}: use 'offline' or an embedder object"
+            raise ValueError(msg)
+        models["embedder"] = embedder
+    run = (
+        run_models(
+            src,
+            models,
+            store=store,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            force=force,
+            progress=progress,
+        )
+        if models
+        else None
+    )
+    skipped = run.skipped if run else []
+    keep = np.ones(n, dtype=bool)
+    keep[[s["index"] for s in skipped]] = False
+
+    arrays: dict[str, np.ndarray] = {}
+    if run is not None and "embedder" in run.outputs:
+        raw = run.outputs["embedder"]
+        blocks = getattr(models["embedder"], "outputs", None) or {"embedding": slice(None)}
+        emb = raw[:, blocks["embedding"]]
+        for block, sl in blocks.items():
+            if block != "embedding":
+                arrays[block] = raw[keep][:, sl].astype(np.float16)
+    else:
+        emb = np.asarray(embeddings, dtype=np.float32)
+    emb = emb[keep].astype(np.float32, copy=False)
+    labels_kept = src.labels[keep]
+    if run is not None and "classifier" in run.outputs:
+        logits = run.outputs["classifier"][keep]
+        if logits.shape[1] != len(src.class_names):
+            msg = (
+                f"the classifier gives {logits.shape[1]} outputs but there are "
+                f"{len(src.class_names)} classes {src.class_names[:10]}: pass class_names in the "
+                "model's output order"
+            )
+            raise ValueError(msg)
+        out = outputs_from_logits(logits, labels_kept)
+    else:
+        out = outputs_from_probs(np.asarray(probs)[keep], labels_kept)
+    xy = project(emb, store=store, force=force, progress=progress, **(projection or {}))
+    table = build_table(src, keep, out, xy)
+    meta = {
+        "models": {name: m.id for name, m in models.items()},
+        "source_fingerprint": src.fingerprint(),
+        "projection": projection or {},
+        "n_source": n,
+    }
+    return Analysis(
+        table,
+        class_names=src.class_names,
+        probs=out.probs,
+        embeddings=emb,
+        arrays=arrays,
+        skipped=skipped,
+        meta=meta,
+        source=src,
+    )
+
+
+def build_table(src: ImageSource, keep: np.ndarray, out: Outputs, xy: np.ndarray) -> pd.DataFrame:
+    names = np.asarray(src.class_names, dtype=object)
+    labels = src.labels[keep]
+    ids = np.asarray(src.ids, dtype=object)[keep]
+    paths = np.asarray(src.paths, dtype=object)[keep] if src.paths is not None else None
+    table = pd.DataFrame(
+        {
+            "id": ids,
+            "path": paths if paths is not None else pd.Series([None] * int(keep.sum()), dtype=object),
+            "label": labels,
+            "label_name": names[labels],
+            "pred": out.pred,
+            "pred_name": names[out.pred],
+            "confidence": out.confidence,
+            "loss": out.loss,
+            "correct": out.correct,
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "source_index": np.flatnonzero(keep),
+        }
+    )
+    user = src.columns.loc[keep].reset_index(drop=True)
+    clash = [c for c in user.columns if c in table.columns]
+    if clash:
+        user = user.rename(columns={c: f"user_{c}" for c in clash})
+    return pd.concat([table, user], axis=1)

@@ -1,0 +1,134 @@
+"""2-D projection of embeddings: PCA (to at most 50 dims), then UMAP. Seeded and cacheable.
+
+Tiny or degenerate inputs never crash: N = 1 gives the origin, N below UMAP's neighbourhood or
+constant embeddings fall back to PCA (or zeros), each with a warning that says so.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from faultlens.store import ArtifactStore, fingerprint_array, make_key
+
+
+class ProjectionWarning(UserWarning):
+    """The projection fell back to something simpler than UMAP; the message says why."""
+
+
+def project(
+    embeddings: np.ndarray,
+    *,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    pca_dims: int = 50,
+    metric: str = "cosine",
+    seed: int = 0,
+    store: ArtifactStore | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> np.ndarray:
+    """(N, D) embeddings → (N, 2) float32 coordinates.
+
+    Rows with NaN (items that could not be decoded) are placed at NaN and left out of the fit.
+    With ``store`` the result is cached under a key of the input bytes and every parameter.
+    """
+    Z = np.asarray(embeddings, dtype=np.float32)
+    if Z.ndim != 2:
+        msg = f"embeddings must be (n_images, dim), got shape {Z.shape}"
+        raise ValueError(msg)
+    params = {
+        "n_neighbors": n_neighbors,
+        "min_dist": min_dist,
+        "pca_dims": pca_dims,
+        "metric": metric,
+        "seed": seed,
+    }
+
+    def compute() -> np.ndarray:
+        return _project(Z, progress=progress, **params)
+
+    if store is None:
+        return compute()
+    key = make_key("projection", fingerprint_array(Z), params)
+    return store.cached_array("projection", key, compute, force=force, meta=params)
+
+
+def _project(
+    Z: np.ndarray,
+    *,
+    n_neighbors: int,
+    min_dist: float,
+    pca_dims: int,
+    metric: str,
+    seed: int,
+    progress: bool,
+) -> np.ndarray:
+    out = np.full((len(Z), 2), np.nan, dtype=np.float32)
+    good = np.isfinite(Z).all(axis=1)
+    X = Z[good].astype(np.float64)
+    n = len(X)
+    if n == 0:
+        warnings.warn("no finite embeddings to project", ProjectionWarning, stacklevel=3)
+        return out
+    if n == 1 or np.ptp(X, axis=0).max() < 1e-12:
+        warnings.warn(
+            f"{n} point(s) with {'no' if n > 1 else 'one'} spread: placed at the origin",
+            ProjectionWarning,
+            stacklevel=3,
+        )
+        out[good] = 0.0
+        return out
+    from sklearn.decomposition import PCA
+
+    dims = min(pca_dims, X.shape[1], n - 1)
+    if dims < X.shape[1]:
+        X = PCA(n_components=dims, random_state=seed).fit_transform(X)
+    if n <= max(n_neighbors, 4) or X.shape[1] < 2:
+        warnings.warn(
+            f"{n} points are too few for UMAP with n_neighbors={n_neighbors}: showing PCA",
+            ProjectionWarning,
+            stacklevel=3,
+        )
+        xy = np.zeros((n, 2))
+        xy[:, : min(2, X.shape[1])] = X[:, :2]
+        out[good] = _unit_box(xy)
+        return out
+    import umap
+
+    t0 = time.perf_counter()
+    if progress:
+        print(  # noqa: T201 - a user must not stare at a silent cell during numba's compile
+            f"UMAP on {n} points × {X.shape[1]} dims (the first fit in a process compiles "
+            "for 10–60 s)…",
+            file=sys.stderr,
+            flush=True,
+        )
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric=metric,
+        random_state=seed,
+        n_components=2,
+        low_memory=True,
+        verbose=False,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*force_all_finite.*")
+        xy = reducer.fit_transform(X)
+    if progress:
+        print(f"UMAP done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)  # noqa: T201
+    out[good] = _unit_box(xy)
+    return out
+
+
+def _unit_box(xy: np.ndarray) -> np.ndarray:
+    """Centre and scale so the larger extent spans [-1, 1] (stable axes for the map)."""
+    xy = np.asarray(xy, dtype=np.float64)
+    xy = xy - xy.mean(axis=0)
+    span = np.abs(xy).max()
+    return (xy / span if span > 0 else xy).astype(np.float32)

@@ -1,0 +1,144 @@
+"""Command line for the heavy batch steps: ``faultlens demo`` and ``faultlens prepare``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from faultlens.demo import demo, planted_report
+
+    t0 = time.perf_counter()
+    analysis = demo(
+        cache_dir=args.cache_dir,
+        folder=args.out,
+        n_test_per_class=args.n_per_class,
+        force=args.force,
+    )
+    print()
+    print(analysis.summary())
+    print("\nplanted failure modes (test split):")
+    rep = planted_report(analysis)
+    for row in rep.itertuples():
+        print(
+            f"  {row.group:<20} n={row.n:<4} accuracy {row.accuracy:6.1%}   rest of its classes "
+            f"{row.rest_of_class_accuracy:6.1%}   gap {row.gap_points:5.1f} points"
+        )
+    print(f"\ndone in {time.perf_counter() - t0:.1f} s. In a notebook:")
+    print(f"  import faultlens; a = faultlens.load({str(analysis.folder)!r}); a.explore()")
+    return 0
+
+
+def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.nn.Module:
+    """A model from ``module:factory`` or a torchvision architecture name, with optional weights."""
+    if ":" in arch:
+        mod_name, _, attr = arch.partition(":")
+        factory = getattr(importlib.import_module(mod_name), attr)
+        model = factory()
+    else:
+        import torchvision
+
+        try:
+            model = torchvision.models.get_model(arch, weights=None, num_classes=n_classes)
+        except ValueError as exc:
+            msg = f"unknown architecture {arch!r}: use a torchvision name or module:factory"
+            raise SystemExit(msg) from exc
+    if checkpoint:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        model.load_state_dict(state)
+    return model
+
+
+def _embedder(spec: str, image_size: int):  # noqa: ANN202
+    from faultlens.models.embedders import EfficientNetLiteEmbedder, OpenClipEmbedder
+
+    if spec == "offline":
+        return EfficientNetLiteEmbedder(image_size)
+    if spec.startswith("open_clip"):
+        parts = spec.split(":")
+        name = parts[1] if len(parts) > 1 else "ViT-B-32"
+        pretrained = parts[2] if len(parts) > 2 else "laion2b_s34b_b79k"
+        return OpenClipEmbedder(name, pretrained)
+    msg = f"unknown embedder {spec!r}: 'offline' or 'open_clip:MODEL:PRETRAINED_TAG_OR_FILE'"
+    raise SystemExit(msg)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from torchvision import transforms as T
+
+    from faultlens.analysis.core import analyze
+    from faultlens.data.sources import as_source
+    from faultlens.models.classifier import Classifier
+
+    kwargs = {}
+    if args.class_names:
+        kwargs["class_names"] = [c.strip() for c in args.class_names.split(",")]
+    source = as_source(args.source, **kwargs)
+    model = load_classifier(args.arch, args.checkpoint, len(source.class_names))
+    transform = T.Compose(
+        [
+            T.Resize(args.input_size, antialias=True),
+            T.CenterCrop(args.input_size),
+            T.ToTensor(),
+            T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+    analysis = analyze(
+        source,
+        classifier=Classifier(model, transform, class_names=source.class_names, name=args.arch),
+        embedder=_embedder(args.embedder, args.image_size),
+        cache_dir=args.cache_dir,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        force=args.force,
+    )
+    out = analysis.save(args.out)
+    print(analysis.summary())
+    print(f"\nanalysis saved to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="faultlens", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="build the offline demo analysis (spurious Fashion-MNIST)")
+    d.add_argument("--out", help="analysis folder (default: <cache>/demo-analysis)")
+    d.add_argument("--cache-dir", help="artifact cache (default: $FAULTLENS_CACHE or user cache)")
+    d.add_argument("--n-per-class", type=int, default=400, help="test images per class")
+    d.add_argument("--force", action="store_true", help="recompute everything")
+    d.set_defaults(func=_demo)
+
+    r = sub.add_parser("prepare", help="analyse your own images with your own classifier")
+    r.add_argument("source", help="a folder of class sub-folders, or a CSV/parquet of path,label")
+    r.add_argument("--out", required=True, help="analysis folder to write")
+    r.add_argument("--arch", required=True, help="torchvision architecture name or module:factory")
+    r.add_argument("--checkpoint", help="state_dict file of the classifier (weights_only load)")
+    r.add_argument("--class-names", help="comma-separated, in the model's output order")
+    r.add_argument("--input-size", type=int, default=224, help="classifier input size")
+    r.add_argument("--embedder", default="offline", help="'offline' or 'open_clip:MODEL:TAG'")
+    r.add_argument("--image-size", type=int, default=224, help="offline embedder input size")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--workers", type=int, default=None, help="decoding processes")
+    r.add_argument("--cache-dir")
+    r.add_argument("--force", action="store_true")
+    r.set_defaults(func=_prepare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,138 @@
+"""Robust decoding of one image to 8-bit RGB.
+
+Every failure is an :class:`ImageDecodeError` whose message says what is wrong with the item, so a
+batch can skip it, name it in its report, and go on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+# Refuse images whose declared size is absurd before decoding them (decompression bombs).
+MAX_PIXELS = 64_000_000
+
+
+class ImageDecodeError(Exception):
+    """An item could not be turned into an RGB image; the message says why."""
+
+
+def decode_image(item: str | os.PathLike[str] | bytes | Image.Image | np.ndarray) -> Image.Image:
+    """Return ``item`` as an 8-bit RGB PIL image.
+
+    ``item`` may be a path, the bytes of an encoded file, a PIL image or an array (H×W, H×W×1,
+    H×W×3, H×W×4; uint8, uint16, bool or float in [0, 1]). Grayscale, palette, RGBA (composited on
+    white), CMYK, 16-bit and EXIF-rotated inputs are handled; animated images give their first frame.
+    """
+    if isinstance(item, np.ndarray):
+        return array_to_rgb(item)
+    if isinstance(item, Image.Image):
+        return _to_rgb(item)
+    if isinstance(item, (bytes, bytearray)):
+        if len(item) == 0:
+            msg = "empty data (0 bytes)"
+            raise ImageDecodeError(msg)
+        return _open(io.BytesIO(item))
+    path = Path(item)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        msg = "file not found"
+        raise ImageDecodeError(msg) from None
+    except OSError as exc:  # permission denied, symlink loop, name too long ...
+        msg = f"cannot read file: {exc.strerror or exc}"
+        raise ImageDecodeError(msg) from None
+    if path.is_dir():
+        msg = "is a folder, not an image file"
+        raise ImageDecodeError(msg)
+    if size == 0:
+        msg = "empty file (0 bytes)"
+        raise ImageDecodeError(msg)
+    try:
+        with open(path, "rb") as fh:
+            return _open(fh)
+    except OSError as exc:
+        msg = f"cannot read file: {exc.strerror or exc}"
+        raise ImageDecodeError(msg) from None
+
+
+def _open(fh: io.IOBase) -> Image.Image:
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fh)
+        except Image.UnidentifiedImageError:
+            msg = "not an image (format not recognised)"
+            raise ImageDecodeError(msg) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            msg = f"refused: declared size too large ({exc})"
+            raise ImageDecodeError(msg) from None
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            msg = f"refused: declared size {w}x{h} exceeds {MAX_PIXELS:,} pixels"
+            raise ImageDecodeError(msg)
+        try:
+            img.seek(0)
+            img.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            msg = f"truncated or corrupt image data ({exc})"
+            raise ImageDecodeError(msg) from None
+        try:
+            img = ImageOps.exif_transpose(img)
+        except Exception:  # noqa: BLE001, S110 - a broken EXIF block must not lose the image
+            pass
+        return _to_rgb(img)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        else:
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def array_to_rgb(arr: np.ndarray) -> Image.Image:
+    """An H×W[×C] array as an RGB PIL image (see :func:`decode_image`)."""
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # C×H×W, as torch tensors come
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        msg = f"array of shape {a.shape} is not an image (need H×W, H×W×3 or H×W×4)"
+        raise ImageDecodeError(msg)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype == np.uint16:
+        a = (a / 257.0).round().astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            msg = "array contains NaN or inf pixels"
+            raise ImageDecodeError(msg)
+        scale = 255.0 if a.max(initial=0.0) <= 1.0 + 1e-6 else 1.0
+        a = np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    img = Image.fromarray(np.ascontiguousarray(a))
+    return _to_rgb(img)

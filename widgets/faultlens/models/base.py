@@ -1,0 +1,121 @@
+"""The small protocol every image model in faultlens answers, and helpers shared by them.
+
+A :class:`BatchModel` turns a decoded RGB PIL image into a tensor (``transform``) and a batch of
+such tensors into a float32 array (``run``). Its ``id`` names it in cache keys: two models with the
+same id must give the same numbers. Classifiers, embedders and layer-feature extractors are all
+batch models, so one pass over the images decodes each image once and feeds all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from faultlens.data.decode import decode_image
+
+
+@runtime_checkable
+class BatchModel(Protocol):
+    """What the pipeline needs of a model: an id, a per-image transform and a batch function."""
+
+    id: str
+
+    def transform(self, image: Image.Image) -> torch.Tensor: ...
+
+    def run(self, batch: torch.Tensor) -> np.ndarray: ...
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def fingerprint_module(module: torch.nn.Module) -> str:
+    """A content hash of a module's parameters and buffers (names, shapes, values)."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for name, t in module.state_dict().items():
+        t = t.detach()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        arr = t.cpu().contiguous()
+        if arr.dtype == torch.bfloat16:
+            arr = arr.float()
+        h.update(memoryview(arr.numpy()).cast("B") if arr.numel() else b"")
+    return h.hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def inference_context(device: torch.device) -> Iterator[None]:
+    """Inference mode, plus autocast to half precision on CUDA."""
+    with torch.inference_mode():
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                yield
+        else:
+            yield
+
+
+class TorchBatchModel:
+    """A batch model built from a torch module and a transform.
+
+    Parameters
+    ----------
+    module:
+        The network; put in eval mode and moved to ``device``.
+    transform:
+        PIL RGB image → C×H×W float tensor (e.g. a torchvision transform).
+    forward:
+        ``(module, batch) → (B, D)`` tensor; default ``module(batch)``.
+    name:
+        Human-readable name, part of the id.
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        transform: Callable[[Image.Image], torch.Tensor],
+        *,
+        forward: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None = None,
+        name: str | None = None,
+        device: str | torch.device | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.module = module.eval().to(self.device)
+        self._transform = transform
+        self._forward = forward
+        self.name = name or type(module).__name__
+        self.id = model_id or f"{self.name}-{fingerprint_module(module)}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, device={self.device.type!r})"
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        return self._transform(image)
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        batch = batch.to(self.device, non_blocking=True)
+        with inference_context(self.device):
+            out = self._forward(self.module, batch) if self._forward else self.module(batch)
+        return out.float().cpu().numpy().astype(np.float32, copy=False)
+
+    def __call__(self, images: Sequence[Any] | torch.Tensor, batch_size: int = 64) -> np.ndarray:
+        """Run on images (PIL, arrays, paths) or on an already-transformed (N, C, H, W) tensor."""
+        if isinstance(images, torch.Tensor):
+            parts = [self.run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        else:
+            parts = []
+            for i in range(0, len(images), batch_size):
+                chunk = [self.transform(decode_image(im)) for im in images[i : i + batch_size]]
+                parts.append(self.run(torch.stack(chunk)))
+        if not parts:
+            msg = "no images given"
+            raise ValueError(msg)
+        return np.concatenate(parts)

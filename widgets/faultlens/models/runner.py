@@ -1,0 +1,199 @@
+"""One pass over an image source that feeds several models and caches their outputs in shards.
+
+Each image is decoded once, transformed for every model that still needs it, and run in batches.
+Outputs go to the artifact store shard by shard (atomic renames), so a killed run resumes where it
+stopped and computes only the missing shards. Items that cannot be decoded are skipped: their rows
+are NaN and every shard's side-car names them with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from faultlens.data.decode import ImageDecodeError
+from faultlens.data.sources import ImageSource
+from faultlens.models.base import BatchModel
+from faultlens.store import ArtifactStore, make_key
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_models` computed."""
+
+    outputs: dict[str, np.ndarray]
+    skipped: list[dict[str, Any]]  # {"index", "id", "path", "reason"}, sorted by index
+    computed_shards: dict[str, list[int]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+class _Items(Dataset):
+    def __init__(self, source: ImageSource, models: list[BatchModel]) -> None:
+        self.source = source
+        self.models = models
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[int, list[torch.Tensor] | None, str]:
+        try:
+            img = self.source.load(i)
+            return i, [m.transform(img) for m in self.models], ""
+        except ImageDecodeError as exc:
+            return i, None, str(exc)
+        except Exception as exc:  # noqa: BLE001 - a transform may fail on one odd image
+            return i, None, f"could not be prepared for the model ({type(exc).__name__}: {exc})"
+
+
+class _ShardBatches(Sampler[list[int]]):
+    """Batches that never cross a shard boundary, over the given shards only."""
+
+    def __init__(self, bounds: list[tuple[int, int]], batch_size: int) -> None:
+        self.bounds = bounds
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start, stop in self.bounds:
+            for b in range(start, stop, self.batch_size):
+                yield list(range(b, min(b + self.batch_size, stop)))
+
+    def __len__(self) -> int:
+        return sum(-(-(stop - start) // self.batch_size) for start, stop in self.bounds)
+
+
+def _collate(items: list[tuple[int, list[torch.Tensor] | None, str]]) -> tuple[Any, ...]:
+    idx = [i for i, _, _ in items]
+    ok = [t is not None for _, t, _ in items]
+    reasons = [r for _, _, r in items]
+    good = [t for _, t, _ in items if t is not None]
+    stacks = [torch.stack(ts) for ts in zip(*good, strict=True)] if good else None
+    return idx, ok, reasons, stacks
+
+
+def default_workers(source: ImageSource) -> int:
+    """Worker processes for decoding: none for in-memory arrays, else up to 4 spare cores."""
+    from faultlens.data.sources import ArraySource
+
+    if isinstance(source, ArraySource):
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def run_models(
+    source: ImageSource,
+    models: Mapping[str, BatchModel],
+    *,
+    store: ArtifactStore | None = None,
+    batch_size: int = 64,
+    shard_size: int = 1024,
+    num_workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Run every model over every image of ``source``; outputs cached in ``store``.
+
+    Returns one (N, D) float32 array per model name (NaN rows for skipped items) and the skip report.
+    """
+    store = store or ArtifactStore()
+    n = len(source)
+    if n == 0:
+        msg = "the image source is empty"
+        raise ValueError(msg)
+    fp = source.fingerprint()
+    keys = {name: make_key("outputs", fp, m.id, shard_size) for name, m in models.items()}
+    arrays = {name: store.sharded("outputs", keys[name], n, shard_size) for name in models}
+    if force:
+        for arr in arrays.values():
+            arr.clear()
+    missing = {name: set(arr.missing()) for name, arr in arrays.items()}
+    todo = sorted(set().union(*missing.values()))
+    computed: dict[str, list[int]] = {name: [] for name in models}
+    if todo:
+        active = [name for name in models if missing[name]]
+        dataset = _Items(source, [models[a] for a in active])
+        first = arrays[active[0]]
+        bounds = [first.bounds(s) for s in todo]
+        workers = default_workers(source) if num_workers is None else num_workers
+        loader = DataLoader(
+            dataset,
+            batch_sampler=_ShardBatches(bounds, batch_size),
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,
+        )
+        bar = tqdm(
+            total=sum(b - a for a, b in bounds),
+            desc="images",
+            unit="img",
+            disable=not progress,
+            mininterval=0.5,
+        )
+        pending: dict[str, list[np.ndarray]] = {a: [] for a in active}
+        notes: list[list[Any]] = []
+        shard_iter = iter(todo)
+        shard = next(shard_iter)
+        filled = 0
+        for idx, ok, reasons, stacks in loader:
+            outs = (
+                {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
+            )
+            ok_arr = np.asarray(ok)
+            for a in active:
+                width = outs[a].shape[1] if a in outs else None
+                pending[a].append((outs.get(a), ok_arr, width))  # type: ignore[arg-type]
+            notes.extend(
+                [i, source.describe(i), r] for i, good, r in zip(idx, ok, reasons, strict=True)
+                if not good
+            )
+            filled += len(idx)
+            bar.update(len(idx))
+            start, stop = first.bounds(shard)
+            if filled == stop - start:
+                for a in active:
+                    if shard in missing[a]:
+                        arrays[a].write(shard, _assemble(pending[a]), {"skipped": notes})
+                        computed[a].append(shard)
+                pending = {a: [] for a in active}
+                notes = []
+                filled = 0
+                shard = next(shard_iter, -1)
+        bar.close()
+    outputs: dict[str, np.ndarray] = {}
+    skipped: dict[int, dict[str, Any]] = {}
+    for name, arr in arrays.items():
+        full, sides = arr.assemble()
+        outputs[name] = full
+        for side in sides:
+            for i, _desc, reason in side.get("skipped", []):
+                skipped[int(i)] = {
+                    "index": int(i),
+                    "id": source.ids[int(i)],
+                    "path": source.paths[int(i)] if source.paths is not None else None,
+                    "reason": reason,
+                }
+    return RunResult(
+        outputs=outputs,
+        skipped=[skipped[i] for i in sorted(skipped)],
+        computed_shards=computed,
+        keys=keys,
+    )
+
+
+def _assemble(parts: list[tuple[np.ndarray | None, np.ndarray, int | None]]) -> np.ndarray:
+    """Rows for one shard: model outputs where decoding worked, NaN rows where it did not."""
+    width = next((w for _, _, w in parts if w is not None), 0)  # 0: nothing decoded
+    rows = []
+    for out, ok, _ in parts:
+        block = np.full((len(ok), width), np.nan, dtype=np.float32)
+        if out is not None:
+            block[ok] = out
+        rows.append(block)
+    return np.concatenate(rows)

@@ -1,0 +1,267 @@
+"""The on-disk artifact cache.
+
+Every heavy result (classifier outputs, embeddings, projections, trained demo weights) is stored under
+a key derived from what it was computed from: a data fingerprint, a model id, parameters and the
+library version. Arrays are written in shards; every file is written to a temporary name in the same
+folder and moved into place with an atomic rename, so a killed process leaves either a whole file or
+none. A run that was killed half-way computes only the shards that are missing.
+
+Nothing here unpickles: arrays are ``.npy`` read with ``allow_pickle=False``, metadata is JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faultlens._version import __version__
+
+ENV_VAR = "FAULTLENS_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """The cache folder: ``$FAULTLENS_CACHE`` when set, else the user cache dir."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("faultlens"))
+
+
+def make_key(*parts: Any, **named: Any) -> str:
+    """A short stable hex key from JSON-able parts (plus the library version)."""
+    payload = json.dumps(
+        {"parts": parts, "named": named, "faultlens": __version__},
+        sort_keys=True,
+        default=_json_default,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return fingerprint_array(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    msg = f"cannot derive a cache key from {type(obj).__name__}"
+    raise TypeError(msg)
+
+
+def fingerprint_array(arr: np.ndarray) -> str:
+    """A content hash of an array (shape, dtype and bytes)."""
+    arr = np.ascontiguousarray(arr)
+    h = hashlib.sha256()
+    h.update(str((arr.shape, arr.dtype.str)).encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()[:24]
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place atomically.
+
+    On any error the temporary file is removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_npy(path: Path, arr: np.ndarray) -> None:
+    """Write an array atomically as ``.npy`` (no pickles: object arrays are refused)."""
+    arr = np.asarray(arr)
+    if arr.dtype == object:
+        msg = f"refusing to store an object array at {path}: it would need pickle"
+        raise TypeError(msg)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
+
+
+def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class ArtifactStore:
+    """A folder of cached artifacts, one sub-folder per key.
+
+    Parameters
+    ----------
+    root:
+        The cache folder. ``None`` means :func:`default_cache_dir`.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    def path(self, kind: str, key: str) -> Path:
+        """The folder of one artifact."""
+        return self.root / kind / key
+
+    # -- single arrays --------------------------------------------------------------------------
+
+    def cached_array(
+        self,
+        kind: str,
+        key: str,
+        compute: Callable[[], np.ndarray],
+        *,
+        force: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        """Return the array stored under ``kind/key``, computing and storing it when missing."""
+        folder = self.path(kind, key)
+        target = folder / "array.npy"
+        if target.exists() and not force:
+            return read_npy(target)
+        arr = np.asarray(compute())
+        write_npy(target, arr)
+        write_json(folder / "manifest.json", {"kind": kind, "key": key, "meta": meta or {}})
+        return arr
+
+    # -- sharded arrays ------------------------------------------------------------------------
+
+    def sharded(self, kind: str, key: str, n_items: int, shard_size: int = 1024) -> ShardedArray:
+        """A sharded array of ``n_items`` rows under ``kind/key``."""
+        return ShardedArray(self.path(kind, key), n_items, shard_size)
+
+
+class ShardedArray:
+    """Rows ``[0, n_items)`` of one array, stored as ``shard-XXXXX.npy`` files of ``shard_size`` rows.
+
+    Each shard may also carry a JSON side-car (``shard-XXXXX.json``) with per-item notes (for
+    example the items that could not be decoded). A shard counts as present only when both its
+    array and its side-car exist, and the side-car is written last.
+    """
+
+    def __init__(self, folder: Path, n_items: int, shard_size: int) -> None:
+        if shard_size < 1:
+            msg = f"shard_size must be >= 1, got {shard_size}"
+            raise ValueError(msg)
+        self.folder = Path(folder)
+        self.n_items = int(n_items)
+        self.shard_size = int(shard_size)
+        manifest = self.folder / "manifest.json"
+        if manifest.exists():
+            old = read_json(manifest)
+            if (old.get("n_items"), old.get("shard_size")) != (self.n_items, self.shard_size):
+                msg = (
+                    f"cache folder {self.folder} holds {old.get('n_items')} items in shards of "
+                    f"{old.get('shard_size')}, not {self.n_items} in shards of {self.shard_size}; "
+                    "pass force=True or remove the folder"
+                )
+                raise ValueError(msg)
+        else:
+            write_json(manifest, {"n_items": self.n_items, "shard_size": self.shard_size})
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_items // self.shard_size)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        start = shard * self.shard_size
+        return start, min(start + self.shard_size, self.n_items)
+
+    def _files(self, shard: int) -> tuple[Path, Path]:
+        stem = self.folder / f"shard-{shard:05d}"
+        return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+    def has(self, shard: int) -> bool:
+        arr, side = self._files(shard)
+        return arr.exists() and side.exists()
+
+    def missing(self) -> list[int]:
+        return [s for s in range(self.n_shards) if not self.has(s)]
+
+    def write(self, shard: int, arr: np.ndarray, notes: dict[str, Any] | None = None) -> None:
+        start, stop = self.bounds(shard)
+        if len(arr) != stop - start:
+            msg = f"shard {shard} needs {stop - start} rows, got {len(arr)}"
+            raise ValueError(msg)
+        arr_path, side_path = self._files(shard)
+        write_npy(arr_path, arr)
+        write_json(side_path, notes or {})
+
+    def read(self, shard: int) -> tuple[np.ndarray, dict[str, Any]]:
+        arr_path, side_path = self._files(shard)
+        return read_npy(arr_path), read_json(side_path)
+
+    def clear(self) -> None:
+        for s in range(self.n_shards):
+            for f in self._files(s):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+
+    def assemble(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """All shards concatenated in order, and their side-cars. Every shard must be present."""
+        missing = self.missing()
+        if missing:
+            msg = f"{len(missing)} shard(s) of {self.folder} are missing: {missing[:5]}"
+            raise RuntimeError(msg)
+        arrays, notes = [], []
+        for s in range(self.n_shards):
+            arr, side = self.read(s)
+            arrays.append(arr)
+            notes.append(side)
+        # A 2-D shard with no columns holds no values (every item in it failed): fill it with NaN.
+        widths = {a.shape[1:] for a in arrays if not (a.ndim == 2 and a.shape[1] == 0)}
+        if len(widths) == 1 and any(a.ndim == 2 and a.shape[1] == 0 for a in arrays):
+            (tail,) = widths
+            arrays = [
+                np.full((len(a), *tail), np.nan, dtype=np.float32)
+                if a.ndim == 2 and a.shape[1] == 0
+                else a
+                for a in arrays
+            ]
+        return np.concatenate(arrays, axis=0), notes
+
+
+def iter_batches(indices: Iterable[int], size: int) -> Iterator[list[int]]:
+    """Consecutive batches of at most ``size`` indices."""
+    batch: list[int] = []
+    for i in indices:
+        batch.append(i)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
