@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,10 @@ class ShardedArray:
                 raise ValueError(msg)
         else:
             write_json(manifest, {"n_items": self.n_items, "shard_size": self.shard_size})
+        # A process killed mid-write leaves a hidden temporary file (never a partial shard): tidy up.
+        for stale in self.folder.glob(".shard-*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
 
     @property
     def n_shards(self) -> int:
@@ -254,14 +258,3 @@ class ShardedArray:
             ]
         return np.concatenate(arrays, axis=0), notes
 
-
-def iter_batches(indices: Iterable[int], size: int) -> Iterator[list[int]]:
-    """Consecutive batches of at most ``size`` indices."""
-    batch: list[int] = []
-    for i in indices:
-        batch.append(i)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -270,15 +270,26 @@ class TorchDatasetSource(ImageSource):
         self.dataset = dataset
         n = len(dataset)
         names = class_names if class_names is not None else getattr(dataset, "classes", None)
+        self._broken: dict[int, str] = {}
         raw = getattr(dataset, "targets", None)
         if raw is None or len(raw) != n:
-            raw = [int(dataset[i][1]) for i in range(n)]
+            raw = [self._label_of(i) for i in range(n)]
         self.labels, self.class_names = _encode_labels(np.asarray(raw), names, "dataset labels")
         self.ids = [str(i) for i in range(n)]
         self._fingerprint = fingerprint
         self._finish(n, None)
 
+    def _label_of(self, i: int) -> int:
+        """The label of item i; an item that raises is remembered as broken (label 0 stands in)."""
+        try:
+            return int(self.dataset[i][1])
+        except Exception as exc:  # noqa: BLE001 - a user dataset may raise anything per item
+            self._broken[i] = f"dataset raised {type(exc).__name__}: {exc}"
+            return 0
+
     def load(self, i: int) -> Image.Image:
+        if i in self._broken:
+            raise ImageDecodeError(self._broken[i])
         try:
             item = self.dataset[i]
         except Exception as exc:  # noqa: BLE001 - a user dataset may raise anything per item

@@ -102,7 +102,7 @@ def outputs_from_probs(probs: np.ndarray, labels: np.ndarray) -> Outputs:
         raise ValueError(msg)
     if y.dtype.kind not in "iu" or (y < 0).any() or (y >= p.shape[1]).any():
         bad_i = int(np.flatnonzero((y < 0) | (y >= p.shape[1]))[0]) if y.dtype.kind in "iu" else 0
-        msg = f"label {y[bad_i]!r} at item {bad_i} is not a class index in 0..{p.shape[1] - 1}"
+        msg = f"label {y[bad_i]} at item {bad_i} is not a class index in 0..{p.shape[1] - 1}"
         raise ValueError(msg)
     p = p / sums[:, None]
     pred = p.argmax(axis=1)

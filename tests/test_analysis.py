@@ -1,0 +1,145 @@
+"""Projection, the analysis object, and the demo's planted failure modes."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import faultlens
+from faultlens.analysis.projection import ProjectionWarning, project
+from faultlens.data import demo as demo_data
+from faultlens.models.demo_cnn import accuracy, train_cnn
+from faultlens.store import ArtifactStore
+from tests.conftest import blob_images, tiny_transform
+
+
+def _clusters(n: int = 300, d: int = 64, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1, (k, d)) * 4
+    lab = np.arange(n) % k
+    return (centres[lab] + rng.normal(0, 1, (n, d))).astype(np.float32), lab
+
+
+@pytest.mark.slow
+def test_umap_projection_is_seeded_cached_and_separates_clusters(tmp_path: Path) -> None:
+    Z, lab = _clusters()
+    store = ArtifactStore(tmp_path)
+    a = project(Z, seed=3, store=store, progress=False)
+    b = project(Z, seed=3, progress=False)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (300, 2) and np.abs(a).max() <= 1.0 + 1e-6
+    # each planted cluster is tight compared with the distance between clusters
+    cents = np.stack([a[lab == c].mean(0) for c in range(3)])
+    spread = max(np.linalg.norm(a[lab == c] - cents[c], axis=1).mean() for c in range(3))
+    gaps = [np.linalg.norm(cents[i] - cents[j]) for i in range(3) for j in range(i + 1, 3)]
+    assert min(gaps) > 3 * spread
+    # the cached copy is returned without recomputing
+    cached = list((tmp_path / "projection").glob("*/array.npy"))
+    assert len(cached) == 1
+    np.testing.assert_array_equal(project(Z, seed=3, store=store, progress=False), a)
+
+
+def test_tiny_and_degenerate_inputs_degrade_with_a_warning() -> None:
+    with pytest.warns(ProjectionWarning, match="origin"):
+        assert project(np.ones((1, 8)), progress=False).tolist() == [[0.0, 0.0]]
+    with pytest.warns(ProjectionWarning, match="no spread"):
+        assert (project(np.ones((40, 8)), progress=False) == 0).all()
+    with pytest.warns(ProjectionWarning, match="too few"):
+        xy = project(np.random.default_rng(0).normal(size=(6, 8)), progress=False)
+    assert xy.shape == (6, 2) and np.isfinite(xy).all()
+    Z = np.random.default_rng(0).normal(size=(6, 8))
+    Z[2] = np.nan
+    with pytest.warns(ProjectionWarning):
+        xy = project(Z, progress=False)
+    assert np.isnan(xy[2]).all() and np.isfinite(np.delete(xy, 2, axis=0)).all()
+    with pytest.raises(ValueError, match="n_images, dim"):
+        project(np.ones(5))
+
+
+def _small_analysis(tiny_net, *, cached: bool = False) -> faultlens.Analysis:
+    imgs, labels = blob_images(12)
+    extra = pd.DataFrame({"site": [f"s{i % 2}" for i in range(12)], "score": np.arange(12.0)})
+    # 12 points fall back to PCA with a warning; a cached projection is returned silently
+    with contextlib.nullcontext() if cached else pytest.warns(ProjectionWarning):
+        return faultlens.analyze(
+            imgs,
+            labels=labels,
+            class_names=["red", "green", "blue"],
+            columns=extra,
+            classifier=faultlens.Classifier(tiny_net, tiny_transform),
+            embedder=faultlens.LayerEmbedder(tiny_net, "conv", tiny_transform),
+            progress=False,
+        )
+
+
+def test_analysis_table_and_save_load_round_trip(tiny_net, tmp_path: Path) -> None:
+    a = _small_analysis(tiny_net)
+    t = a.table
+    assert list(t.columns[:11]) == faultlens.analysis.core.CORE_COLUMNS
+    assert {"site", "score", "source_index"} <= set(t.columns)
+    assert (t["label_name"] == np.array(["red", "green", "blue"])[t["label"]]).all()
+    np.testing.assert_allclose(t["confidence"], a.probs.max(1), atol=1e-6)
+    assert (t["correct"] == (t["pred"] == t["label"])).all()
+    b = faultlens.load(a.save(tmp_path / "a"))
+    pd.testing.assert_frame_equal(a.table, b.table)
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    np.testing.assert_array_equal(a.probs, b.probs)
+    assert b.class_names == a.class_names
+    assert np.asarray(b.image(3)).tolist() == np.asarray(a.image(3)).tolist()
+    # no pickles anywhere in the folder: every .npy loads with allow_pickle=False
+    for f in (tmp_path / "a").rglob("*.npy"):
+        np.load(f, allow_pickle=False)
+
+
+def test_analysis_warm_run_uses_the_cache(tiny_net, _private_cache: Path) -> None:
+    _small_analysis(tiny_net)
+    n_files = len(list(_private_cache.rglob("shard-*.npy")))
+    _small_analysis(tiny_net, cached=True)
+    assert len(list(_private_cache.rglob("shard-*.npy"))) == n_files
+
+
+def test_analyze_bad_arguments(tiny_net) -> None:
+    imgs, labels = blob_images(6)
+    with pytest.raises(TypeError, match="classifier= .* or probs="):
+        faultlens.analyze(imgs, labels=labels, embeddings=np.zeros((6, 4)))
+    with pytest.raises(ValueError, match="embeddings has 5 rows but the source has 6"):
+        faultlens.analyze(imgs, labels=labels, probs=np.full((6, 3), 1 / 3), embeddings=np.zeros((5, 4)))
+    with pytest.raises(FileNotFoundError, match="not a faultlens analysis folder"):
+        faultlens.load("/nonexistent/folder")
+
+
+def test_user_arrays_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    imgs, labels = blob_images(9)
+    probs = rng.dirichlet(np.ones(3), size=9)
+    with pytest.warns(ProjectionWarning):
+        a = faultlens.analyze(imgs, labels=labels, probs=probs, embeddings=rng.normal(size=(9, 5)),
+                              embedder=None, progress=False)
+    assert (a.table["pred"] == probs.argmax(1)).all()
+
+
+@pytest.mark.slow
+def test_demo_planted_groups_fail_as_planted() -> None:
+    splits = demo_data.load_spurious_fashion_mnist()
+    tr, te = splits["train"], splits["test"]
+    # planted as described: logo on ~95 % of training shirts, ~5 % of others, 30 % of every test class
+    own = tr.labels == demo_data.CUE_CLASS
+    assert abs(tr.cue[own].mean() - 0.95) < 0.03 and abs(tr.cue[~own].mean() - 0.05) < 0.02
+    for c in range(10):
+        assert abs(te.cue[te.labels == c].mean() - 0.3) < 0.08
+    assert tr.small.sum() < 0.02 * (tr.labels == demo_data.RARE_CLASS).sum() + 5
+    r0, r1, c0, c1 = demo_data.CUE_BOX
+    assert (te.images[te.cue][:, r0:r1, c0:c1] == 255).all()
+
+    model = train_cnn(tr.images, tr.labels, progress=False)
+    ok = accuracy(model, te.images, te.labels)
+    groups = te.planted_group
+    for g in ("shirt_without_logo", "top_with_logo", "small_sneaker"):
+        sel = groups == g
+        rest = np.isin(te.labels, np.unique(te.labels[sel])) & ~sel
+        gap = ok[rest].mean() - ok[sel].mean()
+        assert gap >= 0.20, f"{g}: accuracy {ok[sel].mean():.2f} vs rest {ok[rest].mean():.2f}"

@@ -1,0 +1,1069 @@
+"""The Explorer: one anywidget with a 2-D map, filters, lasso/box selection, an image grid of the
+selection, live statistics and named slices.
+
+Data flow
+---------
+Python sends the map once as binary traits (``_x``, ``_y`` float32, ``_color`` uint8 code,
+``_visible`` uint8 filter mask: 10 bytes per point). The front end draws it into a canvas
+``ImageData`` buffer and, on a lasso or box, writes the selected row indices as uint32 bytes into
+``_selection`` together with an incremented ``_selection_counter`` — one dedicated trait, so no
+selection is ever replaced by a hover event. Python answers with ``stats`` and ``_grid`` (the page
+of tiles); thumbnails and the inspector image are pulled by the front end with custom messages and
+returned as PNG buffers (LRU-cached).
+
+Every statistic is computed on the full data in Python, never on what the map shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import numpy as np
+import pandas as pd
+import traitlets as t
+from PIL import Image, ImageDraw
+
+from faultlens.store import read_json, write_json
+from faultlens.ui.stats import selection_stats
+
+if TYPE_CHECKING:
+    from faultlens.analysis.core import Analysis
+
+_STATIC = Path(__file__).parent / "static"
+
+#: Categorical palette (Tableau 10 + 10 lighter tones), as RGB.
+CATEGORICAL = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+]  # fmt: skip
+#: correct / incorrect: a muted blue and a strong orange (tells apart for common colour blindness).
+CORRECT_COLORS = [(120, 150, 190), (230, 85, 13)]
+#: Code 255 of a continuous encoding means "no value" (NaN); drawn grey.
+MISSING_CODE = 255
+MISSING_COLOR = (190, 190, 190)
+_VIRIDIS_ANCHORS = [
+    (68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
+    (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37),
+]  # fmt: skip
+
+_SLICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
+_CORE_NEEDED = ["id", "label", "pred", "confidence", "loss", "correct", "x", "y"]
+_NOT_COLOURS = {"id", "path", "x", "y", "source_index", "label_name", "pred_name"}
+_FILTER_CORRECT = ("all", "correct", "incorrect")
+
+
+def _viridis(n: int = 255) -> list[tuple[int, int, int]]:
+    anchors = np.asarray(_VIRIDIS_ANCHORS, dtype=np.float64)
+    pos = np.linspace(0, len(anchors) - 1, n)
+    lo = np.floor(pos).astype(int).clip(0, len(anchors) - 2)
+    frac = (pos - lo)[:, None]
+    rgb = anchors[lo] * (1 - frac) + anchors[lo + 1] * frac
+    return [tuple(round(c) for c in row) for row in rgb]
+
+
+CONTINUOUS = _viridis(255)
+
+
+def check_slice_name(name: object) -> str:
+    """Return ``name`` if it is a valid slice name, else raise ``ValueError`` saying why.
+
+    Slice names become file names on export, so they are 1–64 characters of letters, digits,
+    space, ``_``, ``-`` and ``.``, not starting with ``.``, ``-`` or a space (no path traversal).
+    """
+    if not isinstance(name, str):
+        msg = f"a slice name must be a str, got {type(name).__name__}"
+        raise TypeError(msg)
+    if not _SLICE_NAME.match(name) or ".." in name or name != name.strip():
+        msg = (
+            f"invalid slice name {name!r}: use 1-64 letters, digits, spaces, '_', '-' or '.', "
+            "starting with a letter, digit or '_' (no '/', '\\' or '..'), e.g. 'dark_shirts'"
+        )
+        raise ValueError(msg)
+    return name
+
+
+def _hex(rgb: Sequence[int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def encode_color(
+    table: pd.DataFrame, column: str, class_names: Sequence[str]
+) -> tuple[np.ndarray, dict]:
+    """One uint8 code per row for colouring by ``column`` and a legend describing the codes.
+
+    Categorical columns get one code per category (at most 254; the rest share "other"); numeric
+    columns are scaled between their 1st and 99th percentile into codes 0–254 (255 = missing).
+    """
+    n = len(table)
+    if column == "correct":
+        codes = (~table["correct"].to_numpy(dtype=bool)).astype(np.uint8)
+        info = {"kind": "category", "labels": ["correct ✓", "incorrect ✗"],
+                "colors": [_hex(c) for c in CORRECT_COLORS]}  # fmt: skip
+        return codes, {**info, "column": column}
+    if column in ("label", "pred"):
+        values = table[column].to_numpy()
+        if len(class_names) <= 254:
+            palette = [CATEGORICAL[i % len(CATEGORICAL)] for i in range(len(class_names))]
+            return values.astype(np.uint8), {
+                "kind": "category", "column": column, "labels": [str(c) for c in class_names],
+                "colors": [_hex(c) for c in palette],
+            }  # fmt: skip
+        series = pd.Series(np.asarray(class_names, dtype=object)[values])
+    else:
+        series = table[column]
+    if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_numeric_dtype(series):
+        cats = series.astype(str).where(series.notna(), "(missing)")
+        counts = cats.value_counts(sort=True)
+        keep = list(counts.index[:254]) if len(counts) > 255 else list(counts.index)
+        if pd.api.types.is_bool_dtype(series) or set(keep) <= {"True", "False"}:
+            keep = sorted(keep)
+        lookup = {k: i for i, k in enumerate(keep)}
+        other = len(keep)
+        codes = cats.map(lookup).fillna(other).to_numpy(dtype=np.uint8)
+        labels = [str(k) for k in keep] + (["(other)"] if len(counts) > len(keep) else [])
+        colors = [_hex(CATEGORICAL[i % len(CATEGORICAL)]) for i in range(len(keep))]
+        if len(labels) > len(keep):
+            colors.append(_hex(MISSING_COLOR))
+        return codes, {"kind": "category", "column": column, "labels": labels, "colors": colors}
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(values)
+    codes = np.full(n, MISSING_CODE, dtype=np.uint8)
+    vmin = vmax = math.nan
+    if finite.any():
+        vmin, vmax = (float(v) for v in np.percentile(values[finite], [1, 99]))
+        if vmax <= vmin:
+            vmin, vmax = float(values[finite].min()), float(values[finite].max())
+        span = vmax - vmin if vmax > vmin else 1.0
+        scaled = np.clip((values[finite] - vmin) / span, 0.0, 1.0)
+        codes[finite] = np.round(scaled * 254).astype(np.uint8)
+    return codes, {
+        "kind": "continuous", "column": column, "vmin": vmin if finite.any() else None,
+        "vmax": vmax if finite.any() else None, "colors": [_hex(c) for c in CONTINUOUS],
+        "missing": int((~finite).sum()),
+    }  # fmt: skip
+
+
+def _palette_rgb(info: dict) -> np.ndarray:
+    """(256, 3) uint8 RGB per code of an encoding."""
+    pal = np.tile(np.asarray(MISSING_COLOR, dtype=np.uint8), (256, 1))
+    for i, c in enumerate(info["colors"][:256]):
+        pal[i] = [int(c[k : k + 2], 16) for k in (1, 3, 5)]
+    return pal
+
+
+def _bytes_from_json(js: Any, _obj: Any) -> bytes:
+    if js is None:
+        return b""
+    if isinstance(js, memoryview):
+        return js.tobytes()
+    return bytes(js)
+
+
+_BYTES = {"from_json": _bytes_from_json}
+
+
+class Explorer(anywidget.AnyWidget):
+    """Map, filters, selection, image grid, statistics and named slices of an :class:`Analysis`.
+
+    Parameters
+    ----------
+    analysis:
+        The analysis to explore (its table needs ``x``/``y`` map coordinates).
+    color_by:
+        ``"correct"`` (default), ``"loss"``, ``"confidence"``, ``"label"``, ``"pred"`` or any other
+        column of ``analysis.table``.
+    classes, correct, confidence:
+        The initial filter: class indices or names to show (default all), ``"all"``, ``"correct"``
+        or ``"incorrect"``, and a ``(low, high)`` confidence range.
+    sort_by, descending, page_size:
+        How the image grid of the selection is ordered and paged.
+    height:
+        Height of the map in CSS pixels.
+
+    Examples
+    --------
+    >>> ex = analysis.explore()          # doctest: +SKIP
+    >>> ex.select(ex.analysis.table.index[~ex.analysis.table.correct])  # doctest: +SKIP
+    >>> ex.stats["selection"]["error_rate"]  # doctest: +SKIP
+    1.0
+    """
+
+    _esm = _STATIC / "explorer.js"
+    _css = _STATIC / "explorer.css"
+
+    # --- the map (written by Python) ------------------------------------------------------------
+    _x = t.Bytes(
+        b"", help="Python writes: float32 little-endian map x per row (NaN: not drawn)."
+    ).tag(sync=True, **_BYTES)
+    _y = t.Bytes(b"", help="Python writes: float32 little-endian map y per row.").tag(
+        sync=True, **_BYTES
+    )
+    _color = t.Bytes(b"", help="Python writes: uint8 colour code per row (see _color_info).").tag(
+        sync=True, **_BYTES
+    )
+    _color_info = t.Dict(help="Python writes: legend of the colour codes.").tag(sync=True)
+    _visible = t.Bytes(b"", help="Python writes: uint8 per row, 1 = passes the filter.").tag(
+        sync=True, **_BYTES
+    )
+    n_points = t.Int(0, read_only=True, help="Python writes: number of rows.").tag(sync=True)
+    class_names = t.List(t.Unicode(), read_only=True, help="Python writes: class names.").tag(
+        sync=True
+    )
+    color_options = t.List(t.Unicode(), help="Python writes: colour-by choices.").tag(sync=True)
+    sort_options = t.List(t.Unicode(), help="Python writes: grid sort choices.").tag(sync=True)
+    height = t.Int(440, help="Python writes: map height in CSS pixels.").tag(sync=True)
+
+    # --- view state (written by both) -----------------------------------------------------------
+    color_by = t.Unicode("correct", help="Both write: the column the map is coloured by.").tag(
+        sync=True
+    )
+    filter_classes = t.List(
+        t.Int(), help="Both write: label indices shown; empty = all classes."
+    ).tag(sync=True)
+    filter_correct = t.Unicode("all", help="Both write: 'all', 'correct' or 'incorrect'.").tag(
+        sync=True
+    )
+    filter_confidence = t.List(
+        t.Float(), default_value=[0.0, 1.0], minlen=2, maxlen=2,
+        help="Both write: [low, high] confidence range shown (inclusive).",
+    ).tag(sync=True)  # fmt: skip
+    grid_sort = t.Unicode("loss", help="Both write: the column the image grid is sorted by.").tag(
+        sync=True
+    )
+    grid_descending = t.Bool(True, help="Both write: grid sort order (True = largest first).").tag(
+        sync=True
+    )
+    grid_page = t.Int(0, help="Both write: 0-based page of the image grid.").tag(sync=True)
+    page_size = t.Int(24, help="Both write: tiles per grid page (1-500).").tag(sync=True)
+
+    # --- the selection (written by JS on lasso/box, by Python on select()) ----------------------
+    _selection = t.Bytes(
+        b"", help="Both write: selected row indices as uint32 little-endian bytes (sorted, unique)."
+    ).tag(sync=True, echo_update=False, **_BYTES)
+    _selection_counter = t.Int(
+        0, help="Both write: incremented with every selection, so identical re-selections fire."
+    ).tag(sync=True, echo_update=False)
+    _selection_source = t.Unicode(
+        "", help="Both write: what made the last selection ('box', 'lasso', 'python', 'slice')."
+    ).tag(sync=True, echo_update=False)
+
+    # --- results (written by Python) ------------------------------------------------------------
+    stats = t.Dict(help="Python writes: statistics of the selection inside the filter.").tag(
+        sync=True
+    )
+    _grid = t.Dict(help="Python writes: the current grid page (rows and tile metadata).").tag(
+        sync=True
+    )
+    slices = t.List(t.Dict(), help="Python writes: saved slices (name, n, created).").tag(sync=True)
+    status = t.Unicode("", help="Python writes: the last message or error for the status bar.").tag(
+        sync=True
+    )
+
+    def __init__(
+        self,
+        analysis: Analysis,
+        *,
+        color_by: str = "correct",
+        classes: Iterable[int | str] | None = None,
+        correct: str = "all",
+        confidence: tuple[float, float] = (0.0, 1.0),
+        sort_by: str = "loss",
+        descending: bool = True,
+        page_size: int = 24,
+        height: int = 440,
+        thumb_size: int = 96,
+        cache_size: int = 4096,
+    ) -> None:
+        table = analysis.table
+        missing = [c for c in _CORE_NEEDED if c not in table.columns]
+        if "x" in missing or "y" in missing:
+            msg = (
+                "this analysis has no 2-D map (no 'x'/'y' columns): make it with "
+                "faultlens.analyze(), or set analysis.table['x'] and analysis.table['y'] yourself"
+            )
+            raise ValueError(msg)
+        if missing:
+            msg = f"the analysis table lacks column(s) {missing}: is it a faultlens Analysis table?"
+            raise ValueError(msg)
+        n = len(table)
+        if n == 0:
+            msg = "the analysis has no rows: there is nothing to explore"
+            raise ValueError(msg)
+        if n >= 2**32 - 1:
+            msg = f"{n} rows is more than the explorer's uint32 selection can index"
+            raise ValueError(msg)
+        for name, arr in (("probs", analysis.probs), ("embeddings", analysis.embeddings)):
+            if arr is not None and len(arr) != n:
+                msg = f"analysis.{name} has {len(arr)} rows but the table has {n}: they must align"
+                raise ValueError(msg)
+        x = table["x"].to_numpy(dtype=np.float32, na_value=np.nan)
+        y = table["y"].to_numpy(dtype=np.float32, na_value=np.nan)
+        placed = np.isfinite(x) & np.isfinite(y)
+        if not placed.any():
+            msg = (
+                "this analysis has no 2-D map (x/y are all NaN): compute a projection, e.g. "
+                "faultlens.analysis.projection.project(analysis.embeddings), and store it in "
+                "analysis.table['x'] / ['y']"
+            )
+            raise ValueError(msg)
+        labels = table["label"].to_numpy()
+        preds = table["pred"].to_numpy()
+        n_classes = len(analysis.class_names)
+        for name, arr in (("label", labels), ("pred", preds)):
+            if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
+                msg = f"table column {name!r} has values outside 0..{n_classes - 1} (class_names)"
+                raise ValueError(msg)
+
+        self.analysis = analysis
+        self._labels = labels.astype(np.int32)
+        self._preds = preds.astype(np.int32)
+        self._correct = table["correct"].to_numpy(dtype=bool)
+        self._conf = table["confidence"].to_numpy(dtype=np.float32)
+        self._placed = placed
+        self._visible_mask = np.ones(n, dtype=bool)
+        self._visible_rows = np.arange(n, dtype=np.intp)
+        self._sel = np.zeros(0, dtype=np.uint32)
+        self._callbacks: list[Callable[[np.ndarray], Any]] = []
+        #: Messages of selection callbacks that raised (newest last).
+        self.callback_errors: list[str] = []
+        self._thumb_size = int(thumb_size)
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._cache_size = int(cache_size)
+        self._color_cache: dict[str, tuple[np.ndarray, dict]] = {}
+        self._memory_slices: dict[str, dict[str, Any]] = {}
+        self.last_latency_ms = math.nan
+
+        numeric = [
+            c for c in table.columns
+            if c not in _NOT_COLOURS and pd.api.types.is_numeric_dtype(table[c])
+            and not pd.api.types.is_bool_dtype(table[c])
+        ]  # fmt: skip
+        colour_cols = ["correct", "loss", "confidence", "label", "pred"]
+        colour_cols += [c for c in table.columns if c not in _NOT_COLOURS and c not in colour_cols]
+        sort_cols = ["loss", "confidence"] + [c for c in numeric if c not in ("loss", "confidence")]
+
+        super().__init__()
+        with self.hold_sync():
+            self.set_trait("n_points", n)
+            self.set_trait("class_names", [str(c) for c in analysis.class_names])
+            self.color_options = colour_cols
+            self.sort_options = sort_cols
+            self._x = x.astype("<f4").tobytes()
+            self._y = y.astype("<f4").tobytes()
+            self.height = int(height)
+            self.page_size = page_size
+            self.grid_sort = sort_by
+            self.grid_descending = bool(descending)
+            self.color_by = color_by
+            self._apply_color()
+            self.set_filter(classes=classes, correct=correct, confidence=confidence)
+            self._refresh_slices()
+            if not placed.all():
+                self.status = (
+                    f"{int((~placed).sum())} point(s) have no map position: not drawn, but counted "
+                    "in the statistics"
+                )
+        self.observe(self._on_selection_trait, names=["_selection_counter"])
+        self.observe(self._on_color, names=["color_by"])
+        filters = ["filter_classes", "filter_correct", "filter_confidence"]
+        self.observe(self._on_filter, names=filters)
+        self.observe(self._on_grid, names=["grid_sort", "grid_descending", "page_size"])
+        self.observe(self._on_page, names=["grid_page"])
+        self.on_msg(self._handle_msg)
+
+    def __repr__(self) -> str:
+        return (
+            f"<faultlens.Explorer: {self.n_points} points, {len(self._sel)} selected, "
+            f"coloured by {self.color_by!r}>"
+        )
+
+    # ------------------------------------------------------------------ validation
+
+    @t.validate("color_by")
+    def _valid_color(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if value not in self.color_options:
+            msg = f"cannot colour by {value!r}: choose one of {self.color_options}"
+            raise t.TraitError(msg)
+        return value
+
+    @t.validate("grid_sort")
+    def _valid_sort(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if value not in (*self.sort_options, "index"):
+            choices = [*self.sort_options, "index"]
+            msg = f"cannot sort the grid by {value!r}: choose one of {choices}"
+            raise t.TraitError(msg)
+        return value
+
+    @t.validate("filter_correct")
+    def _valid_correct(self, proposal: dict) -> str:
+        value = proposal["value"]
+        if value not in _FILTER_CORRECT:
+            msg = f"filter_correct must be one of {_FILTER_CORRECT}, got {value!r}"
+            raise t.TraitError(msg)
+        return value
+
+    @t.validate("filter_classes")
+    def _valid_classes(self, proposal: dict) -> list[int]:
+        value = [int(v) for v in proposal["value"]]
+        bad = [v for v in value if not 0 <= v < len(self.class_names)]
+        if bad:
+            msg = f"filter_classes has unknown label(s) {bad}: use 0..{len(self.class_names) - 1}"
+            raise t.TraitError(msg)
+        return sorted(set(value))
+
+    @t.validate("filter_confidence")
+    def _valid_conf(self, proposal: dict) -> list[float]:
+        lo, hi = (float(v) for v in proposal["value"])
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            msg = f"filter_confidence must be [low, high] with low <= high, got {[lo, hi]}"
+            raise t.TraitError(msg)
+        return [lo, hi]
+
+    @t.validate("page_size")
+    def _valid_page_size(self, proposal: dict) -> int:
+        value = int(proposal["value"])
+        if not 1 <= value <= 500:
+            msg = f"page_size must be between 1 and 500, got {value}"
+            raise t.TraitError(msg)
+        return value
+
+    @t.validate("grid_page")
+    def _valid_page(self, proposal: dict) -> int:
+        return max(0, int(proposal["value"]))
+
+    @t.validate("_selection")
+    def _valid_selection(self, proposal: dict) -> bytes:
+        value = proposal["value"]
+        if len(value) % 4:
+            msg = f"_selection must be uint32 bytes (a multiple of 4 long), got {len(value)} bytes"
+            raise t.TraitError(msg)
+        return value
+
+    # ------------------------------------------------------------------ selection API
+
+    @property
+    def selection(self) -> np.ndarray:
+        """The selected row indices (sorted, unique, read-only uint32 array; rows of ``table``)."""
+        view = self._sel.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def selected_frame(self) -> pd.DataFrame:
+        """The table rows of the selection (a copy)."""
+        return self.analysis.table.iloc[self._sel.astype(np.intp)].copy()
+
+    @property
+    def visible(self) -> np.ndarray:
+        """Row indices that pass the current filter."""
+        return self._visible_rows
+
+    def select(self, rows: Any) -> np.ndarray:
+        """Select ``rows`` (row indices, a bool mask of length ``n_points``, or a pandas index/mask
+        of the table); the map and grid show it. Returns the selection."""
+        sel = self._coerce_rows(rows)
+        self._set_selection(sel, source="python", push=True)
+        return self.selection
+
+    def clear_selection(self) -> None:
+        """Select nothing."""
+        self.select(np.zeros(0, dtype=np.intp))
+
+    def observe_selection(self, callback: Callable[[np.ndarray], Any]) -> Callable[[], None]:
+        """Call ``callback(selection)`` after every selection (from the map or from code).
+
+        Returns a function that removes the callback. Errors raised by the callback are shown in
+        the widget's status bar and kept in :attr:`callback_errors` (they would be lost otherwise).
+        """
+        if not callable(callback):
+            msg = f"observe_selection needs a callable, got {type(callback).__name__}"
+            raise TypeError(msg)
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    on_select = observe_selection
+
+    def _coerce_rows(self, rows: Any) -> np.ndarray:
+        n = self.n_points
+        if isinstance(rows, (pd.Series, pd.Index)):
+            rows = rows.to_numpy()
+        arr = np.asarray(rows)
+        if arr.ndim != 1:
+            if arr.ndim == 0:
+                arr = arr.reshape(1)
+            else:
+                msg = f"select() takes 1-D row indices or a bool mask, got shape {arr.shape}"
+                raise ValueError(msg)
+        if arr.dtype == bool:
+            if len(arr) != n:
+                msg = (
+                    f"a bool mask must have one entry per row: got {len(arr)}, the table has {n} "
+                    "(pass row indices instead, or a mask over analysis.table)"
+                )
+                raise ValueError(msg)
+            return np.flatnonzero(arr).astype(np.uint32)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.uint32)
+        if not np.issubdtype(arr.dtype, np.integer):
+            msg = (
+                f"select() takes integer row indices or a bool mask, got dtype {arr.dtype}: "
+                "use analysis.table.index[mask] or np.flatnonzero(mask)"
+            )
+            raise TypeError(msg)
+        bad = arr[(arr < 0) | (arr >= n)]
+        if len(bad):
+            msg = f"row index(es) {bad[:5].tolist()} out of range: the table has rows 0..{n - 1}"
+            raise IndexError(msg)
+        return np.unique(arr).astype(np.uint32)
+
+    def _set_selection(self, sel: np.ndarray, *, source: str, push: bool) -> None:
+        self._sel = np.ascontiguousarray(sel, dtype=np.uint32)
+        self._sel.flags.writeable = False
+        if push:
+            with self.hold_sync():
+                self._selection_source = source
+                self._selection = self._sel.astype("<u4").tobytes()
+                self._selection_counter += 1  # runs _on_selection_trait, as JS does
+        else:
+            self._after_selection()
+
+    def _on_selection_trait(self, _change: dict) -> None:
+        raw = np.frombuffer(self._selection, dtype="<u4")
+        if len(raw) and int(raw.max()) >= self.n_points:
+            self.status = f"ignored a selection with row indices beyond {self.n_points - 1}"
+            return
+        if self._selection_source in ("box", "lasso"):
+            raw = np.unique(raw)  # JS sends sorted; unique is cheap insurance
+        self._sel = raw.astype(np.uint32)
+        self._sel.flags.writeable = False
+        self._after_selection()
+
+    def _after_selection(self) -> None:
+        start = time.perf_counter()
+        with self.hold_sync():
+            self.grid_page = 0
+            self._update_stats()
+            self._update_grid()
+        self.last_latency_ms = (time.perf_counter() - start) * 1e3
+        sel = self.selection
+        for cb in list(self._callbacks):
+            try:
+                cb(sel)
+            except Exception as exc:  # user callbacks: report, never lose the selection
+                text = f"selection callback {getattr(cb, '__name__', cb)!r} failed: {exc!r}"
+                self.callback_errors.append(text)
+                self.status = text
+
+    # ------------------------------------------------------------------ filter & colour
+
+    def set_filter(
+        self,
+        *,
+        classes: Iterable[int | str] | None = None,
+        correct: str | None = None,
+        confidence: tuple[float, float] | None = None,
+    ) -> None:
+        """Change the filter: ``classes`` (indices or names; ``None`` or empty = all), ``correct``
+        (``"all"``, ``"correct"``, ``"incorrect"``), ``confidence`` (``(low, high)``)."""
+        with self.hold_sync():
+            if classes is not None:
+                self.filter_classes = self._class_indices(classes)
+            if correct is not None:
+                self.filter_correct = correct
+            if confidence is not None:
+                self.filter_confidence = list(confidence)
+            self._on_filter(None)
+
+    def _class_indices(self, classes: Iterable[int | str]) -> list[int]:
+        if isinstance(classes, (str, int, np.integer)):
+            classes = [classes]
+        out = []
+        for c in classes:
+            if isinstance(c, str):
+                if c not in self.class_names:
+                    msg = f"unknown class {c!r}: classes are {self.class_names}"
+                    raise ValueError(msg)
+                out.append(self.class_names.index(c))
+            else:
+                out.append(int(c))
+        return out
+
+    def _filter_mask(self) -> np.ndarray:
+        mask = np.ones(self.n_points, dtype=bool)
+        if self.filter_classes:
+            keep = np.zeros(len(self.class_names), dtype=bool)
+            keep[self.filter_classes] = True
+            mask &= keep[self._labels]
+        if self.filter_correct == "correct":
+            mask &= self._correct
+        elif self.filter_correct == "incorrect":
+            mask &= ~self._correct
+        lo, hi = self.filter_confidence
+        if lo > 0.0 or hi < 1.0:
+            mask &= (self._conf >= lo) & (self._conf <= hi)
+        return mask
+
+    def _on_filter(self, _change: dict | None) -> None:
+        mask = self._filter_mask()
+        self._visible_mask = mask
+        self._visible_rows = np.flatnonzero(mask)
+        with self.hold_sync():
+            self._visible = mask.astype(np.uint8).tobytes()
+            self.grid_page = 0
+            self._update_stats()
+            self._update_grid()
+
+    def _apply_color(self) -> None:
+        col = self.color_by
+        if col not in self._color_cache:
+            self._color_cache[col] = encode_color(self.analysis.table, col, self.class_names)
+        codes, info = self._color_cache[col]
+        with self.hold_sync():
+            self._color = codes.tobytes()
+            self._color_info = info
+
+    def _on_color(self, _change: dict) -> None:
+        self._apply_color()
+
+    # ------------------------------------------------------------------ stats & grid
+
+    def _selected_visible(self) -> np.ndarray:
+        sel = self._sel.astype(np.intp)
+        return sel[self._visible_mask[sel]] if len(sel) else sel
+
+    def compute_stats(self) -> dict[str, Any]:
+        """Statistics of the selection inside the filter against everything inside the filter."""
+        rows = self._selected_visible()
+        out = selection_stats(
+            rows, self._visible_rows, labels=self._labels, preds=self._preds,
+            correct=self._correct, class_names=self.class_names,
+        )  # fmt: skip
+        out["n_selected"] = len(self._sel)
+        out["n_hidden"] = len(self._sel) - len(rows)
+        out["n_total"] = self.n_points
+        return out
+
+    def _update_stats(self) -> None:
+        self.stats = self.compute_stats()
+
+    def grid_rows(self, page: int | None = None) -> np.ndarray:
+        """Row indices on grid page ``page`` (default: the current page) of the sorted selection."""
+        rows = self._selected_visible()
+        size = self.page_size
+        page = self.grid_page if page is None else page
+        start = page * size
+        if start >= len(rows):
+            return np.zeros(0, dtype=np.intp)
+        if self.grid_sort == "index":
+            ordered = rows[::-1] if self.grid_descending else rows
+            return ordered[start : start + size]
+        key = self.analysis.table[self.grid_sort].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+        key = np.where(np.isnan(key), -np.inf if self.grid_descending else np.inf, key)
+        if self.grid_descending:
+            key = -key
+        stop = min(start + size, len(rows))
+        if stop < len(rows) // 4:  # partial sort: only the first `stop` keys need ordering
+            part = np.argpartition(key, stop - 1)[:stop]
+            order = part[np.lexsort((rows[part], key[part]))]
+        else:
+            order = np.lexsort((rows, key))
+        return rows[order[start:stop]]
+
+    def _tile(self, row: int) -> dict[str, Any]:
+        tab = self.analysis.table
+        return {
+            "row": row,
+            "id": str(tab["id"].iat[row]),
+            "label": self.class_names[self._labels[row]],
+            "pred": self.class_names[self._preds[row]],
+            "confidence": float(self._conf[row]),
+            "correct": bool(self._correct[row]),
+            "sort_value": (
+                None if self.grid_sort == "index"
+                else _jsonable(tab[self.grid_sort].iat[row])
+            ),
+        }  # fmt: skip
+
+    def _update_grid(self) -> None:
+        rows = self.grid_rows()
+        total = len(self._selected_visible())
+        n_pages = max(1, math.ceil(total / self.page_size))
+        if self.grid_page >= n_pages:
+            self.grid_page = n_pages - 1
+            rows = self.grid_rows()
+        self._grid = {
+            "page": self.grid_page,
+            "n_pages": n_pages,
+            "total": total,
+            "sort": self.grid_sort,
+            "descending": self.grid_descending,
+            "tiles": [self._tile(int(r)) for r in rows],
+        }
+
+    def _on_grid(self, _change: dict) -> None:
+        with self.hold_sync():
+            self.grid_page = 0
+            self._update_grid()
+
+    def _on_page(self, _change: dict) -> None:
+        self._update_grid()
+
+    # ------------------------------------------------------------------ images
+
+    def thumbnail(self, row: int, size: int | None = None) -> bytes:
+        """PNG bytes of row ``row``'s image, at most ``size`` pixels a side (LRU-cached)."""
+        size = self._thumb_size if size is None else int(size)
+        key = (int(row), size)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        img = self.analysis.image(int(row))
+        if max(img.size) > size:
+            img = img.copy()
+            img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", optimize=False, compress_level=1)
+        data = buf.getvalue()
+        self._cache[key] = data
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return data
+
+    def row_info(self, row: int) -> list[list[str]]:
+        """``[[column, value-as-text], …]`` of one row, for the inspector."""
+        rec = self.analysis.table.iloc[int(row)]
+        out = [["row", str(int(row))]]
+        for k, v in rec.items():
+            if k in ("x", "y", "source_index"):
+                continue
+            text = f"{float(v):.4g}" if isinstance(v, (float, np.floating)) else str(v)
+            out.append([str(k), text])
+        return out
+
+    # ------------------------------------------------------------------ messages from JS
+
+    def _handle_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        try:
+            if kind == "thumbs":
+                self._send_thumbs([int(r) for r in content.get("rows", [])][:500])
+            elif kind == "inspect":
+                row = int(content["row"])
+                self._check_row(row)
+                try:
+                    png = [self.thumbnail(row, 320)]
+                    err = ""
+                except Exception as exc:  # one unreadable image must not break the view
+                    png, err = [b""], f"cannot show this image: {exc}"
+                self.send(
+                    {"type": "inspect", "req": content.get("req"), "row": row,
+                     "info": self.row_info(row), "error": err},
+                    buffers=png,
+                )  # fmt: skip
+            elif kind == "slice":
+                self._slice_action(content)
+        except Exception as exc:  # report to the status bar instead of losing it
+            self.status = f"{kind}: {exc}"
+
+    def _check_row(self, row: int) -> None:
+        if not 0 <= row < self.n_points:
+            msg = f"row {row} out of range 0..{self.n_points - 1}"
+            raise IndexError(msg)
+
+    def _send_thumbs(self, rows: list[int]) -> None:
+        buffers, errors = [], []
+        for r in rows:
+            self._check_row(r)
+            try:
+                buffers.append(self.thumbnail(r))
+                errors.append("")
+            except Exception as exc:  # one unreadable image must not break the page
+                buffers.append(b"")
+                errors.append(str(exc))
+        self.send({"type": "thumbs", "rows": rows, "errors": errors}, buffers=buffers)
+
+    def _slice_action(self, content: dict) -> None:
+        op, name = content.get("op"), content.get("name", "")
+        if op == "save":
+            self.save_slice(name)
+        elif op == "load":
+            self.load_slice(name)
+        elif op == "delete":
+            self.delete_slice(name)
+        elif op == "export":
+            path = self.export_slice(name, fmt=content.get("fmt", "csv"))
+            self.status = f"exported slice {name!r} to {path}"
+
+    # ------------------------------------------------------------------ named slices
+
+    @property
+    def slices_path(self) -> Path | None:
+        """Where slices are stored (``<analysis folder>/slices.json``), or None when in memory."""
+        folder = self.analysis.folder
+        return None if folder is None else Path(folder) / "slices.json"
+
+    def _read_slices(self) -> dict[str, dict[str, Any]]:
+        path = self.slices_path
+        if path is None:
+            return self._memory_slices
+        if not path.exists():
+            return {}
+        data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("slices"), dict):
+            msg = f"{path} is not a faultlens slices file (no 'slices' object)"
+            raise ValueError(msg)
+        return data["slices"]
+
+    def _write_slices(self, slices: dict[str, dict[str, Any]]) -> None:
+        path = self.slices_path
+        if path is None:
+            self._memory_slices = slices
+        else:
+            write_json(path, {"format": 1, "slices": slices})
+        self._refresh_slices(slices)
+
+    def _refresh_slices(self, slices: dict[str, dict[str, Any]] | None = None) -> None:
+        try:
+            slices = self._read_slices() if slices is None else slices
+        except (ValueError, OSError) as exc:
+            self.status = f"cannot read saved slices: {exc}"
+            slices = {}
+        self.slices = [
+            {"name": k, "n": len(v.get("rows", [])), "created": v.get("created", "")}
+            for k, v in sorted(slices.items())
+        ]
+
+    def save_slice(self, name: str, rows: Any = None) -> None:
+        """Save the selection (or ``rows``) under ``name`` in ``<folder>/slices.json`` (atomically).
+
+        Without an analysis folder the slice is kept in memory only (save the analysis first to keep
+        it). An existing slice of that name is replaced.
+        """
+        check_slice_name(name)
+        sel = self._sel if rows is None else self._coerce_rows(rows)
+        if len(sel) == 0:
+            msg = "nothing to save: the selection is empty (draw a box or lasso on the map first)"
+            raise ValueError(msg)
+        slices = dict(self._read_slices())
+        ids = self.analysis.table["id"].to_numpy()[sel.astype(np.intp)]
+        slices[name] = {
+            "rows": sel.astype(int).tolist(),
+            "ids": [str(i) for i in ids],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        self._write_slices(slices)
+        where = self.slices_path or "memory (the analysis has no folder: analysis.save(folder))"
+        self.status = f"saved slice {name!r} ({len(sel)} images) in {where}"
+
+    def slice_rows(self, name: str) -> np.ndarray:
+        """Row indices of the saved slice ``name`` (matched by image id when ids are stored)."""
+        check_slice_name(name)
+        slices = self._read_slices()
+        if name not in slices:
+            msg = f"no slice named {name!r}; saved slices: {sorted(slices)}"
+            raise KeyError(msg)
+        entry = slices[name]
+        rows = np.asarray(entry.get("rows", []), dtype=np.int64)
+        ids = entry.get("ids")
+        table_ids = self.analysis.table["id"].astype(str).to_numpy()
+        in_range = len(rows) == 0 or (rows.min() >= 0 and rows.max() < self.n_points)
+        if ids is not None and not (in_range and np.array_equal(table_ids[rows], np.asarray(ids))):
+            pos = pd.Index(table_ids).get_indexer(ids)
+            lost = int((pos < 0).sum())
+            if lost:
+                self.status = f"slice {name!r}: {lost} image id(s) are no longer in the table"
+            rows = pos[pos >= 0]
+        elif not in_range:
+            msg = f"slice {name!r} refers to rows outside this table"
+            raise ValueError(msg)
+        return np.unique(rows).astype(np.uint32)
+
+    def load_slice(self, name: str) -> np.ndarray:
+        """Select the saved slice ``name``; returns the selection."""
+        rows = self.slice_rows(name)
+        self._set_selection(rows, source="slice", push=True)
+        self.status = f"loaded slice {name!r} ({len(rows)} images)"
+        return self.selection
+
+    def delete_slice(self, name: str) -> None:
+        """Delete the saved slice ``name``."""
+        check_slice_name(name)
+        slices = dict(self._read_slices())
+        if name not in slices:
+            msg = f"no slice named {name!r}; saved slices: {sorted(slices)}"
+            raise KeyError(msg)
+        del slices[name]
+        self._write_slices(slices)
+        self.status = f"deleted slice {name!r}"
+
+    def slice_frame(self, name: str) -> pd.DataFrame:
+        """``id``, ``path``, ``label``/``label_name``, ``pred``/``pred_name``, ``confidence``,
+        ``correct`` and ``row`` of the saved slice ``name``."""
+        rows = self.slice_rows(name).astype(np.intp)
+        cols = [c for c in ("id", "path", "label", "label_name", "pred", "pred_name", "confidence",
+                            "loss", "correct") if c in self.analysis.table.columns]  # fmt: skip
+        frame = self.analysis.table.iloc[rows][cols].copy()
+        frame.insert(0, "row", rows)
+        return frame.reset_index(drop=True)
+
+    def export_slice(
+        self, name: str, path: str | Path | None = None, *, fmt: str | None = None
+    ) -> Path:
+        """Write the slice ``name`` to CSV or parquet (by ``fmt`` or the suffix of ``path``).
+
+        Default path: ``<analysis folder>/slices/<name>.<fmt>``.
+        """
+        check_slice_name(name)
+        if path is None:
+            fmt = fmt or "csv"
+            if self.analysis.folder is None:
+                msg = "the analysis has no folder: pass path= or save the analysis first"
+                raise ValueError(msg)
+            path = Path(self.analysis.folder) / "slices" / f"{name}.{fmt}"
+        path = Path(path)
+        fmt = fmt or path.suffix.lstrip(".").lower()
+        if fmt not in ("csv", "parquet"):
+            msg = f"export format must be 'csv' or 'parquet', got {fmt!r}"
+            raise ValueError(msg)
+        frame = self.slice_frame(name)
+        from faultlens.store import atomic_path
+
+        with atomic_path(path) as tmp:
+            if fmt == "csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+        return path
+
+    # ------------------------------------------------------------------ static output
+
+    def render_png(self, width: int = 720, height: int = 480) -> bytes:
+        """A PNG of the map as currently coloured, filtered and selected (made with PIL)."""
+        codes, info = self._color_cache[self.color_by]
+        pal = _palette_rgb(info)
+        x = np.frombuffer(self._x, dtype="<f4")
+        y = np.frombuffer(self._y, dtype="<f4")
+        legend_w = 170
+        w_map = max(64, width - legend_w)
+        img = np.full((height, width, 3), 255, dtype=np.uint8)
+        ok = self._placed & self._visible_mask
+        if ok.any():
+            x0, x1 = float(x[self._placed].min()), float(x[self._placed].max())
+            y0, y1 = float(y[self._placed].min()), float(y[self._placed].max())
+            pad = 12
+            sx = (w_map - 2 * pad) / max(x1 - x0, 1e-9)
+            sy = (height - 2 * pad) / max(y1 - y0, 1e-9)
+            s = min(sx, sy)
+            ox = pad + (w_map - 2 * pad - s * (x1 - x0)) / 2
+            oy = pad + (height - 2 * pad - s * (y1 - y0)) / 2
+            px = (ox + (x - x0) * s).astype(np.int64)
+            py = (height - 1 - (oy + (y - y0) * s)).astype(np.int64)
+            selected = np.zeros(self.n_points, dtype=bool)
+            selected[self._sel.astype(np.intp)] = True
+            r = 1 if self.n_points > 20000 else 2
+            layers = [ok & ~selected, ok & selected] if len(self._sel) else [ok]
+            for li, layer in enumerate(layers):
+                idx = np.flatnonzero(layer)
+                colors = pal[codes[idx]]
+                if len(self._sel) and li == 0:
+                    colors = (colors.astype(np.uint16) + 2 * 235) // 3  # dim the unselected
+                for dx in range(r):
+                    for dy in range(r):
+                        cx = np.clip(px[idx] + dx, 0, w_map - 1)
+                        cy = np.clip(py[idx] + dy, 0, height - 1)
+                        img[cy, cx] = colors
+        pil = Image.fromarray(img)
+        draw = ImageDraw.Draw(pil)
+        lx = w_map + 8
+        draw.text((lx, 8), f"colour: {self.color_by}"[:26], fill=(0, 0, 0))
+        if info["kind"] == "category":
+            for i, label in enumerate(info["labels"][:24]):
+                yy = 28 + 16 * i
+                draw.rectangle([lx, yy + 2, lx + 10, yy + 12], fill=tuple(pal[i].tolist()))
+                draw.text((lx + 16, yy), str(label)[:22], fill=(0, 0, 0))
+        else:
+            for i in range(200):
+                code = 254 - int(i * 254 / 199)
+                draw.line([lx, 28 + i, lx + 14, 28 + i], fill=tuple(pal[code].tolist()))
+            draw.text((lx + 20, 26), f"{info.get('vmax') or 0:.3g}", fill=(0, 0, 0))
+            draw.text((lx + 20, 218), f"{info.get('vmin') or 0:.3g}", fill=(0, 0, 0))
+        draw.text((8, height - 16), f"{len(self._visible_rows)} of {self.n_points} shown, "
+                  f"{len(self._sel)} selected", fill=(60, 60, 60))  # fmt: skip
+        buf = io.BytesIO()
+        pil.save(buf, format="PNG")
+        return buf.getvalue()
+
+    def summary_html(self, png: bytes | None = None) -> str:
+        """Static HTML: the map image, the selection statistics and the saved slices (escaped)."""
+        e = html.escape
+        png = self.render_png() if png is None else png
+        s = self.stats.get("selection", {})
+        parts = [
+            '<div class="faultlens-static">',
+            f"<p><b>faultlens Explorer</b> — {self.n_points} images, "
+            f"{len(self.class_names)} classes: {e(', '.join(self.class_names[:20]))}</p>",
+            f'<img alt="faultlens map coloured by {e(self.color_by)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>',
+        ]
+        if s.get("n"):
+            parts.append(
+                f"<p>selection: {s['n']} images, error rate {s['error_rate']:.1%} "
+                f"(95% CI {s['ci_low']:.1%}–{s['ci_high']:.1%})</p>"
+            )
+        if self.slices:
+            parts.append("<table><tr><th>slice</th><th>images</th><th>created</th></tr>")
+            parts.extend(
+                f"<tr><td>{e(str(sl['name']))}</td><td>{int(sl['n'])}</td>"
+                f"<td>{e(str(sl['created']))}</td></tr>"
+                for sl in self.slices
+            )
+            parts.append("</table>")
+        else:
+            parts.append("<p>no saved slices</p>")
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
+        try:
+            png = self.render_png()
+            data["image/png"] = base64.b64encode(png).decode()
+            data["text/html"] = self.summary_html(png)
+        except Exception as exc:  # the live widget matters more than the static copy
+            data["text/plain"] = f"{data.get('text/plain', '')} (static image failed: {exc})"
+        return data, meta
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    return None if v is None else str(v)
