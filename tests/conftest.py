@@ -31,7 +31,7 @@ class TinyNet(nn.Module):
         return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
 
 
-def tiny_transform(img) -> torch.Tensor:  # noqa: ANN001
+def tiny_transform(img) -> torch.Tensor:
     arr = np.asarray(img.convert("RGB").resize((16, 16)), dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1)
 

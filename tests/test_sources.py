@@ -7,15 +7,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import faultlens
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
-import faultlens
 from faultlens.analysis.projection import ProjectionWarning
 from faultlens.data.decode import ImageDecodeError, decode_image
 from faultlens.data.sources import ArraySource, FolderSource, TableSource, as_source
+from PIL import Image
+
 from tests.conftest import tiny_transform
 
 
@@ -23,10 +23,17 @@ def _png_with_declared_size(w: int, h: int) -> bytes:
     """A PNG whose header declares w×h but carries one row of data (a decompression bomb header)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _save(img: Image.Image, path: Path, **kw) -> Path:
@@ -75,8 +82,15 @@ def make_messy_folder(root: Path) -> dict[str, str]:
 
 def test_odd_modes_decode_to_rgb(tmp_path: Path) -> None:
     make_messy_folder(tmp_path)
-    for name in ["cat/rgb.png", "cat/gray.png", "cat/rgba.png", "dog/palette.gif", "dog/cmyk.jpg",
-                 "dog/sixteen.png", "dog/animated.gif"]:
+    for name in [
+        "cat/rgb.png",
+        "cat/gray.png",
+        "cat/rgba.png",
+        "dog/palette.gif",
+        "dog/cmyk.jpg",
+        "dog/sixteen.png",
+        "dog/animated.gif",
+    ]:
         img = decode_image(tmp_path / name)
         assert img.mode == "RGB"
         assert img.size == (30, 20), name

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from faultlens.data.sources import ArraySource
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, atomic_path, make_key, read_npy, write_json, write_npy
@@ -44,16 +43,20 @@ CHILD = textwrap.dedent(
 
 
 def _embed(cache: Path) -> tuple[np.ndarray, list[int]]:
-    from tests.conftest import TinyNet, blob_images, tiny_transform
-
     from faultlens.models.embedders import LayerEmbedder
+
+    from tests.conftest import TinyNet, blob_images, tiny_transform
 
     imgs, labels = blob_images(96)
     emb = LayerEmbedder(TinyNet().eval(), "conv", tiny_transform)
     emb.id = "slow-tiny"  # the same cache identity as the child's
     res = run_models(
-        ArraySource(imgs, labels), {"e": emb}, store=ArtifactStore(cache), batch_size=4,
-        shard_size=8, progress=False,
+        ArraySource(imgs, labels),
+        {"e": emb},
+        store=ArtifactStore(cache),
+        batch_size=4,
+        shard_size=8,
+        progress=False,
     )
     return res.outputs["e"], res.computed_shards["e"]
 
@@ -96,9 +99,14 @@ def test_killed_run_resumes_with_only_missing_shards(tmp_path: Path) -> None:
 def test_atomic_write_keeps_old_content_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "a.json"
     write_json(target, {"v": 1})
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text('{"v": 2, "half')
-        raise RuntimeError("disk full")
+
+    def failing_writer() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"v": 2, "half')
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        failing_writer()
     assert target.read_text().startswith("{") and '"v": 1' in target.read_text()
     assert list(tmp_path.iterdir()) == [target]
 

@@ -57,7 +57,7 @@ def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.
     return model
 
 
-def _embedder(spec: str, image_size: int):  # noqa: ANN202
+def _embedder(spec: str, image_size: int):
     from faultlens.models.embedders import EfficientNetLiteEmbedder, OpenClipEmbedder
 
     if spec == "offline":
@@ -141,4 +141,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -42,9 +42,13 @@ def demo(
     t0 = time.perf_counter()
     splits = load_spurious_fashion_mnist(n_test_per_class=n_test_per_class, seed=seed)
     train, test = splits["train"], splits["test"]
-    say(f"[faultlens] spurious Fashion-MNIST: {len(train.labels)} train, {len(test.labels)} test images")
+    say(
+        f"[faultlens] spurious Fashion-MNIST: {len(train.labels)} train, {len(test.labels)} test images"
+    )
     say("[faultlens] classifier: small CNN (trained once, then cached)")
-    model = trained_cnn(train.images, train.labels, store=store, seed=seed, force=force, progress=progress)
+    model = trained_cnn(
+        train.images, train.labels, store=store, seed=seed, force=force, progress=progress
+    )
     source = ArraySource(
         test.images,
         test.labels,
@@ -52,7 +56,9 @@ def demo(
         ids=[f"test-{i:05d}" for i in range(len(test.labels))],
         columns=test.columns(),
     )
-    say(f"[faultlens] embedder: EfficientNet-Lite0 (ImageNet weights, offline) at {DEMO_EMBED_SIZE} px")
+    say(
+        f"[faultlens] embedder: EfficientNet-Lite0 (ImageNet weights, offline) at {DEMO_EMBED_SIZE} px"
+    )
     analysis = analyze(
         source,
         classifier=Classifier(model, demo_transform, class_names=CLASS_NAMES, name="demo-cnn"),

@@ -257,4 +257,3 @@ class ShardedArray:
                 for a in arrays
             ]
         return np.concatenate(arrays, axis=0), notes
-

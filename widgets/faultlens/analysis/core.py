@@ -23,8 +23,19 @@ from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, read_json, read_npy, write_json, write_npy
 
 #: Columns every analysis table has, in this order (user columns follow).
-CORE_COLUMNS = ["id", "path", "label", "label_name", "pred", "pred_name", "confidence", "loss",
-                "correct", "x", "y"]
+CORE_COLUMNS = [
+    "id",
+    "path",
+    "label",
+    "label_name",
+    "pred",
+    "pred_name",
+    "confidence",
+    "loss",
+    "correct",
+    "x",
+    "y",
+]
 
 
 class Analysis:
@@ -123,7 +134,8 @@ class Analysis:
         per_class = self.group_accuracy("label_name").sort_values("accuracy")
         lines.append("accuracy per class (worst first):")
         lines.extend(
-            f"  {name:<16} {row.accuracy:6.1%}  (n={int(row.n)})" for name, row in per_class.iterrows()
+            f"  {name:<16} {row.accuracy:6.1%}  (n={int(row.n)})"
+            for name, row in per_class.iterrows()
         )
         if self.skipped:
             lines.append(f"{len(self.skipped)} item(s) skipped:")
@@ -188,7 +200,9 @@ class Analysis:
             probs=opt(folder / "probs.npy"),
             embeddings=opt(folder / "embeddings.npy"),
             arrays=arrays,
-            skipped=read_json(folder / "skipped.json") if (folder / "skipped.json").exists() else [],
+            skipped=read_json(folder / "skipped.json")
+            if (folder / "skipped.json").exists()
+            else [],
             meta=info.get("meta", {}),
             source=source,
             folder=folder,
@@ -287,7 +301,9 @@ def analyze(
         raise TypeError(msg)
     for name, arr in (("probs", probs), ("embeddings", embeddings)):
         if arr is not None and len(arr) != n:
-            msg = f"{name} has {len(arr)} rows but the source has {n} images: pass one row per image"
+            msg = (
+                f"{name} has {len(arr)} rows but the source has {n} images: pass one row per image"
+            )
             raise ValueError(msg)
 
     store = ArtifactStore(cache_dir)
@@ -368,7 +384,9 @@ def build_table(src: ImageSource, keep: np.ndarray, out: Outputs, xy: np.ndarray
     table = pd.DataFrame(
         {
             "id": ids,
-            "path": paths if paths is not None else pd.Series([None] * int(keep.sum()), dtype=object),
+            "path": paths
+            if paths is not None
+            else pd.Series([None] * int(keep.sum()), dtype=object),
             "label": labels,
             "label_name": names[labels],
             "pred": out.pred,

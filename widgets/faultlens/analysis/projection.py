@@ -101,7 +101,7 @@ def _project(
 
     t0 = time.perf_counter()
     if progress:
-        print(  # noqa: T201 - a user must not stare at a silent cell during numba's compile
+        print(
             f"UMAP on {n} points × {X.shape[1]} dims (the first fit in a process compiles "
             "for 10–60 s)…",
             file=sys.stderr,
@@ -121,7 +121,7 @@ def _project(
         warnings.filterwarnings("ignore", message=".*force_all_finite.*")
         xy = reducer.fit_transform(X)
     if progress:
-        print(f"UMAP done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)  # noqa: T201
+        print(f"UMAP done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     out[good] = _unit_box(xy)
     return out
 

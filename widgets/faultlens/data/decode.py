@@ -6,6 +6,7 @@ batch can skip it, name it in its report, and go on.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -83,10 +84,8 @@ def _open(fh: io.IOBase) -> Image.Image:
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             msg = f"truncated or corrupt image data ({exc})"
             raise ImageDecodeError(msg) from None
-        try:
+        with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image
             img = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001, S110 - a broken EXIF block must not lose the image
-            pass
         return _to_rgb(img)
 
 

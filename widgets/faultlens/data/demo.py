@@ -182,6 +182,10 @@ def load_spurious_fashion_mnist(
     own, other = (CUE_TRAIN_OWN, CUE_TRAIN_OTHER) if correlated else (CUE_TEST, CUE_TEST)
     return {
         "train": _plant(tr_x[tr], tr_y[tr], rng, cue_own=own, cue_other=other, rare=RARE_TRAIN),
-        "val": _plant(tr_x[va], tr_y[va], rng, cue_own=CUE_TEST, cue_other=CUE_TEST, rare=RARE_TEST),
-        "test": _plant(te_x[te], te_y[te], rng, cue_own=CUE_TEST, cue_other=CUE_TEST, rare=RARE_TEST),
+        "val": _plant(
+            tr_x[va], tr_y[va], rng, cue_own=CUE_TEST, cue_other=CUE_TEST, rare=RARE_TEST
+        ),
+        "test": _plant(
+            te_x[te], te_y[te], rng, cue_own=CUE_TEST, cue_other=CUE_TEST, rare=RARE_TEST
+        ),
     }

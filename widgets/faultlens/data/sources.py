@@ -69,8 +69,11 @@ def _encode_labels(
         msg = f"{where}: labels must be 1-D, got shape {arr.shape}"
         raise ValueError(msg)
     if arr.dtype.kind in "iu":
-        names = list(class_names) if class_names is not None else [str(c) for c in range(
-            int(arr.max(initial=-1)) + 1)]
+        names = (
+            list(class_names)
+            if class_names is not None
+            else [str(c) for c in range(int(arr.max(initial=-1)) + 1)]
+        )
         bad = np.flatnonzero((arr < 0) | (arr >= len(names)))
         if len(bad):
             msg = (
@@ -283,7 +286,7 @@ class TorchDatasetSource(ImageSource):
         """The label of item i; an item that raises is remembered as broken (label 0 stands in)."""
         try:
             return int(self.dataset[i][1])
-        except Exception as exc:  # noqa: BLE001 - a user dataset may raise anything per item
+        except Exception as exc:
             self._broken[i] = f"dataset raised {type(exc).__name__}: {exc}"
             return 0
 
@@ -292,7 +295,7 @@ class TorchDatasetSource(ImageSource):
             raise ImageDecodeError(self._broken[i])
         try:
             item = self.dataset[i]
-        except Exception as exc:  # noqa: BLE001 - a user dataset may raise anything per item
+        except Exception as exc:
             msg = f"dataset raised {type(exc).__name__}: {exc}"
             raise ImageDecodeError(msg) from None
         img = item[0] if isinstance(item, (tuple, list)) else item

@@ -109,7 +109,9 @@ class TorchBatchModel:
     def __call__(self, images: Sequence[Any] | torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """Run on images (PIL, arrays, paths) or on an already-transformed (N, C, H, W) tensor."""
         if isinstance(images, torch.Tensor):
-            parts = [self.run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+            parts = [
+                self.run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)
+            ]
         else:
             parts = []
             for i in range(0, len(images), batch_size):

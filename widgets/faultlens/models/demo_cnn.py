@@ -82,7 +82,7 @@ def train_cnn(
             opt.step()
             total += float(loss.detach()) * len(idx)
         if progress:
-            print(  # noqa: T201
+            print(
                 f"  epoch {epoch + 1}/{epochs}: loss {total / len(y):.3f} "
                 f"({time.perf_counter() - t0:.0f} s)",
                 flush=True,
@@ -119,5 +119,7 @@ def trained_cnn(
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-image correctness of ``model`` on uint8 images."""
     with torch.inference_mode():
-        pred = torch.cat([model(to_tensor(images[i : i + 512])).argmax(1) for i in range(0, len(images), 512)])
+        pred = torch.cat(
+            [model(to_tensor(images[i : i + 512])).argmax(1) for i in range(0, len(images), 512)]
+        )
     return pred.numpy() == labels

@@ -68,10 +68,15 @@ class OpenClipEmbedder(TorchBatchModel):
 
         dev = resolve_device(device)
         pre = str(pretrained) if pretrained is not None else None
-        if pre is not None and Path(pre).suffix in (".pt", ".pth", ".bin", ".safetensors"):
-            if not Path(pre).is_file():
-                msg = f"checkpoint file {pre!r} not found"
-                raise FileNotFoundError(msg)
+        looks_like_file = pre is not None and Path(pre).suffix in (
+            ".pt",
+            ".pth",
+            ".bin",
+            ".safetensors",
+        )
+        if looks_like_file and not Path(pre).is_file():
+            msg = f"checkpoint file {pre!r} not found"
+            raise FileNotFoundError(msg)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pre, device=dev, cache_dir=cache_dir
@@ -114,9 +119,11 @@ class OpenClipEmbedder(TorchBatchModel):
 
     @property
     def dim(self) -> int:
-        return int(self.module.text_projection.shape[-1]) if hasattr(
-            self.module, "text_projection") and self.module.text_projection is not None else int(
-            self.module.visual.output_dim)
+        return (
+            int(self.module.text_projection.shape[-1])
+            if hasattr(self.module, "text_projection") and self.module.text_projection is not None
+            else int(self.module.visual.output_dim)
+        )
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         """L2-normalised text embeddings, (len(texts), D) float32."""
@@ -127,7 +134,9 @@ class OpenClipEmbedder(TorchBatchModel):
             tokens = self.tokenizer(list(texts[i : i + batch_size])).to(self.device)
             with inference_context(self.device):
                 out.append(_l2(self.module.encode_text(tokens)).cpu().numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+        return (
+            np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+        )
 
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0
@@ -204,7 +213,7 @@ class EfficientNetLiteEmbedder(TorchBatchModel):
 def _lite_forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     fmap = net.extract_features(x)
     pooled = fmap.mean(dim=(2, 3))
-    logits = net._fc(pooled)  # noqa: SLF001 - the package's own head
+    logits = net._fc(pooled)
     return torch.cat([_l2(pooled), logits.float()], dim=1)
 
 

@@ -48,7 +48,7 @@ class _Items(Dataset):
             return i, [m.transform(img) for m in self.models], ""
         except ImageDecodeError as exc:
             return i, None, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a transform may fail on one odd image
+        except Exception as exc:
             return i, None, f"could not be prepared for the model ({type(exc).__name__}: {exc})"
 
 
@@ -142,15 +142,14 @@ def run_models(
         shard = next(shard_iter)
         filled = 0
         for idx, ok, reasons, stacks in loader:
-            outs = (
-                {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
-            )
+            outs = {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
             ok_arr = np.asarray(ok)
             for a in active:
                 width = outs[a].shape[1] if a in outs else None
                 pending[a].append((outs.get(a), ok_arr, width))  # type: ignore[arg-type]
             notes.extend(
-                [i, source.describe(i), r] for i, good, r in zip(idx, ok, reasons, strict=True)
+                [i, source.describe(i), r]
+                for i, good, r in zip(idx, ok, reasons, strict=True)
                 if not good
             )
             filled += len(idx)

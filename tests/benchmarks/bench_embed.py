@@ -1,0 +1,83 @@
+"""Embedding pipeline throughput vs the bare model's forward pass on pre-made tensors, same run.
+
+    python tests/benchmarks/bench_embed.py [--n 256] [--repeats 3] [--skip-vit]
+
+Prints images/s of both and their ratio (goal ≥ 0.9). The pipeline path decodes PNG files from a
+folder, transforms, batches, runs the model and writes shards to a fresh cache; the baseline only
+runs the forward pass on tensors made beforehand. Not a test: it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from faultlens.data.sources import FolderSource
+from faultlens.models.embedders import EfficientNetLiteEmbedder, OpenClipEmbedder
+from faultlens.models.runner import run_models
+from faultlens.store import ArtifactStore
+
+
+def make_folder(root: Path, n: int, size: int) -> FolderSource:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        d = root / f"c{i % 4}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return FolderSource(root)
+
+
+def bare(model, tensors: torch.Tensor, batch: int) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    for i in range(0, len(tensors), batch):
+        model.run(tensors[i : i + batch])
+    return len(tensors) / (time.perf_counter() - t0)
+
+
+def pipeline(model, source: FolderSource, batch: int, workers: int) -> float:  # noqa: ANN001
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        run_models(source, {"e": model}, store=ArtifactStore(cache), batch_size=batch,
+                   num_workers=workers, progress=False)
+        return len(source) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--skip-vit", action="store_true")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    models = {"EfficientNet-Lite0 @224": EfficientNetLiteEmbedder(224),
+              "EfficientNet-Lite0 @112": EfficientNetLiteEmbedder(112)}
+    if not args.skip_vit:
+        models["open_clip ViT-B-32 (random)"] = OpenClipEmbedder("ViT-B-32", pretrained=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = make_folder(Path(tmp) / "imgs", args.n, 256)
+        workers = args.workers if args.workers is not None else None
+        print(f"{args.n} PNG images 256×256, batch {args.batch}, torch threads {torch.get_num_threads()}")
+        print(f"{'model':<30} {'bare img/s':>11} {'pipeline img/s':>15} {'ratio':>7}")
+        for name, model in models.items():
+            tensors = torch.stack([model.transform(source.load(i)) for i in range(len(source))])
+            bare(model, tensors[: args.batch], args.batch)  # warm-up
+            b = [bare(model, tensors, args.batch) for _ in range(args.repeats)]
+            from faultlens.models.runner import default_workers
+
+            w = default_workers(source) if workers is None else workers
+            p = [pipeline(model, source, args.batch, w) for _ in range(args.repeats)]
+            mb, mp = statistics.median(b), statistics.median(p)
+            print(f"{name:<30} {mb:11.1f} {mp:15.1f} {mp / mb:7.2f}   (medians of {args.repeats}, workers={w})")
+
+
+if __name__ == "__main__":
+    main()
