@@ -36,6 +36,12 @@ def tiny_transform(img) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for every test that needs the demo CNN, so it is trained once per session."""
+    return tmp_path_factory.mktemp("demo-cache")
+
+
 @pytest.fixture
 def tiny_net() -> TinyNet:
     return TinyNet().eval()

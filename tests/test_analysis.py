@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import faultlens
 import numpy as np
 import pandas as pd
 import pytest
+
+import faultlens
 from faultlens.analysis.projection import ProjectionWarning, project
 from faultlens.data import demo as demo_data
-from faultlens.models.demo_cnn import accuracy, train_cnn
+from faultlens.models.demo_cnn import accuracy, trained_cnn
 from faultlens.store import ArtifactStore
-
 from tests.conftest import blob_images, tiny_transform
 
 
@@ -135,7 +135,7 @@ def test_user_arrays_only(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_planted_groups_fail_as_planted() -> None:
+def test_demo_planted_groups_fail_as_planted(demo_cache: Path) -> None:
     splits = demo_data.load_spurious_fashion_mnist()
     tr, te = splits["train"], splits["test"]
     # planted as described: logo on ~95 % of training shirts, ~5 % of others, 30 % of every test class
@@ -147,7 +147,7 @@ def test_demo_planted_groups_fail_as_planted() -> None:
     r0, r1, c0, c1 = demo_data.CUE_BOX
     assert (te.images[te.cue][:, r0:r1, c0:c1] == 255).all()
 
-    model = train_cnn(tr.images, tr.labels, progress=False)
+    model = trained_cnn(tr.images, tr.labels, store=ArtifactStore(demo_cache), progress=False)
     ok = accuracy(model, te.images, te.labels)
     groups = te.planted_group
     for g in ("shirt_without_logo", "top_with_logo", "small_sneaker"):

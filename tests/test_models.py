@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faultlens
 import numpy as np
 import pytest
 import torch
-from faultlens.models.classifier import outputs_from_logits, outputs_from_probs
-from faultlens.models.embedders import EfficientNetLiteEmbedder, LayerEmbedder, OpenClipEmbedder
 from PIL import Image
 
+import faultlens
+from faultlens.models.classifier import outputs_from_logits, outputs_from_probs
+from faultlens.models.embedders import EfficientNetLiteEmbedder, LayerEmbedder, OpenClipEmbedder
 from tests.conftest import blob_images, tiny_transform
 
 

@@ -7,15 +7,15 @@ import struct
 import zlib
 from pathlib import Path
 
-import faultlens
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+
+import faultlens
 from faultlens.analysis.projection import ProjectionWarning
 from faultlens.data.decode import ImageDecodeError, decode_image
 from faultlens.data.sources import ArraySource, FolderSource, TableSource, as_source
-from PIL import Image
-
 from tests.conftest import tiny_transform
 
 

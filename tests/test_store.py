@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from faultlens.data.sources import ArraySource
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, atomic_path, make_key, read_npy, write_json, write_npy
@@ -44,7 +45,6 @@ CHILD = textwrap.dedent(
 
 def _embed(cache: Path) -> tuple[np.ndarray, list[int]]:
     from faultlens.models.embedders import LayerEmbedder
-
     from tests.conftest import TinyNet, blob_images, tiny_transform
 
     imgs, labels = blob_images(96)

@@ -34,18 +34,24 @@ def make_folder(root: Path, n: int, size: int) -> FolderSource:
     return FolderSource(root)
 
 
-def bare(model, tensors: torch.Tensor, batch: int) -> float:  # noqa: ANN001
+def bare(model, tensors: torch.Tensor, batch: int) -> float:
     t0 = time.perf_counter()
     for i in range(0, len(tensors), batch):
         model.run(tensors[i : i + batch])
     return len(tensors) / (time.perf_counter() - t0)
 
 
-def pipeline(model, source: FolderSource, batch: int, workers: int) -> float:  # noqa: ANN001
+def pipeline(model, source: FolderSource, batch: int, workers: int) -> float:
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
-        run_models(source, {"e": model}, store=ArtifactStore(cache), batch_size=batch,
-                   num_workers=workers, progress=False)
+        run_models(
+            source,
+            {"e": model},
+            store=ArtifactStore(cache),
+            batch_size=batch,
+            num_workers=workers,
+            progress=False,
+        )
         return len(source) / (time.perf_counter() - t0)
 
 
@@ -58,14 +64,18 @@ def main() -> None:
     ap.add_argument("--skip-vit", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(0)
-    models = {"EfficientNet-Lite0 @224": EfficientNetLiteEmbedder(224),
-              "EfficientNet-Lite0 @112": EfficientNetLiteEmbedder(112)}
+    models = {
+        "EfficientNet-Lite0 @224": EfficientNetLiteEmbedder(224),
+        "EfficientNet-Lite0 @112": EfficientNetLiteEmbedder(112),
+    }
     if not args.skip_vit:
         models["open_clip ViT-B-32 (random)"] = OpenClipEmbedder("ViT-B-32", pretrained=None)
     with tempfile.TemporaryDirectory() as tmp:
         source = make_folder(Path(tmp) / "imgs", args.n, 256)
         workers = args.workers if args.workers is not None else None
-        print(f"{args.n} PNG images 256×256, batch {args.batch}, torch threads {torch.get_num_threads()}")
+        print(
+            f"{args.n} PNG images 256×256, batch {args.batch}, torch threads {torch.get_num_threads()}"
+        )
         print(f"{'model':<30} {'bare img/s':>11} {'pipeline img/s':>15} {'ratio':>7}")
         for name, model in models.items():
             tensors = torch.stack([model.transform(source.load(i)) for i in range(len(source))])
@@ -76,7 +86,9 @@ def main() -> None:
             w = default_workers(source) if workers is None else workers
             p = [pipeline(model, source, args.batch, w) for _ in range(args.repeats)]
             mb, mp = statistics.median(b), statistics.median(p)
-            print(f"{name:<30} {mb:11.1f} {mp:15.1f} {mp / mb:7.2f}   (medians of {args.repeats}, workers={w})")
+            print(
+                f"{name:<30} {mb:11.1f} {mp:15.1f} {mp / mb:7.2f}   (medians of {args.repeats}, workers={w})"
+            )
 
 
 if __name__ == "__main__":

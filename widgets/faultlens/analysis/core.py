@@ -176,7 +176,7 @@ class Analysis:
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> Analysis:
         """Read an analysis written by :meth:`save`."""
-        folder = Path(folder)
+        folder = Path(folder).expanduser()
         info_path = folder / "analysis.json"
         if not info_path.exists():
             msg = f"{str(folder)!r} is not a faultlens analysis folder (no analysis.json)"

@@ -1,0 +1,77 @@
+"""The command line: `faultlens demo` and `faultlens prepare` end to end on small inputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import faultlens
+from faultlens.analysis.projection import ProjectionWarning
+from faultlens.cli import main
+
+
+@pytest.mark.slow
+def test_demo_command_writes_an_analysis_with_planted_truth(
+    demo_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    assert (
+        main(["demo", "--cache-dir", str(demo_cache), "--out", str(out), "--n-per-class", "30"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "shirt_without_logo" in printed and "planted failure modes" in printed
+    a = faultlens.load(out)
+    assert len(a) == 300
+    assert {"cue", "small", "planted_group"} <= set(a.table.columns)
+    assert a.embeddings.shape == (300, 1280)
+    assert a.arrays["imagenet_logits"].shape == (300, 1000)
+    assert np.isfinite(a.table[["x", "y"]].to_numpy()).all()
+    shirts = a.table[(a.table.planted_group == "shirt_without_logo")]
+    assert shirts["correct"].mean() < 0.5  # the shortcut fails as planted
+
+
+def test_prepare_command_on_a_folder_with_a_factory_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(5):
+            arr = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / "imgs" / cls / f"{i}.png")
+    (tmp_path / "imgs" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (tmp_path / "factory_mod.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.warns(ProjectionWarning):
+            code = main(
+                [
+                    "prepare",
+                    str(tmp_path / "imgs"),
+                    "--arch",
+                    "factory_mod:make",
+                    "--input-size",
+                    "16",
+                    "--image-size",
+                    "64",
+                    "--out",
+                    str(tmp_path / "out"),
+                    "--workers",
+                    "0",
+                ]
+            )
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert code == 0
+    a = faultlens.load(tmp_path / "out")
+    assert len(a) == 10
+    assert [s["id"] for s in a.skipped] == ["a/broken.jpg"]
+    assert a.class_names == ["a", "b"]
