@@ -381,7 +381,7 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_filter, names=filters)
         self.observe(self._on_grid, names=["grid_sort", "grid_descending", "page_size"])
         self.observe(self._on_page, names=["grid_page"])
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
 
     def __repr__(self) -> str:
         return (
@@ -762,7 +762,7 @@ class Explorer(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ messages from JS
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
         if not isinstance(content, dict):
             return
         kind = content.get("type")

@@ -1,0 +1,354 @@
+"""Real-browser checks of the Explorer: JupyterLab + Debian Chromium driven by Playwright.
+
+The notebook (written here into a private server root) builds an explorer on 2,000 points in four
+well-separated clusters, logs every selection Python receives to ``selections.jsonl`` and saves the
+coordinates. The test drags boxes on the map and checks that each selection reached Python with the
+indices inside the box (computed from the view transform the map publishes on its canvas).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ui
+
+CHROMIUM = "/usr/bin/chromium"
+TOKEN = "faultlens-ui-test"  # noqa: S105 - a throwaway token for a 127.0.0.1 test server
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+DEMO = Path(os.environ.get("FAULTLENS_DEMO_ANALYSIS", "/tmp/flcache/demo-analysis"))  # noqa: S108
+README_SHOT = Path("/tmp/explorer-demo.png")  # noqa: S108 - where the README picks it up
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+SETUP = r"""
+import json, numpy as np, pandas as pd
+from faultlens.analysis.core import Analysis
+from faultlens.data.sources import ArraySource
+
+rng = np.random.default_rng(0)
+n, names = 2000, ["north-west", "north-east", "south-west", "south-east"]
+label = np.arange(n) % 4
+centres = np.array([[-0.6, 0.6], [0.6, 0.6], [-0.6, -0.6], [0.6, -0.6]])
+xy = (centres[label] + rng.normal(0, 0.12, (n, 2))).astype(np.float32)
+pred = np.where(rng.random(n) < 0.2, (label + 1) % 4, label)
+conf = rng.uniform(0.3, 1.0, n).astype(np.float32)
+base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], dtype=np.float32)
+images = np.clip(base[label][:, None, None, :] + rng.normal(0, 25, (n, 16, 16, 3)), 0, 255).astype(np.uint8)
+table = pd.DataFrame({
+    "id": [f"img-{i:04d}" for i in range(n)], "path": [None] * n, "label": label,
+    "label_name": np.array(names, dtype=object)[label], "pred": pred,
+    "pred_name": np.array(names, dtype=object)[pred], "confidence": conf,
+    "loss": -np.log(np.where(pred == label, conf, 1 - conf)).astype(np.float32),
+    "correct": pred == label, "x": xy[:, 0], "y": xy[:, 1], "source_index": np.arange(n),
+})
+analysis = Analysis(table, class_names=names, source=ArraySource(images, label, class_names=names))
+np.save("coords.npy", xy)
+"""
+
+EXPLORE = r"""
+ex = analysis.explore()
+def log_selection(sel):
+    with open("selections.jsonl", "a") as fh:
+        fh.write(json.dumps({"counter": ex._selection_counter, "source": ex._selection_source,
+                             "rows": sel.tolist(), "grid_total": ex._grid["total"]}) + "\n")
+ex.observe_selection(log_selection)
+ex
+"""
+
+PYTHON_SELECT = "ex.select(np.arange(0, 2000, 10))"
+
+DEMO_NB = r"""
+import faultlens
+ex = faultlens.load(%r).explore()
+t = ex.analysis.table
+ex.select(t.index[(t.planted_group != "none") & ~t.correct] if "planted_group" in t else t.index[~t.correct])
+ex
+"""
+
+
+def _notebook(cells: list[str]) -> dict:
+    return {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+             "source": src}
+            for src in cells
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    root = tmp_path_factory.mktemp("labroot")
+    port = _free_port()
+    log = open(root.parent / "lab.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+         f"--ServerApp.token={TOKEN}", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.root_dir={root}", "--allow-root"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(
+                f"JupyterLab did not start: {(root.parent / 'lab.log').read_text()[-2000:]}"
+            )
+        yield url, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _open_and_run(page, url: str, nb: str) -> None:
+    try:
+        _open_and_run_inner(page, url, nb)
+    except Exception:
+        _dump(page, nb)
+        raise
+
+
+_CONSOLE: list[str] = []
+
+
+def _new_page(browser, **kw):
+    page = browser.new_page(**kw)
+    page.on("console", lambda m: _CONSOLE.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: _CONSOLE.append(f"pageerror: {e}"))
+    return page
+
+
+def _dump(page, name: str) -> None:
+    """Keep a screenshot and the browser console of a failure in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"failed-{name}.png"))
+    (ARTIFACTS / f"failed-{name}.console.txt").write_text("\n".join(_CONSOLE))
+
+
+def _open_and_run_inner(page, url: str, nb: str) -> None:
+    page.goto(f"{url}/lab/workspaces/{uuid.uuid4().hex[:10]}/tree/{nb}?token={TOKEN}&reset")
+    idle = (
+        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        _accept_dialogs(page)
+        if page.locator(idle).count():
+            break
+        page.wait_for_timeout(300)
+    page.locator(idle).wait_for(timeout=5000)
+    page.wait_for_timeout(500)
+    _accept_dialogs(page)
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+    rendered = (
+        "() => { const c = document.querySelector('canvas.fl-map');"
+        " return !!c && Number(c.dataset.rendered || 0) > 0; }"
+    )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        _accept_dialogs(page)  # "Select Kernel" may appear once on a fresh server
+        if page.evaluate(rendered):
+            return
+        page.wait_for_timeout(300)
+    msg = "the explorer map never rendered"
+    raise AssertionError(msg)
+
+
+def _accept_dialogs(page) -> None:
+    accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    if accept.count():
+        accept.first.click()
+        page.wait_for_timeout(300)
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _drag(page, a: tuple[float, float], b: tuple[float, float], *, slow: bool) -> None:
+    page.mouse.move(*a)
+    if slow:
+        page.wait_for_timeout(700)
+    page.mouse.down()
+    page.mouse.move(*b, steps=25 if slow else 3)
+    if slow:
+        page.wait_for_timeout(700)
+    page.mouse.up()
+
+
+def test_drag_selection_reaches_python(lab: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    (root / "explorer.ipynb").write_text(json.dumps(_notebook([SETUP, EXPLORE, PYTHON_SELECT])))
+    log_path = root / "selections.jsonl"
+    results: list[tuple[int, int, bool]] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = _new_page(browser, viewport={"width": 1400, "height": 1100})
+        try:
+            _open_and_run(page, url, "explorer.ipynb")
+            # A Python change reaches the view: the notebook's last cell selected 200 rows.
+            page.wait_for_function(
+                "() => document.querySelector('.fl-selcount')?.dataset.count === '200'",
+                timeout=30000,
+            )
+            deadline = time.time() + 20
+            while len(_read_log(log_path)) < 1 and time.time() < deadline:
+                time.sleep(0.2)
+            xy = np.load(root / "coords.npy")
+            canvas = page.locator("canvas.fl-map")
+            canvas.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            box = canvas.bounding_box()
+            assert box is not None
+            # boxes as fractions of the canvas: clusters, halves, slivers, an empty corner
+            fractions = [
+                (0.05, 0.05, 0.48, 0.48), (0.52, 0.05, 0.95, 0.48), (0.05, 0.52, 0.48, 0.95),
+                (0.52, 0.52, 0.95, 0.95), (0.1, 0.1, 0.9, 0.5), (0.3, 0.3, 0.7, 0.7),
+                (0.2, 0.6, 0.8, 0.7), (0.45, 0.05, 0.55, 0.95), (0.05, 0.05, 0.95, 0.95),
+                (0.6, 0.2, 0.4, 0.8), (0.25, 0.15, 0.35, 0.3), (0.7, 0.7, 0.9, 0.9),
+            ]  # fmt: skip
+            for k, (fx0, fy0, fx1, fy1) in enumerate(fractions):
+                before = len(_read_log(log_path))
+                a = (box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
+                b = (box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"])
+                _drag(page, a, b, slow=k % 2 == 1)
+                deadline = time.time() + 15
+                entries = _read_log(log_path)
+                while len(entries) <= before and time.time() < deadline:
+                    time.sleep(0.1)
+                    entries = _read_log(log_path)
+                assert len(entries) > before, f"drag {k}: no selection reached Python"
+                got = entries[-1]
+                assert got["source"] == "box", got["source"]
+                rows = np.asarray(got["rows"], dtype=int)
+                # expected rows from the view transform the canvas publishes
+                ds = canvas.evaluate("c => ({...c.dataset})")
+                cx, cy, scale = float(ds["cx"]), float(ds["cy"]), float(ds["scale"])
+                w, h = box["width"], box["height"]
+
+                def to_data(pt: tuple[float, float], cx=cx, cy=cy, scale=scale, w=w, h=h):
+                    px, py = pt[0] - box["x"], pt[1] - box["y"]
+                    return (px - w / 2) / scale + cx, (h / 2 - py) / scale + cy
+
+                (xa, ya), (xb, yb) = to_data(a), to_data(b)
+                xa, xb = sorted((xa, xb))
+                ya, yb = sorted((ya, yb))
+                inside = (xy[:, 0] >= xa) & (xy[:, 0] <= xb) & (xy[:, 1] >= ya) & (xy[:, 1] <= yb)
+                tol = 1.5 / scale  # a pixel and a half of rounding at the edges
+                near = (
+                    (np.abs(xy[:, 0] - xa) < tol) | (np.abs(xy[:, 0] - xb) < tol)
+                    | (np.abs(xy[:, 1] - ya) < tol) | (np.abs(xy[:, 1] - yb) < tol)
+                )  # fmt: skip
+                expected = set(np.flatnonzero(inside))
+                diff = expected.symmetric_difference(rows.tolist())
+                assert all(near[i] for i in diff), (
+                    f"drag {k}: {len(diff)} rows differ off the edges"
+                )
+                js_count = int(page.locator(".fl-selcount").get_attribute("data-count"))
+                assert js_count == len(rows), (js_count, len(rows))
+                # the grid shows the selection: header total and one tile per row on page 1
+                page.wait_for_function(
+                    f"() => document.querySelector('.fl-grid-info')?.dataset.total === '{len(rows)}'",
+                    timeout=10000,
+                )
+                n_tiles = page.locator(".fl-tiles .fl-tile").count()
+                assert n_tiles == min(24, len(rows))
+                results.append((k, len(rows), len(diff) == 0))
+            if results[-1][1]:
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.fl-thumb')].every(i => i.src.startsWith('blob:'))",
+                    timeout=15000,
+                )
+            # select the north-east cluster again for a tidy screenshot
+            _drag(page, (box["x"] + 0.52 * box["width"], box["y"] + 0.05 * box["height"]),
+                  (box["x"] + 0.95 * box["width"], box["y"] + 0.48 * box["height"]), slow=False)  # fmt: skip
+            page.wait_for_timeout(1500)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "explorer.png"))
+        except Exception:
+            _dump(page, "drag")
+            raise
+        finally:
+            browser.close()
+    assert len(results) == len(fractions)
+    print(f"\n{len(results)}/{len(fractions)} drags reached Python:", results)
+
+
+@pytest.mark.skipif(not DEMO.exists(), reason=f"no demo analysis at {DEMO}")
+def test_demo_screenshot(lab: tuple[str, Path]) -> None:
+    """Render the explorer on the real demo analysis and keep a screenshot for the README."""
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    (root / "demo.ipynb").write_text(json.dumps(_notebook([DEMO_NB % str(DEMO)])))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = _new_page(browser, viewport={"width": 1400, "height": 1200})
+        try:
+            _open_and_run(page, url, "demo.ipynb")
+            page.wait_for_function(
+                "() => Number(document.querySelector('.fl-selcount')?.dataset.count || 0) > 0",
+                timeout=30000,
+            )
+            page.wait_for_function(
+                "() => { const t = [...document.querySelectorAll('.fl-thumb')];"
+                " return t.length > 0 && t.every(i => i.src.startsWith('blob:')); }",
+                timeout=20000,
+            )
+            # hover a tile to fill the inspector
+            page.locator(".fl-tiles .fl-tile").first.click()
+            page.wait_for_timeout(1200)
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "explorer-demo.png"
+            page.locator(".faultlens-explorer").screenshot(path=str(shot))
+        finally:
+            browser.close()
+    shutil.copy(shot, README_SHOT)
