@@ -199,6 +199,9 @@ def _open_and_run_inner(page, url: str, nb: str) -> None:
 
 
 def _accept_dialogs(page) -> None:
+    news = page.locator(".jp-toast-button", has_text="No")  # "get notified about Jupyter news?"
+    if news.count():
+        news.first.click()
     accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
     if accept.count():
         accept.first.click()
@@ -331,7 +334,7 @@ def test_demo_screenshot(lab: tuple[str, Path]) -> None:
     (root / "demo.ipynb").write_text(json.dumps(_notebook([DEMO_NB % str(DEMO)])))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = _new_page(browser, viewport={"width": 1400, "height": 1200})
+        page = _new_page(browser, viewport={"width": 1400, "height": 1700})
         try:
             _open_and_run(page, url, "demo.ipynb")
             page.wait_for_function(

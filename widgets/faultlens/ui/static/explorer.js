@@ -245,6 +245,7 @@ function render({ model, el: root }) {
       c.style.height = cssH + "px";
     }
     mapWrap.style.height = cssH + "px";
+    side.style.maxHeight = cssH + "px";
     owner = new Int32Array(W * H);
   }
   function fitView() {
