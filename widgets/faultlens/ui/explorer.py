@@ -533,7 +533,7 @@ class Explorer(anywidget.AnyWidget):
         if len(bad):
             msg = f"row index(es) {bad[:5].tolist()} out of range: the table has rows 0..{n - 1}"
             raise IndexError(msg)
-        return np.unique(arr).astype(np.uint32)
+        return _sorted_unique(arr, n)
 
     def _set_selection(self, sel: np.ndarray, *, source: str, push: bool) -> None:
         self._sel = np.ascontiguousarray(sel, dtype=np.uint32)
@@ -551,9 +551,7 @@ class Explorer(anywidget.AnyWidget):
         if len(raw) and int(raw.max()) >= self.n_points:
             self.status = f"ignored a selection with row indices beyond {self.n_points - 1}"
             return
-        if self._selection_source in ("box", "lasso"):
-            raw = np.unique(raw)  # JS sends sorted; unique is cheap insurance
-        self._sel = raw.astype(np.uint32)
+        self._sel = _sorted_unique(raw, self.n_points)
         self._sel.flags.writeable = False
         self._after_selection()
 
@@ -1057,6 +1055,17 @@ class Explorer(anywidget.AnyWidget):
         except Exception as exc:  # the live widget matters more than the static copy
             data["text/plain"] = f"{data.get('text/plain', '')} (static image failed: {exc})"
         return data, meta
+
+
+def _sorted_unique(rows: np.ndarray, n: int) -> np.ndarray:
+    """Sorted unique uint32 row indices; O(1) extra work when already strictly increasing (as the
+    front end sends them), else a mask pass (np.unique's hash path is ~10x slower at 10⁶)."""
+    rows = np.asarray(rows)
+    if len(rows) < 2 or bool(np.all(rows[1:] > rows[:-1])):
+        return rows.astype(np.uint32)
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    return np.flatnonzero(mask).astype(np.uint32)
 
 
 def _jsonable(v: Any) -> Any:
