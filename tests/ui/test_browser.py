@@ -170,6 +170,9 @@ def _dump(page, name: str) -> None:
 
 def _open_and_run_inner(page, url: str, nb: str) -> None:
     page.goto(f"{url}/lab/workspaces/{uuid.uuid4().hex[:10]}/tree/{nb}?token={TOKEN}&reset")
+    page.add_style_tag(
+        content=".Toastify { display: none !important; }"
+    )  # the "Jupyter news?" toast
     idle = (
         ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status='idle']"
     )
@@ -199,9 +202,6 @@ def _open_and_run_inner(page, url: str, nb: str) -> None:
 
 
 def _accept_dialogs(page) -> None:
-    news = page.locator(".jp-toast-button", has_text="No")  # "get notified about Jupyter news?"
-    if news.count():
-        news.first.click()
     accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
     if accept.count():
         accept.first.click()
