@@ -156,7 +156,7 @@ function render({ model, el: root }) {
   } });
   const sliceList = el("ul", { class: "fl-slice-list" });
   const slicePanel = el("section", { class: "fl-panel fl-slices", "aria-label": "Saved slices" }, [el("h4", { text: "Slices" }), el("div", { class: "fl-row" }, [sliceName, sliceSave]), sliceList]);
-  const side = el("div", { class: "fl-side" }, [inspector, statsPanel, slicePanel]);
+  const side = el("div", { class: "fl-side" }, [statsPanel, inspector, slicePanel]);
 
   const gridInfo = el("span", { class: "fl-grid-info" });
   const sortSelect = el("select", { class: "fl-sort", "aria-label": "Sort images by" });
