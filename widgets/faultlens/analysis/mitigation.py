@@ -1,0 +1,293 @@
+"""Mitigation preview: retrain only the classifier's last linear layer and report what it buys.
+
+Two recipes, both starting **from the original head** (retraining from scratch on low-spuriosity
+images alone can reverse the bias, METHODS.md B.4):
+
+- ``"low_spuriosity"`` (Spuriosity Rankings, ``mitigate_biases``): fine-tune on the ``per_class``
+  least spurious training images of each class that has features marked spurious (a random
+  ``per_class`` of every other class, so the head does not forget them), small learning rate, early
+  stop once the validation spurious gap falls below ``target_gap``.
+- ``"upweight"`` (JTT-style): fine-tune on all training images, the images flagged by a failure
+  score (``flags``) weighted ``upweight`` times.
+
+The head is trained on its own inputs (captured with a pre-hook on the ``nn.Linear``), so the
+preview is exact and takes seconds: the rest of the network is frozen.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from faultlens.analysis.spurious import (
+    NeuralFeatures,
+    _as_batches,
+    _model_device,
+    spuriosity,
+    spurious_gap,
+)
+
+__all__ = ["MitigationResult", "head_inputs", "mitigate"]
+
+
+def head_inputs(
+    model: nn.Module,
+    head: nn.Linear,
+    images: Any,
+    *,
+    transform: Callable[[Any], torch.Tensor] | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """(n, D) float32: what ``head`` receives for each image (captured with a forward pre-hook)."""
+    got: list[np.ndarray] = []
+
+    def pre(_m: nn.Module, args: tuple) -> None:
+        got.append(args[0].detach().float().cpu().numpy())
+
+    handle = head.register_forward_pre_hook(pre)
+    try:
+        with torch.inference_mode():
+            for batch in _as_batches(images, transform, batch_size):
+                model(batch.to(_model_device(model)))
+    finally:
+        handle.remove()
+    return np.concatenate(got) if got else np.zeros((0, head.in_features), np.float32)
+
+
+@dataclass
+class MitigationResult:
+    """Before/after of a head retraining on the evaluation images.
+
+    ``summary``: one row per metric (overall, each group, worst group, spurious gap per class) with
+    ``before``, ``after``, ``change`` (accuracies in %, gaps in points). ``correct_before`` /
+    ``correct_after``: per evaluation image. ``change``: per image ``"fixed"``, ``"broken"``,
+    ``"unchanged"`` — ready to colour a map. ``history``: per epoch validation gap and accuracy.
+    ``model``: a copy of the model with the new head.
+    """
+
+    summary: pd.DataFrame
+    correct_before: np.ndarray
+    correct_after: np.ndarray
+    history: pd.DataFrame
+    model: nn.Module
+    head_name: str
+    train_rows: np.ndarray
+    epochs_run: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def change(self) -> np.ndarray:
+        out = np.full(len(self.correct_before), "unchanged", dtype=object)
+        out[~self.correct_before & self.correct_after] = "fixed"
+        out[self.correct_before & ~self.correct_after] = "broken"
+        return out
+
+    def value(self, metric: str, when: str = "after") -> float:
+        row = self.summary.loc[self.summary["metric"] == metric]
+        if row.empty:
+            msg = f"no metric {metric!r}; metrics: {list(self.summary['metric'])}"
+            raise KeyError(msg)
+        return float(row[when].iloc[0])
+
+
+def _predict(x: np.ndarray, w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return (torch.from_numpy(x) @ w.T + b).argmax(1).numpy()
+
+
+def _gap_mean(score: np.ndarray, correct: np.ndarray, labels: np.ndarray, k: int) -> float:
+    import warnings
+
+    from faultlens.analysis.spurious import SpuriousWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpuriousWarning)  # k clamping on small validation sets
+        g = spurious_gap(score, correct, labels, k=k)
+    return float(np.mean(list(g.values()))) if g else float("nan")
+
+
+def mitigate(
+    nf: NeuralFeatures,
+    spurious: Mapping[int, Sequence[int]],
+    train: tuple[Any, np.ndarray],
+    val: tuple[Any, np.ndarray],
+    test: tuple[Any, np.ndarray],
+    *,
+    groups: np.ndarray | None = None,
+    method: str = "low_spuriosity",
+    flags: np.ndarray | None = None,
+    per_class: int = 100,
+    upweight: float = 5.0,
+    lr: float = 3e-3,
+    epochs: int = 30,
+    batch_size: int = 64,
+    target_gap: float = 5.0,
+    max_val_drop: float = 2.0,
+    k: int = 50,
+    seed: int = 0,
+) -> MitigationResult:
+    """Retrain the head of ``nf.model`` and report before/after on ``test``.
+
+    Parameters
+    ----------
+    nf:
+        Neural features of the model (their layer defines spuriosity); the model needs a linear
+        head that reads the layer through parameter-free modules (``nf.head``).
+    spurious:
+        ``{class: [feature, ...]}`` marked spurious (e.g. from a FeatureBrowser).
+    train, val, test:
+        ``(images, labels)``: images as :meth:`NeuralFeatures.activations` accepts them.
+    groups:
+        Optional group name per test image (e.g. the demo's ``planted_group``): accuracy per group
+        and worst-group accuracy are reported.
+    method:
+        ``"low_spuriosity"`` or ``"upweight"`` (needs ``flags``: bool per training image).
+    lr, epochs, batch_size:
+        Adam on the head, starting from its current weights.
+    target_gap, max_val_drop:
+        Early stop at the first epoch whose mean validation gap is below ``target_gap`` points;
+        otherwise keep the epoch with the smallest validation gap whose validation accuracy is
+        within ``max_val_drop`` points of the original (or the original head, when none is).
+    k:
+        Images per end for the spurious gap (clamped per class).
+    """
+    if method not in ("low_spuriosity", "upweight"):
+        msg = f"method must be 'low_spuriosity' or 'upweight', got {method!r}"
+        raise ValueError(msg)
+    spurious = {int(c): [int(f) for f in fs] for c, fs in spurious.items() if len(fs)}
+    if not spurious:
+        msg = "no feature is marked spurious: mark at least one (class, feature) first"
+        raise ValueError(msg)
+    model = nf.model
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = train, val, test
+    tr_y, va_y, te_y = (np.asarray(y, dtype=np.int64) for y in (tr_y, va_y, te_y))
+    tr_a, va_a, te_a = (nf.activations(x) for x in (tr_x, va_x, te_x))
+    head = nf._find_head()
+    if head is None:
+        msg = (
+            f"mitigation retrains the linear layer that reads {nf.layer!r}; none was found (more "
+            "parametric layers follow it): choose the last feature layer before the head"
+        )
+        raise ValueError(msg)
+    tr_h, va_h, te_h = (head_inputs(model, head.module, x, transform=nf.transform)
+                        for x in (tr_x, va_x, te_x))  # fmt: skip
+    w0 = head.module.weight.detach().float().clone()
+    b0 = (head.module.bias.detach().float().clone() if head.module.bias is not None
+          else torch.zeros(w0.shape[0]))  # fmt: skip
+    rng = np.random.default_rng(seed)
+
+    tr_score = spuriosity(tr_a, tr_y, spurious)
+    if method == "low_spuriosity":
+        rows = []
+        for c in np.unique(tr_y):
+            m = np.flatnonzero(tr_y == c)
+            if c in spurious:
+                rows.append(m[np.argsort(tr_score[m], kind="stable")[:per_class]])
+            else:
+                rows.append(rng.permutation(m)[:per_class])
+        train_rows = np.sort(np.concatenate(rows))
+        weights = np.ones(len(train_rows), dtype=np.float32)
+    else:
+        if flags is None or len(flags) != len(tr_y):
+            msg = "method='upweight' needs flags: one bool per training image (e.g. score < 0)"
+            raise ValueError(msg)
+        train_rows = np.arange(len(tr_y))
+        weights = np.where(np.asarray(flags, dtype=bool), upweight, 1.0).astype(np.float32)
+
+    va_score = spuriosity(va_a, va_y, spurious)
+    te_score = spuriosity(te_a, te_y, spurious)
+
+    def val_metrics(w: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+        c = _predict(va_h, w, b) == va_y
+        return _gap_mean(va_score, c, va_y, k), 100.0 * float(c.mean())
+
+    gap0, acc0 = val_metrics(w0, b0)
+    lin = nn.Linear(w0.shape[1], w0.shape[0])
+    with torch.no_grad():
+        lin.weight.copy_(w0)
+        lin.bias.copy_(b0)
+    opt = torch.optim.Adam(lin.parameters(), lr=lr)
+    x = torch.from_numpy(tr_h[train_rows])
+    y = torch.from_numpy(tr_y[train_rows])
+    wt = torch.from_numpy(weights)
+    gen = torch.Generator().manual_seed(seed)
+    hist = [{"epoch": 0, "val_gap": gap0, "val_acc": acc0}]
+    best = (gap0, 0, w0.clone(), b0.clone())
+    epochs_run = 0
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(y), generator=gen)
+        for s in range(0, len(y), batch_size):
+            idx = order[s : s + batch_size]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(lin(x[idx]), y[idx], reduction="none") * wt[idx]
+            (loss.sum() / wt[idx].sum()).backward()
+            opt.step()
+        w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
+        gap, acc = val_metrics(w, b)
+        hist.append({"epoch": epoch, "val_gap": gap, "val_acc": acc})
+        epochs_run = epoch
+        if acc >= acc0 - max_val_drop and gap < best[0]:
+            best = (gap, epoch, w, b)
+        if gap < target_gap and acc >= acc0 - max_val_drop:
+            break
+    _, best_epoch, w1, b1 = best
+
+    c_before = _predict(te_h, w0, b0) == te_y
+    c_after = _predict(te_h, w1, b1) == te_y
+    rows_out = [_metric("overall accuracy (%)", c_before, c_after)]
+    if groups is not None:
+        groups = np.asarray(groups)
+        accs = []
+        for g in sorted(set(groups.tolist())):
+            m = groups == g
+            rows_out.append(_metric(f"group {g} (%)", c_before[m], c_after[m], n=int(m.sum())))
+            accs.append(rows_out[-1])
+        worst_b = min(r["before"] for r in accs)
+        worst_a = min(r["after"] for r in accs)
+        rows_out.append({"metric": "worst-group accuracy (%)", "before": worst_b,
+                         "after": worst_a, "change": worst_a - worst_b, "n": len(groups)})  # fmt: skip
+    import warnings
+
+    from faultlens.analysis.spurious import SpuriousWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpuriousWarning)
+        gb = spurious_gap(te_score, c_before, te_y, k=k)
+        ga = spurious_gap(te_score, c_after, te_y, k=k)
+    for c in gb:
+        rows_out.append({"metric": f"spurious gap class {c} (points)", "before": gb[c],
+                         "after": ga.get(c, np.nan), "change": ga.get(c, np.nan) - gb[c],
+                         "n": int(gb.table.loc[gb.table["class"] == c, "k"].iloc[0])})  # fmt: skip
+
+    new_model = copy.deepcopy(model)
+    new_head = dict(new_model.named_modules())[head.name]
+    with torch.no_grad():
+        new_head.weight.copy_(w1.to(new_head.weight))
+        if new_head.bias is not None:
+            new_head.bias.copy_(b1.to(new_head.bias))
+    return MitigationResult(
+        summary=pd.DataFrame(rows_out, columns=["metric", "before", "after", "change", "n"]),
+        correct_before=c_before,
+        correct_after=c_after,
+        history=pd.DataFrame(hist),
+        model=new_model,
+        head_name=head.name,
+        train_rows=train_rows,
+        epochs_run=epochs_run,
+        info={"method": method, "best_epoch": best_epoch, "val_gap_before": gap0,
+              "val_acc_before": acc0, "lr": lr, "per_class": per_class, "k": k},
+    )  # fmt: skip
+
+
+def _metric(name: str, before: np.ndarray, after: np.ndarray, n: int | None = None) -> dict:
+    b = 100.0 * float(before.mean()) if len(before) else float("nan")
+    a = 100.0 * float(after.mean()) if len(after) else float("nan")
+    return {"metric": name, "before": b, "after": a, "change": a - b,
+            "n": len(before) if n is None else n}  # fmt: skip
