@@ -367,3 +367,127 @@ def test_spuriosity_and_gap_input_checks() -> None:
         s = sp.spuriosity(np.ones((4, 2)), np.zeros(4, int), {0: [0, 1]})  # constant: z = 0
     assert (s == 0).all()
     assert json.dumps(sp.spurious_gap(np.arange(4.0), np.ones(4, bool), np.zeros(4, int), k=2))
+
+
+# --------------------------------------------------------------------------- FeatureBrowser
+
+
+def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: int = 600):
+    import pandas as pd
+
+    from faultlens.analysis.core import Analysis
+    from faultlens.data.sources import ArraySource
+
+    te = d.splits["test"]
+    names = class_names or list(demo_data.CLASS_NAMES)
+    src = ArraySource(te.images[:n], te.labels[:n], class_names=names)
+    table = pd.DataFrame({
+        "id": [f"t{i}" for i in range(n)], "label": d.labels[:n], "pred": d.preds[:n],
+        "correct": d.correct[:n], "source_index": np.arange(n), "cue": d.cue[:n],
+    })  # fmt: skip
+    return Analysis(table, class_names=names, source=src, folder=folder)
+
+
+@pytest.mark.slow
+def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Path) -> None:
+    from faultlens.models.demo_cnn import demo_transform
+    from faultlens.ui.features import FeatureBrowser
+
+    a = _analysis(planted, tmp_path / "an")
+    fb = FeatureBrowser(a, planted.model, LAST, demo_transform, k=4, gap_k=20)
+    fb.class_index = CUE_CLASS  # as JS does
+    feats = [f["feature"] for f in fb.features]
+    k, _ = cue_unit(planted.model, LAST, _no_cue_images(planted))
+    assert fb.feature == feats[0] and k in feats[:5]
+    fb.feature = k
+    g = fb.groups
+    assert g["feature"] == k and len(g["top"]["rows"]) == 4 and len(g["bottom"]["rows"]) == 4
+    shirts = np.flatnonzero(planted.labels[:600] == CUE_CLASS)
+    assert set(g["top"]["rows"]) <= set(shirts.tolist())
+    # top images activate the feature more than bottom ones; the gap row has a CI
+    assert min(g["top"]["acts"]) >= max(g["bottom"]["acts"])
+    assert g["gap"]["ci_low"] <= g["gap"]["gap"] <= g["gap"]["ci_high"]
+    assert fb.selection == sorted(g["top"]["rows"] + g["bottom"]["rows"])
+    # images on demand: original beside its overlay, as PNG
+    pairs = fb.tile_pngs(g["top"]["rows"][:2])
+    assert len(pairs) == 2 and all(p[0][:8] == b"\x89PNG\r\n\x1a\n" and p[1] != p[0] for p in pairs)
+    fb.map_kind = "gradcam"
+    assert fb.maps(g["top"]["rows"][:2]).shape == (2, 28, 28)
+    sent = []
+    fb.send = lambda content, buffers=None: sent.append((content, buffers))
+    fb._handle_msg(fb, {"type": "tiles", "rows": g["top"]["rows"][:3], "req": 1}, [])
+    assert sent[0][0]["rows"] == g["top"]["rows"][:3] and len(sent[0][1]) == 6
+    fb._handle_msg(fb, {"type": "tiles", "rows": [10**6]}, [])
+    assert "out of range" in fb.status
+
+    # the strip is empty until a feature is marked spurious
+    assert fb.strip["rows"] == []
+    fb.mark = "spurious"  # as JS does
+    path = tmp_path / "an" / "annotations.json"
+    saved = json.loads(path.read_text())
+    assert saved["marks"][0] | {"updated": None} == {
+        "layer": LAST, "class": CUE_CLASS, "class_name": "Shirt", "feature": k,
+        "mark": "spurious", "updated": None,
+    }  # fmt: skip
+    assert fb.spurious_features() == {CUE_CLASS: [k]}
+    assert fb.strip["features"] == [k] and len(fb.strip["rows"]) > 0
+    assert np.all(np.diff(fb.strip["score"]) >= 0)
+    other = next(f for f in feats if f != k)
+    fb.feature = other
+    assert fb.mark == ""  # shows the new feature's mark, does not copy the old one
+    fb.mark = "core"
+    fb.feature = k
+    assert fb.mark == "spurious"
+    csv_path = fb.export_annotations()
+    assert csv_path.read_text().count("\n") == 3
+
+    # a new browser on the same folder (a kernel restart) sees the marks
+    fb2 = FeatureBrowser(a, planted.model, LAST, demo_transform)
+    assert {(m["feature"], m["mark"]) for m in fb2.annotations} == {
+        (k, "spurious"),
+        (other, "core"),
+    }
+    fb2.class_index = CUE_CLASS
+    assert fb2.spurious_features() == {CUE_CLASS: [k]}
+    fb2.feature = k
+    assert fb2.mark == "spurious"
+    fb2.mark = ""  # unmark
+    assert fb2.spurious_features() == {}
+    # marks of another layer are kept untouched
+    fb3 = FeatureBrowser(a, planted.model, "features.4", demo_transform)
+    fb3.class_index = CUE_CLASS
+    fb3.mark = "core"
+    assert {m["layer"] for m in json.loads(path.read_text())["marks"]} == {LAST, "features.4"}
+    with pytest.raises(Exception, match="mark must be one of"):
+        fb3.mark = "maybe"
+
+
+def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from faultlens.analysis.core import Analysis
+    from faultlens.data.sources import ArraySource
+    from faultlens.ui.features import FeatureBrowser
+    from tests.conftest import blob_images, tiny_transform
+
+    evil = "<img src=x onerror=alert(1)>"
+    imgs, labels = blob_images(12)
+    names = [evil, "b", "c"]
+    preds = labels.copy()
+    preds[labels == 2] = 0  # class 2: no correct image → skipped with a reason, no crash
+    table = pd.DataFrame({"id": [str(i) for i in range(12)], "label": labels, "pred": preds,
+                          "correct": preds == labels, "source_index": np.arange(12)})  # fmt: skip
+    a = Analysis(table, class_names=names, source=ArraySource(imgs, labels, class_names=names))
+    fb = FeatureBrowser(a, tiny_net, "conv", tiny_transform)
+    assert fb.class_names[0] == evil  # sent as data; the front end writes it with textContent
+    assert "class 2 has no correctly classified images" in fb.status
+    assert fb.skipped[0]["class"] == 2
+    fb.class_index = 2
+    assert fb.features == [] and fb.feature == -1 and fb.groups == {}
+    fb.class_index = 0
+    out = fb.to_html()
+    assert evil not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
+    fb.mark = "spurious"  # no folder: kept in memory, said so
+    assert "in memory" in fb.status and fb.spurious_features() == {0: [fb.feature]}
+    js = (Path(sp.__file__).parents[1] / "ui" / "static" / "features.js").read_text()
+    assert "innerHTML" not in js.replace("never innerHTML", "")

@@ -430,7 +430,7 @@ def _grad_batches(model, module, images, transform, batch_size, targets):
             for batch in _as_batches(images, transform, batch_size):
                 logits = _first(model(batch.to(device)))
                 tgt = torch.as_tensor(
-                    np.asarray(targets[start : start + len(batch)]), device=device
+                    np.array(targets[start : start + len(batch)], dtype=np.int64), device=device
                 )
                 start += len(batch)
                 act = store["act"]
@@ -494,7 +494,9 @@ def grad_cam(
                 if targets is None:
                     tgt = logits.argmax(1)
                 else:
-                    tgt = torch.as_tensor(np.asarray(targets[start : start + len(batch)])).long()
+                    tgt = torch.as_tensor(
+                        np.array(targets[start : start + len(batch)], dtype=np.int64)
+                    )
                 start += len(batch)
                 act = store["act"]
                 grid_act = to_grid(act, layer)
