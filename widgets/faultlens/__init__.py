@@ -3,8 +3,10 @@
 The public API (imported lazily, so ``import faultlens`` is fast):
 
 - :func:`analyze` — images + labels + a classifier → an :class:`Analysis` (outputs, embeddings, map);
-- :func:`load` — read a saved analysis folder; :func:`demo` — the offline demo analysis;
+- :func:`load` — read a saved analysis folder; :func:`demo` — the offline demo analysis
+  (:func:`planted_report`: accuracy of its planted groups);
 - :class:`Explorer` — the interactive map, grid and stats (``analysis.explore()``);
+- :class:`FeatureBrowser` — neural features, activation maps beside ranked images, annotation;
 - :class:`Classifier`, :func:`outputs_from_probs` — classifier outputs from a model or your arrays;
 - :class:`EfficientNetLiteEmbedder` (offline default), :class:`OpenClipEmbedder`,
   :class:`LayerEmbedder` — image embedders;
@@ -22,8 +24,10 @@ _EXPORTS = {
     "analyze": "faultlens.analysis.core",
     "load": "faultlens.analysis.core",
     "Analysis": "faultlens.analysis.core",
-    "demo": "faultlens.demo",
+    "demo": "faultlens._demo",
+    "planted_report": "faultlens._demo",
     "Explorer": "faultlens.ui.explorer",
+    "FeatureBrowser": "faultlens.ui.features",
     "Classifier": "faultlens.models.classifier",
     "outputs_from_probs": "faultlens.models.classifier",
     "EfficientNetLiteEmbedder": "faultlens.models.embedders",

@@ -12,7 +12,7 @@ import torch
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from faultlens.demo import demo, planted_report
+    from faultlens._demo import demo, planted_report
 
     t0 = time.perf_counter()
     analysis = demo(

@@ -208,6 +208,83 @@ class Analysis:
             folder=folder,
         )
 
+    # -- failure slices -------------------------------------------------------------------------
+
+    def _need_embeddings(self) -> np.ndarray:
+        if self.embeddings is None:
+            msg = "this analysis has no embeddings: run analyze() with an embedder"
+            raise ValueError(msg)
+        return self.embeddings
+
+    def failure_scores(
+        self, *, fit_on: np.ndarray | None = None, random_state: int = 0
+    ) -> np.ndarray:
+        """Failure-direction scores (lower = more likely an error), also stored as the table's
+        ``failure_score`` column. ``fit_on``: rows (or a bool mask) to fit the SVMs on — by default
+        a seeded half, and each half is scored by the SVMs fitted on the other (cross-fitting), so
+        no image is scored by a model that saw it.
+        """
+        from faultlens.analysis.errors import FailureDirections
+
+        Z = self._need_embeddings()
+        y = self.table["label"].to_numpy()
+        pred = self.table["pred"].to_numpy()
+        score = np.full(len(y), np.nan)
+        if fit_on is not None:
+            mask = np.zeros(len(y), dtype=bool)
+            mask[fit_on] = True
+            folds = [(mask, ~mask)]
+        else:
+            half = np.random.default_rng(random_state).random(len(y)) < 0.5
+            folds = [(half, ~half), (~half, half)]
+        for fit_rows, score_rows in folds:
+            fd = FailureDirections(random_state=random_state).fit(
+                Z[fit_rows], y[fit_rows], pred[fit_rows]
+            )
+            score[score_rows] = fd.score(Z[score_rows], y[score_rows])
+        self.table["failure_score"] = score.astype(np.float32)
+        return score
+
+    def find_slices(self, n_slices: int = 5, method: str = "mixture", **options: Any) -> list[Any]:
+        """Discover failure slices (see :func:`faultlens.analysis.slices.discover`)."""
+        from faultlens.analysis.slices import discover
+
+        return discover(
+            self._need_embeddings(),
+            self.table["label"].to_numpy(),
+            self.probs,
+            n_slices=n_slices,
+            method=method,
+            class_names=self.class_names,
+            **options,
+        )
+
+    def describe(
+        self,
+        rows: Sequence[int] | np.ndarray,
+        *,
+        captioner: Any = None,
+        text_encoder: Any = None,
+        phrases: Sequence[str] = (),
+    ) -> tuple[list[Any], list[str]]:
+        """Descriptions of the images at ``rows`` (captions, phrases, ImageNet tags — each labelled
+        with its source) and notes on what could not be made. See
+        :func:`faultlens.analysis.describe.describe_members`."""
+        from faultlens.analysis.describe import describe_members
+
+        return describe_members(
+            np.asarray(rows, dtype=np.int64),
+            labels=self.table["label"].to_numpy(),
+            correct=self.table["correct"].to_numpy(),
+            embeddings=self.embeddings,
+            imagenet_logits=self.arrays.get("imagenet_logits"),
+            load_image=self.image,
+            captioner=captioner,
+            text_encoder=text_encoder,
+            phrases=phrases,
+            class_names=self.class_names,
+        )
+
     def explore(self, **kwargs: Any) -> Any:
         """The interactive explorer of this analysis (see :class:`faultlens.Explorer`)."""
         from faultlens.ui.explorer import Explorer

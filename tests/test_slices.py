@@ -1,0 +1,309 @@
+"""Failure directions, slice discovery, descriptions and the evaluation harness, on planted truth."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+import faultlens
+from faultlens.analysis import describe, evaluate, slices
+from faultlens.analysis.errors import FailureDirections, FailureDirectionWarning
+from faultlens.analysis.slices import SliceWarning
+from tests.benchmarks.bench_slices import run as run_planted
+
+# --------------------------------------------------------------------------- planted slices (P1)
+
+
+@pytest.fixture(scope="module")
+def planted_table():
+    return run_planted(seeds=2)
+
+
+def test_mixture_beats_random_and_the_confusion_baseline(planted_table) -> None:
+    mean = planted_table.groupby(["kind", "setting", "method"]).ap.mean().unstack()
+    frac = planted_table.groupby(["kind", "setting"]).slice_fraction.mean()
+    # the planted slices here are about half errors (uninformative predictions inside), never all errors
+    assert (mean["mixture"] > mean["random"]).all(), mean
+    assert mean["mixture"].mean() > mean["kmeans"].mean(), mean
+    # a mixture of 25 components cannot isolate a slice much smaller than 1/25 of the data (there
+    # the confusion baseline wins, see the benchmark); where the slice holds at least 2 % of the
+    # items, the mixture's AP beats the confusion-matrix baseline's
+    big = frac >= 0.02
+    assert big.sum() >= 3, frac
+    assert mean["mixture"][big].mean() > mean["confusion"][big].mean(), (mean, frac)
+    # and it identifies (P@10 >= 0.8) more of the planted slices overall
+    ident = planted_table.assign(hit=planted_table.p_at_10 >= 0.8).groupby("method").hit.mean()
+    assert ident["mixture"] > ident["confusion"], ident
+    # the failure-direction slicer, fitted on the other split, is informative everywhere too
+    assert (mean["failure_directions"] > mean["random"]).all(), mean
+
+
+def test_slice_metric_matches_hand_computation() -> None:
+    truth = np.zeros((40, 1), dtype=bool)
+    truth[:10] = True
+    perfect = np.linspace(1, 0, 40)[:, None]
+    m = evaluate.slice_metrics(
+        truth, np.hstack([np.random.default_rng(0).random((40, 1)), perfect])
+    )
+    assert m.loc[0, "ap"] == 1.0 and m.loc[0, "p_at_10"] == 1.0 and m.loc[0, "column"] == 1
+    # the complement counts: a score that ranks the slice last is as good as one ranking it first
+    m = evaluate.slice_metrics(truth, 1 - perfect)
+    assert m.loc[0, "ap"] == 1.0 and bool(m.loc[0, "complement"])
+    assert m.loc[0, "p_at_25"] == pytest.approx(10 / 25)
+
+
+def test_planted_builders_plant_what_they_say() -> None:
+    rare = evaluate.planted_problem("rare", 0.05, n=2000, seed=1)
+    pos = rare.labels == 1
+    assert rare.true_slices[:, 0].sum() / pos.sum() < 0.1
+    noisy = evaluate.planted_problem("noisy_label", 0.4, n=2000, seed=1)
+    assert 0.1 < noisy.true_slices.mean() < 0.3
+    corr = evaluate.planted_problem("correlation", 0.8, n=2000, seed=1)
+    assert corr.true_slices[:, 0].mean() < 0.1  # the minority the correlation leaves
+    # predictions are informative outside the slice and not inside it
+    ok = corr.probs.argmax(1) == corr.labels
+    assert ok[~corr.true_slices[:, 0]].mean() > 0.7
+    assert 0.3 < ok[corr.true_slices[:, 0]].mean() < 0.7
+
+
+def test_fit_on_one_split_discover_on_another() -> None:
+    val = evaluate.planted_problem("rare", 0.1, seed=0)
+    test = evaluate.planted_problem("rare", 0.1, seed=5)
+    mix = slices.ErrorAwareMixture(3, random_state=0).fit(val.embeddings, val.labels, val.probs)
+    found = slices.discover(test.embeddings, test.labels, test.probs, n_slices=3, fitted=mix)
+    assert 1 <= len(found) <= 3
+    s = found[0]
+    assert s.membership.shape == (len(test.labels),)
+    assert ((s.membership >= 0) & (s.membership <= 1)).all()
+    assert (np.diff(s.membership[s.indices]) <= 1e-9).all()  # most typical first
+    assert s.stats["size"] == len(s.indices)
+    lo, hi = s.stats["ci_low"], s.stats["ci_high"]
+    assert lo <= s.stats["error_rate"] <= hi
+    # without labels and predictions the γ terms drop out and it still runs
+    assert mix.predict_proba(test.embeddings).shape == (len(test.labels), 3)
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+@pytest.fixture(scope="module")
+def demo_analysis(demo_cache: Path, tmp_path_factory) -> faultlens.Analysis:
+    return faultlens.demo(
+        cache_dir=demo_cache,
+        folder=tmp_path_factory.mktemp("demo"),
+        n_test_per_class=200,
+        progress=False,
+    )
+
+
+@pytest.mark.slow
+def test_failure_score_beats_confidence_on_the_planted_groups(demo_analysis) -> None:
+    a = demo_analysis
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FailureDirectionWarning)
+        score = a.failure_scores(random_state=0)
+    t = a.table
+    assert "failure_score" in t.columns
+    fd, conf = {}, {}
+    for g in ("shirt_without_logo", "top_with_logo", "small_sneaker"):
+        for c in np.unique(t.label[t.planted_group == g]):
+            sel = (t.label == c).to_numpy() & np.isfinite(score)
+            truth = (t.planted_group == g).to_numpy()[sel]
+            if truth.all() or not truth.any():
+                continue
+            fd[(g, c)] = roc_auc_score(truth, -score[sel])
+            conf[(g, c)] = roc_auc_score(truth, -t.confidence.to_numpy()[sel])
+    print(
+        "AUROC failure score vs confidence:", {k: (round(fd[k], 3), round(conf[k], 3)) for k in fd}
+    )
+    assert np.mean(list(fd.values())) > np.mean(list(conf.values()))
+    for key in [("shirt_without_logo", 6), ("small_sneaker", 7)]:
+        assert fd[key] > conf[key], key
+
+
+@pytest.mark.slow
+def test_demo_slices_and_offline_tags(demo_analysis) -> None:
+    a = demo_analysis
+    found = a.find_slices(n_slices=5, method="mixture", random_state=0)
+    assert found and found[0].stats["error_rate"] > a.table["correct"].map(lambda c: not c).mean()
+    # the planted groups dominate the most erroneous slices
+    top = found[0]
+    planted = a.table["planted_group"].to_numpy()[top.indices]
+    assert (planted != "none").mean() > 0.5
+    descs, notes = a.describe(top.indices)
+    assert [d.source for d in descs] == ["tags (ImageNet classifier)"]
+    assert descs[0].terms and any("captioner" in n for n in notes)
+
+
+# --------------------------------------------------------------------------- descriptions
+
+
+TINY_COCA = {
+    "embed_dim": 32,
+    "vision_cfg": {
+        "image_size": 32,
+        "layers": 1,
+        "width": 64,
+        "patch_size": 16,
+        "attentional_pool": True,
+        "attn_pooler_heads": 2,
+        "output_tokens": True,
+    },
+    "text_cfg": {
+        "context_length": 16,
+        "vocab_size": 49408,
+        "width": 32,
+        "heads": 2,
+        "layers": 1,
+        "embed_cls": True,
+        "output_tokens": True,
+    },
+    "multimodal_cfg": {
+        "context_length": 16,
+        "vocab_size": 49408,
+        "width": 32,
+        "heads": 2,
+        "layers": 1,
+        "attn_pooler_heads": 2,
+    },
+    "custom_text": True,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_coca(tmp_path_factory) -> str:
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("coca_cfg")
+    (folder / "coca_faultlens_tiny.json").write_text(json.dumps(TINY_COCA))
+    open_clip.add_model_config(folder)
+    return "coca_faultlens_tiny"
+
+
+def test_tiny_coca_captions_a_slice_offline(tiny_coca: str) -> None:
+    torch.manual_seed(0)
+    cap = describe.OpenClipCaptioner(tiny_coca, pretrained=None, device="cpu", seq_len=8)
+    assert "random weights" in cap.name
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(12)]
+    emb = rng.normal(size=(12, 8))
+    correct = np.array([False] * 6 + [True] * 6)
+    d = describe.caption_slice(
+        cap, imgs.__getitem__, np.arange(6), np.arange(6, 12), emb, correct=correct, k=4
+    )
+    assert d.source.startswith("captions (open_clip coca_faultlens_tiny")
+    assert len(d.details["captions"]) == 4 and all(
+        isinstance(c, str) for c in d.details["captions"].values()
+    )
+    assert len(d.details["reference_captions"]) == 4
+
+
+def test_contrast_terms_find_what_is_frequent_in_the_slice() -> None:
+    slice_caps = ["a shirt with a white logo", "a logo on a grey shirt", "white logo on a coat"]
+    ref_caps = ["a grey shirt", "a plain shirt", "a coat"]
+    terms = [t for t, _ in describe.contrast_terms(slice_caps, ref_caps)]
+    assert terms[0] == "logo"
+    assert "shirt" not in terms[:2]
+
+
+def test_phrases_name_the_planted_attribute_and_tiny_clip_runs(tiny_clip_name: str) -> None:
+    # P1: image = sum of attribute directions + noise; each attribute's "text" = direction + noise
+    rng = np.random.default_rng(0)
+    Z, A = evaluate.synthetic_embeddings(600, dim=64, n_attributes=5, seed=0)
+    dirs = np.stack([Z[A[:, j]].mean(0) - Z[~A[:, j]].mean(0) for j in range(5)])
+    T = dirs + rng.normal(0, 0.3, dirs.shape)
+    names = [f"attribute {j}" for j in range(5)]
+    members = np.flatnonzero(A[:, 2] & ~A[:, 3])
+    ref = np.flatnonzero(~A[:, 2] & ~A[:, 3])
+    d = describe.rank_phrases(members, ref, Z, T, names)
+    assert d.top(1) == ["attribute 2"] and d.source == "phrases (CLIP)"
+    # the same path with a tiny random open_clip: image and text towers share a space
+    emb = faultlens.OpenClipEmbedder(tiny_clip_name, pretrained=None, device="cpu")
+    imgs = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(8)]
+    labels = np.array([0, 1] * 4)
+    correct = np.array([False, True] * 4)
+    descs, _notes = describe.describe_members(
+        np.array([0, 2, 4]),
+        labels=labels,
+        correct=correct,
+        embeddings=emb(imgs),
+        text_encoder=emb,
+        phrases=["a photo with a logo"],
+        class_names=["shirt", "coat"],
+    )
+    assert [x.source for x in descs] == ["phrases (CLIP)"]
+    assert len(descs[0].terms) == 10
+
+
+def test_failure_direction_text_scores_point_at_the_failure() -> None:
+    rng = np.random.default_rng(0)
+    n, d = 400, 16
+    Z = rng.normal(size=(n, d))
+    labels = np.zeros(n, dtype=int)
+    bad = Z[:, 0] > 0.8  # errors live along +e0
+    preds = np.where(bad, 1, 0)
+    fd = FailureDirections(random_state=0).fit(Z, labels, preds)
+    texts = np.stack([np.eye(d)[0] * 3, -np.eye(d)[0] * 3, np.eye(d)[1] * 3])
+    s = fd.text_scores(texts, 0, reference=np.zeros(d))
+    assert s.argmin() == 0  # "along e0" is the failure mode's description
+    assert roc_auc_score(bad, -fd.score(Z, labels)) > 0.95
+
+
+def test_imagenet_tags_are_labelled_as_tags() -> None:
+    logits = np.zeros((20, 1000))
+    logits[:5, 967] = 8.0  # espresso
+    d = describe.imagenet_tags(np.arange(5), np.arange(5, 20), logits)
+    assert d.source == "tags (ImageNet classifier)"
+    assert d.top(1) == ["espresso"]
+
+
+def test_concept_test_finds_a_planted_dependence() -> None:
+    rng = np.random.default_rng(0)
+    sim = rng.random(2000)
+    errors = rng.random(2000) < 0.05 + 0.5 * sim
+    r = describe.concept_test(sim, errors, bins=5)
+    assert r["spearman"] > 0.3 and r["p_value"] < 1e-6
+    rates = r["table"]["error_rate"].to_numpy()
+    assert rates[-1] > rates[0] + 0.3
+    t = r["table"]
+    assert ((t.ci_low <= t.error_rate) & (t.error_rate <= t.ci_high)).all()
+    concepts = np.stack([np.eye(4)[0], np.eye(4)[1]])
+    Z = np.column_stack([sim, rng.random(2000), np.full(2000, 0.5), np.full(2000, 0.5)])
+    ranked = describe.rank_concepts(Z, concepts, ["planted", "noise"], errors)
+    assert ranked.concept[0] == "planted"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_named() -> None:
+    Z = np.random.default_rng(0).normal(size=(50, 4))
+    y = np.zeros(50, dtype=int)
+    probs = np.tile([0.9, 0.1], (50, 1))
+    # one class, no errors → that class is skipped with a reason, scores NaN
+    with pytest.warns(FailureDirectionWarning, match="0 errors"):
+        fd = FailureDirections().fit(Z, y, probs.argmax(1))
+    assert 0 in fd.skipped_ and np.isnan(fd.score(Z, y)).all()
+    bad = Z.copy()
+    bad[7, 1] = np.nan
+    with pytest.raises(ValueError, match="row 7 has NaN"):
+        slices.discover(bad, y, probs)
+    with pytest.raises(ValueError, match="row 7 has NaN"):
+        FailureDirections().fit(bad, y, y)
+    with pytest.raises(ValueError, match="unknown method"):
+        slices.discover(Z, y, probs, method="magic")
+    y2 = np.arange(50) % 2
+    p2 = np.where(y2[:, None] == np.arange(2), 0.8, 0.2)
+    p2[:5] = p2[:5, ::-1]
+    with pytest.warns(SliceWarning, match="fewer than n_slices=40"):
+        found = slices.discover(Z, y2, p2, n_slices=40, method="confusion")
+    assert 1 <= len(found) < 40
+    with pytest.raises(RuntimeError, match="could not load the captioner"):
+        describe.OpenClipCaptioner("coca_ViT-B-32", pretrained="/no/such/weights.pt")
