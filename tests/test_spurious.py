@@ -491,3 +491,28 @@ def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Pa
     assert "in memory" in fb.status and fb.spurious_features() == {0: [fb.feature]}
     js = (Path(sp.__file__).parents[1] / "ui" / "static" / "features.js").read_text()
     assert "innerHTML" not in js.replace("never innerHTML", "")
+
+
+def test_offline_efficientnet_lite_features_maps_and_head() -> None:
+    """The offline model works too: its head is found, maps come at image resolution."""
+    from PIL import Image
+    from skimage import data
+
+    from faultlens.models.embedders import EfficientNetLiteEmbedder
+
+    emb = EfficientNetLiteEmbedder(224, device="cpu")
+    imgs = [Image.fromarray(data.coffee()), Image.fromarray(data.chelsea())]
+    nf = sp.NeuralFeatures(emb.module, "_bn1", transform=emb.transform)
+    acts = nf.activations(imgs)
+    assert acts.shape == (2, 1280)
+    labels = np.array([967, 285])  # espresso, Egyptian cat: what the model predicts for these
+    with pytest.warns(sp.SpuriousWarning, match="and 997 more class"):
+        imp = nf.importance(acts, labels, labels)
+    assert nf.head is not None and nf.head.name == "_fc"
+    k = int(np.nanargmax(imp[967]))
+    maps = nf.activation_maps(imgs, feature=k)
+    assert maps.shape == (2, 224, 224) and maps.max() <= 1.0 and maps.min() >= 0.0
+    cams = sp.grad_cam(
+        emb.module, "_conv_head", torch.stack([emb.transform(i) for i in imgs]), [967, 285]
+    )
+    assert cams.shape == (2, 224, 224)

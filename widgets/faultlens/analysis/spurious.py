@@ -407,9 +407,18 @@ class NeuralFeatures:
                     else f"class {c} has no weight row in the head"
                 )
                 self.skipped.append({"class": c, "reason": reason})
-                warnings.warn(f"skipped {reason}", SpuriousWarning, stacklevel=2)
                 continue
             imp[c] = acts[mask].mean(axis=0) * weights[c]
+        if (
+            self.skipped
+        ):  # one warning for all of them (1000 ImageNet classes must not mean 1000 lines)
+            first = self.skipped[0]["reason"]
+            more = (
+                f" and {len(self.skipped) - 1} more class(es) (see .skipped)"
+                if len(self.skipped) > 1
+                else ""
+            )
+            warnings.warn(f"skipped {first}{more}", SpuriousWarning, stacklevel=2)
         return imp
 
 
