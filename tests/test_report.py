@@ -1,0 +1,160 @@
+"""The static HTML report: one self-contained file, saved and discovered slices with their stats,
+every data string escaped; and in a real browser: it renders from file:// with no network request,
+its map image loads and no script runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from faultlens.analysis.core import Analysis
+from faultlens.analysis.describe import Description
+from faultlens.data.sources import ArraySource
+from faultlens.report import write_report
+from faultlens.ui.explorer import Explorer
+
+EVIL = "<img src=x onerror=alert(1)>"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def make_analysis(folder: Path, names: list[str]) -> Analysis:
+    """300 images in 3 classes; class 2's first 40 are predicted as class 0 (the planted slice)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    label = np.arange(n) % 3
+    pred = label.copy()
+    bad = np.flatnonzero(label == 2)[:40]
+    pred[bad] = 0
+    xy = rng.normal(0, 0.3, (n, 2)) + np.array([[-1, 0], [1, 0], [0, 1]])[label]
+    xy[bad] = rng.normal(0, 0.1, (40, 2)) + np.array([0.0, -1.5])
+    images = rng.integers(0, 255, (n, 12, 12, 3), dtype=np.uint8)
+    arr = np.asarray(names, dtype=object)
+    conf = rng.uniform(0.4, 1.0, n).astype(np.float32)
+    table = pd.DataFrame({
+        "id": [f"img-{i}" for i in range(n)], "path": [None] * n, "label": label,
+        "label_name": arr[label], "pred": pred, "pred_name": arr[pred], "confidence": conf,
+        "loss": (1 - conf) + (pred != label), "correct": pred == label,
+        "x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32),
+        "source_index": np.arange(n),
+    })  # fmt: skip
+    a = Analysis(
+        table, class_names=names, probs=np.full((n, 3), 1 / 3, dtype=np.float32),
+        source=ArraySource(images, label, class_names=names),
+    )  # fmt: skip
+    a.save(folder)
+    return a
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> tuple[Path, Analysis]:
+    names = ["cat", "dog", EVIL]
+    a = make_analysis(tmp_path / "analysis", names)
+    ex = Explorer(a)
+    bad = np.flatnonzero(~a.table["correct"].to_numpy())
+    ex.save_slice("lower_cluster", bad)
+    ex.save_slice("first dogs", np.flatnonzero(a.table["label"].to_numpy() == 1)[:30])
+    found = {f"found {EVIL}": bad[:20]}
+    descs = {f"found {EVIL}": ([Description("tags (ImageNet classifier)", [(EVIL, 1.0)])],
+                               [f"note {EVIL}"])}  # fmt: skip
+    heat = np.linspace(0, 1, 144).reshape(12, 12)
+    maps = {f"feature 3 {EVIL}": [(f"img {EVIL}", (np.stack([heat] * 3, -1) * 255).astype("u1"))]}
+    path = write_report(
+        a, tmp_path / "out" / "report.html", slices=found, descriptions=descs, feature_maps=maps
+    )
+    return path, a
+
+
+def test_report_is_one_self_contained_file(report: tuple[Path, Analysis]) -> None:
+    path, _a = report
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+    doc = path.read_text(encoding="utf-8")
+    assert doc.startswith("<!DOCTYPE html>")
+    assert "<script" not in doc.lower()
+    # every src is a data URI: nothing to fetch
+    srcs = re.findall(r"src='([^']*)'", doc) + re.findall(r'src="([^"]*)"', doc)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in doc and "https://" not in doc
+    png = base64.b64decode(srcs[0].split(",", 1)[1])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_report_has_saved_slices_and_their_stats(report: tuple[Path, Analysis]) -> None:
+    path, _a = report
+    doc = path.read_text(encoding="utf-8")
+    assert "lower_cluster" in doc and "first dogs" in doc
+    # lower_cluster: 40 images, all wrong → error rate 100.0 %; first dogs: 30 images, 0 errors
+    i = doc.index("lower_cluster")
+    block = doc[i : doc.index("</div>", i)]
+    assert "<td class='num'>40</td><td class='num'>40</td><td class='num'>100.0%</td>" in block
+    j = doc.index("first dogs")
+    block = doc[j : doc.index("</div>", j)]
+    assert "<td class='num'>30</td><td class='num'>0</td><td class='num'>0.0%</td>" in block
+    # overall: 40 errors of 300
+    assert "40 errors of 300" in doc and "86.7%" in doc
+
+
+def test_report_escapes_every_data_string(report: tuple[Path, Analysis]) -> None:
+    path, _a = report
+    doc = path.read_text(encoding="utf-8")
+    assert EVIL not in doc
+    assert "onerror=alert" not in doc.replace("&lt;img src=x onerror=alert(1)&gt;", "")
+    assert doc.count("&lt;img src=x onerror=alert(1)&gt;") >= 5  # class, slice, tags, note, maps
+    assert "tags (ImageNet classifier)" in doc
+
+
+def test_report_without_slices_folder_or_descriptions(tmp_path: Path) -> None:
+    a = make_analysis(tmp_path / "a", ["a", "b", "c"])
+    a.folder = None
+    path = write_report(a, tmp_path / "r.html", descriptions=False)
+    doc = path.read_text(encoding="utf-8")
+    assert "No slices saved" in doc and "Discovered slices" not in doc
+
+
+@pytest.mark.ui
+def test_report_renders_in_chromium_without_network(report: tuple[Path, Analysis]) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    path, _a = report
+    requests: list[str] = []
+    dialogs: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+
+            def route(r: object) -> None:
+                url = r.request.url  # type: ignore[attr-defined]
+                if url.startswith(("file://", "data:")):
+                    r.continue_()  # type: ignore[attr-defined]
+                else:
+                    requests.append(url)
+                    r.abort()  # type: ignore[attr-defined]
+
+            page.route("**/*", route)
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            text = page.inner_text("body")
+            assert "lower_cluster" in text and "first dogs" in text
+            assert EVIL in text  # shown as text, not parsed as markup
+            width = page.evaluate("document.getElementById('map').naturalWidth")
+            assert width > 0
+            n_img = page.evaluate("document.images.length")
+            broken = page.evaluate("[...document.images].filter(i => !i.naturalWidth).length")
+            assert n_img > 5 and broken == 0
+            assert page.evaluate("document.querySelectorAll('script').length") == 0
+        finally:
+            browser.close()
+    assert dialogs == []
+    assert requests == []
