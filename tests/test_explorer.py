@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +445,295 @@ def test_static_png_shows_points(analysis: Analysis) -> None:
     img = np.asarray(Image.open(BytesIO(ex.render_png(400, 300))).convert("RGB"))
     assert img.shape == (300, 400, 3)
     assert (img[:, :230] != 255).any(axis=2).sum() > 500  # many coloured pixels in the map area
+
+
+# ----------------------------------------------------------------------------- discovered slices
+#
+# Planted: 400 points in 4 classes with 16-D embeddings; 50 images of class "two" sit in one tight
+# cluster far from everything, and 45 of them are predicted "one"; 6 more errors are scattered.
+
+CAPTION = "a red logo"
+
+
+class FakeCaptioner:
+    """The captioner protocol: a name and ``caption(images) -> list[str]``; counts its calls."""
+
+    name = "fake"
+
+    def __init__(self, text: str = CAPTION) -> None:
+        self.text = text
+        self.calls = 0
+
+    def caption(self, images: list) -> list[str]:
+        self.calls += 1
+        return [self.text for _ in images]
+
+
+class BrokenCaptioner:
+    name = "broken"
+
+    def caption(self, images: list) -> list[str]:
+        msg = "no weights here"
+        raise RuntimeError(msg)
+
+
+def make_planted(
+    *, logits: bool = False, failure_score: bool = False
+) -> tuple[Analysis, np.ndarray]:
+    rng = np.random.default_rng(0)
+    n, names = N, ["zero", "one", "two", "three"]
+    label = np.arange(n) % 4
+    emb = (rng.normal(0, 1, (4, 16)) * 3)[label] + rng.normal(0, 1, (n, 16))
+    cluster = np.flatnonzero(label == 2)[:50]
+    emb[cluster] = rng.normal(0, 1, 16) * 6 + rng.normal(0, 0.2, (50, 16))
+    pred = label.copy()
+    pred[cluster[:45]] = 1
+    other = rng.choice(np.setdiff1d(np.arange(n), cluster), 6, replace=False)
+    pred[other] = (label[other] + 1) % 4
+    probs = np.full((n, 4), 0.05, dtype=np.float32)
+    probs[np.arange(n), pred] = 0.85
+    names_arr = np.asarray(names, dtype=object)
+    table = pd.DataFrame(
+        {
+            "id": [f"img-{i}" for i in range(n)],
+            "path": [None] * n,
+            "label": label,
+            "label_name": names_arr[label],
+            "pred": pred,
+            "pred_name": names_arr[pred],
+            "confidence": probs.max(1),
+            "loss": -np.log(probs[np.arange(n), label]),
+            "correct": pred == label,
+            "x": emb[:, 0].astype(np.float32),
+            "y": emb[:, 1].astype(np.float32),
+            "source_index": np.arange(n),
+        }
+    )
+    if failure_score:
+        table["failure_score"] = np.where(pred == label, 1.0, -1.0) + np.arange(n) / n
+    arrays = {}
+    if logits:  # ImageNet class 7 is high inside the cluster only
+        L = rng.normal(0, 0.1, (n, 1000)).astype(np.float32)
+        L[cluster, 7] += 6.0
+        arrays["imagenet_logits"] = L
+    images = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+    a = Analysis(
+        table, class_names=names, probs=probs, embeddings=emb.astype(np.float32),
+        source=ArraySource(images, label, class_names=names), arrays=arrays,
+    )  # fmt: skip
+    return a, cluster
+
+
+def test_find_slices_finds_the_planted_cluster() -> None:
+    a, cluster = make_planted()
+    ex = Explorer(a)
+    assert "slice" not in ex.color_options
+    found = ex.find_slices(3, n_components=5)
+    assert ex.discovered_slices == found
+    assert len(ex.discovered) == 3
+    overlap = [len(np.intersect1d(s.indices, cluster)) for s in found]
+    best = int(np.argmax(overlap))
+    members = found[best].indices
+    assert overlap[best] / len(members) >= 0.8  # mostly the planted cluster …
+    assert overlap[best] / len(cluster) >= 0.8  # … and most of it
+    row = ex.discovered[best]
+    assert row["size"] == len(members) and row["method"] == "mixture"
+    assert row["error_rate"] == pytest.approx(found[best].stats["error_rate"])
+    assert row["ci_low"] <= row["error_rate"] <= row["ci_high"]
+    assert row["lift"] > 3
+    assert isinstance(row["errors"], int)
+    json.dumps(ex.discovered)  # the trait is plain JSON
+    assert "slice" in ex.color_options  # colour by slice is offered once slices exist
+    assert "found 3 slice(s)" in ex.status
+
+
+def test_clicking_a_slice_row_selects_its_members() -> None:
+    a, _cluster = make_planted()
+    ex = Explorer(a)
+    found = ex.find_slices(3, n_components=5, describe=False)
+    seen: list[np.ndarray] = []
+    ex.observe_selection(lambda sel: seen.append(sel.copy()))
+    for i in (1, 0, 0):  # a re-click of the same row fires again
+        ex.set_state({"_slice_clicked": i, "_slice_click_counter": ex._slice_click_counter + 1})
+        np.testing.assert_array_equal(seen[-1], np.sort(found[i].indices))
+        np.testing.assert_array_equal(ex.selection, np.sort(found[i].indices))
+        assert ex.active_slice == i
+        assert ex._selection_source == "discovered"
+        assert ex._grid["total"] == len(found[i].indices)
+        assert ex.stats["selection"]["n"] == len(found[i].indices)
+    assert len(seen) == 3
+    js_select(ex, np.arange(5))  # any other selection leaves the slice
+    assert ex.active_slice == -1
+    ex.set_state({"_slice_clicked": 9, "_slice_click_counter": ex._slice_click_counter + 1})
+    assert "no discovered slice 9" in ex.status
+    np.testing.assert_array_equal(ex.selection, np.arange(5))  # kept
+
+
+def test_slices_given_to_the_constructor_and_colour_by_slice() -> None:
+    a, _cluster = make_planted()
+    found = a.find_slices(3, n_components=5)
+    ex = Explorer(a, slices=found, color_by="slice")
+    assert [r["name"] for r in ex.discovered] == [s.name for s in found]
+    codes = np.frombuffer(ex._color, dtype=np.uint8)
+    M = np.stack([s.membership for s in found], axis=1)
+    expected = np.where(M.max(1) >= 0.5, M.argmax(1), 3)
+    np.testing.assert_array_equal(codes, expected)
+    assert ex._color_info["labels"] == [s.name for s in found] + ["none"]
+    for i, s in enumerate(found):  # a slice's members carry its code
+        assert (codes[s.indices] == i).all()
+    assert ex._color_info["colors"][:3] == [r["color"] for r in ex.discovered]
+    png = ex.render_png()
+    assert png.startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="membership of shape"):
+        Explorer(make_analysis(200), slices=found)
+
+
+def test_colour_and_sort_by_failure_score() -> None:
+    a, _ = make_planted(failure_score=True)
+    ex = Explorer(a)
+    assert "failure_score" in ex.color_options and "failure_score" in ex.sort_options
+    # present at construction: the grid is sorted by it, lowest (most likely errors) first
+    assert ex.grid_sort == "failure_score" and ex.grid_descending is False
+    ex.color_by = "failure_score"
+    codes, info = encode_color(a.table, "failure_score", a.class_names)
+    np.testing.assert_array_equal(np.frombuffer(ex._color, dtype=np.uint8), codes)
+    assert info["kind"] == "continuous"
+    fs = a.table["failure_score"].to_numpy()
+    lo, hi = np.percentile(fs, [1, 99])
+    expected = np.round(np.clip((fs - lo) / (hi - lo), 0, 1) * 254).astype(np.uint8)
+    np.testing.assert_array_equal(codes, expected)
+    ex.select(np.arange(N))
+    shown = [t["row"] for t in ex._grid["tiles"]]
+    assert shown == list(np.argsort(fs, kind="stable")[: ex.page_size])
+    assert not a.table["correct"].to_numpy()[shown].any()  # errors first
+
+
+def test_failure_scores_added_after_construction() -> None:
+    a, cluster = make_planted()
+    ex = Explorer(a)
+    assert "failure_score" not in ex.color_options and ex.grid_sort == "loss"
+    from faultlens.analysis.errors import FailureDirectionWarning
+
+    # classes with < 2 errors in a fold get no direction (NaN score): a warning, as in analysis
+    with pytest.warns(FailureDirectionWarning, match="skipped"):
+        scores = ex.compute_failure_scores()
+    assert len(scores) == N
+    assert "failure_score" in ex.color_options and "failure_score" in ex.sort_options
+    assert ex.grid_sort == "failure_score" and ex.grid_descending is False
+    ex.color_by = "failure_score"
+    assert ex._color_info["column"] == "failure_score"
+    # the planted errors score lower than the correct images on average
+    err = ~a.table["correct"].to_numpy()
+    assert np.nanmean(scores[err]) < np.nanmean(scores[~err])
+    # refresh_columns picks up any column added by hand
+    a.table["my_score"] = np.arange(N, dtype=np.float32)
+    assert "my_score" not in ex.color_options
+    ex.refresh_columns()
+    assert "my_score" in ex.color_options and ex.color_by == "failure_score"
+    assert len(cluster) == 50
+
+
+# ----------------------------------------------------------------------------- describing
+
+
+def test_describe_selection_with_a_fake_captioner() -> None:
+    a, cluster = make_planted()
+    cap = FakeCaptioner()
+    ex = Explorer(a, captioner=cap)
+    ex.select(cluster)
+    statuses: list[str] = []
+    flags: list[bool] = []
+    ex.observe(lambda c: statuses.append(c["new"]), names=["status"])
+    ex.observe(lambda c: flags.append(c["new"]), names=["describing"])
+    descs, notes = ex.describe_selection()
+    assert statuses[0].startswith("describing 50 images with fake")  # progress first …
+    assert flags == [True, False]  # … and the busy flag around the work
+    assert statuses[-1].startswith("described 50 images: captions (fake)")
+    assert cap.calls >= 1
+    sources = [d["source"] for d in ex.descriptions["items"]]
+    assert sources[0] == "captions (fake)" and descs[0].source == "captions (fake)"
+    caps = ex.descriptions["items"][0]["captions"]
+    assert caps and all(c["caption"] == CAPTION for c in caps)
+    assert {c["row"] for c in caps} <= set(cluster.tolist())
+    assert all(c["id"] == f"img-{c['row']}" for c in caps)
+    assert not any("no captioner" in n for n in notes)
+    # the captions are shown under the captioned tiles of the grid
+    ex.page_size = 50
+    by_row = {t["row"]: t["caption"] for t in ex._grid["tiles"]}
+    assert all(by_row[c["row"]] == CAPTION for c in caps)
+    np.testing.assert_array_equal(ex.selection, cluster)  # the selection is kept
+    json.dumps(ex.descriptions)
+    # from the view: the "describe" button sends a message; an explicit captioner wins
+    ex._on_custom_msg(ex, {"type": "describe"}, [])
+    assert ex.descriptions["items"][0]["source"] == "captions (fake)"
+    other = FakeCaptioner("a blue sky")
+    other.name = "other"
+    ex.describe_selection(captioner=other)
+    assert ex.descriptions["items"][0]["source"] == "captions (other)"
+
+
+def test_describe_without_captioner_notes_it_and_shows_tags() -> None:
+    a, cluster = make_planted(logits=True)
+    ex = Explorer(a)
+    ex.select(cluster)
+    descs, notes = ex.describe_selection()
+    assert any("no captioner given" in n for n in notes)
+    assert ex.descriptions["notes"] == notes
+    items = ex.descriptions["items"]
+    assert [d["source"] for d in items] == ["tags (ImageNet classifier)"]
+    from faultlens.models.embedders import imagenet_class_names
+
+    assert items[0]["terms"][0][0] == imagenet_class_names()[7]  # the planted tag
+    assert descs[0].source == "tags (ImageNet classifier)"
+    # the same descriptions are shown for discovered slices, with their source label
+    ex.find_slices(3, n_components=5)
+    best = max(ex.discovered, key=lambda r: r["size"] if r["error_rate"] > 0.5 else 0)
+    assert best["descriptions"][0]["source"] == "tags (ImageNet classifier)"
+    assert imagenet_class_names()[7] in best["descriptions"][0]["terms"]
+
+
+def test_describe_errors_go_to_status_and_keep_the_selection() -> None:
+    a, cluster = make_planted()
+    ex = Explorer(a, captioner=BrokenCaptioner())
+    ex.select(cluster)
+    _descs, notes = ex.describe_selection()  # a failing captioner is a note, not an error
+    assert any("captions unavailable" in n and "no weights here" in n for n in notes)
+    ex.clear_selection()
+    ex._on_custom_msg(ex, {"type": "describe"}, [])  # empty selection: from the view
+    assert "describe failed" in ex.status and "empty" in ex.status
+    assert ex.descriptions["error"] and ex.describing is False
+    ex.select(np.arange(N))  # everything selected: nothing to contrast with
+    _descs, notes = ex.describe_selection()
+    assert any("no reference group" in n for n in notes)
+    assert len(ex.selection) == N
+    with pytest.raises(ValueError, match="empty"):
+        ex.describe_selection(rows=[])
+    assert len(ex.selection) == N
+
+
+def test_user_strings_of_slices_and_captions_are_escaped(tmp_path: Path) -> None:
+    a, cluster = make_planted(logits=True)
+    found = a.find_slices(3, n_components=5)
+    found[0].name = EVIL
+    ex = Explorer(a, slices=found, captioner=FakeCaptioner(EVIL + " logo " + EVIL))
+    assert ex.discovered[0]["name"] == EVIL  # raw in the trait: JS writes it as textContent
+    ex.select(cluster)
+    ex.describe_selection()
+    page = ex.summary_html() + ex.description_html() + ex.discovered_html()
+    assert EVIL not in page and "<img src=x" not in page
+    assert html_escaped(EVIL) in page
+    assert "captions (fake)" in page and "tags (ImageNet classifier)" in page
+
+
+def html_escaped(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def test_explorer_js_never_uses_inner_html() -> None:
+    from faultlens.ui import explorer
+
+    src = (explorer._STATIC / "explorer.js").read_text()
+    assert "textContent" in src
+    assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML", src)

@@ -17,6 +17,7 @@ Every statistic is computed on the full data in Python, never on what the map sh
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
@@ -62,6 +63,10 @@ _SLICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
 _CORE_NEEDED = ["id", "label", "pred", "confidence", "loss", "correct", "x", "y"]
 _NOT_COLOURS = {"id", "path", "x", "y", "source_index", "label_name", "pred_name"}
 _FILTER_CORRECT = ("all", "correct", "incorrect")
+#: The colour option that colours by discovered slice (argmax membership >= 0.5, else "none").
+SLICE_COLOR = "slice"
+#: How many top terms of each description the slice table and the static HTML show.
+_TOP_TERMS = 5
 
 
 def _viridis(n: int = 255) -> list[tuple[int, int, int]]:
@@ -267,6 +272,27 @@ class Explorer(anywidget.AnyWidget):
         sync=True
     )
     slices = t.List(t.Dict(), help="Python writes: saved slices (name, n, created).").tag(sync=True)
+    discovered = t.List(
+        t.Dict(),
+        help="Python writes: discovered slices, one dict each (index, name, method, size, errors, "
+        "error_rate, ci_low, ci_high, lift, color, descriptions: [{source, terms}]).",
+    ).tag(sync=True)
+    active_slice = t.Int(
+        -1, help="Python writes: index into `discovered` of the slice now selected, -1 for none."
+    ).tag(sync=True)
+    _slice_clicked = t.Int(
+        -1, help="JS writes: index into `discovered` of the slice row the user clicked."
+    ).tag(sync=True, echo_update=False)
+    _slice_click_counter = t.Int(
+        0, help="JS writes: incremented with every slice-row click, so a re-click fires again."
+    ).tag(sync=True, echo_update=False)
+    descriptions = t.Dict(
+        help="Python writes: the last description of a selection: {n, rows_hash, items: [{source, "
+        "terms: [[term, score]], captions: [{row, id, caption}]}], notes, error}."
+    ).tag(sync=True)
+    describing = t.Bool(
+        False, help="Python writes: True while a description is being computed (JS shows progress)."
+    ).tag(sync=True)
     status = t.Unicode("", help="Python writes: the last message or error for the status bar.").tag(
         sync=True
     )
@@ -279,12 +305,16 @@ class Explorer(anywidget.AnyWidget):
         classes: Iterable[int | str] | None = None,
         correct: str = "all",
         confidence: tuple[float, float] = (0.0, 1.0),
-        sort_by: str = "loss",
-        descending: bool = True,
+        sort_by: str | None = None,
+        descending: bool | None = None,
         page_size: int = 24,
         height: int = 440,
         thumb_size: int = 96,
         cache_size: int = 4096,
+        slices: Sequence[Any] | None = None,
+        captioner: Any = None,
+        text_encoder: Any = None,
+        phrases: Sequence[str] = (),
     ) -> None:
         table = analysis.table
         missing = [c for c in _CORE_NEEDED if c not in table.columns]
@@ -344,22 +374,27 @@ class Explorer(anywidget.AnyWidget):
         self._color_cache: dict[str, tuple[np.ndarray, dict]] = {}
         self._memory_slices: dict[str, dict[str, Any]] = {}
         self.last_latency_ms = math.nan
-
-        numeric = [
-            c for c in table.columns
-            if c not in _NOT_COLOURS and pd.api.types.is_numeric_dtype(table[c])
-            and not pd.api.types.is_bool_dtype(table[c])
-        ]  # fmt: skip
-        colour_cols = ["correct", "loss", "confidence", "label", "pred"]
-        colour_cols += [c for c in table.columns if c not in _NOT_COLOURS and c not in colour_cols]
-        sort_cols = ["loss", "confidence"] + [c for c in numeric if c not in ("loss", "confidence")]
+        #: Captioner / CLIP text encoder / extra phrases used by :meth:`describe_selection`.
+        self.captioner = captioner
+        self.text_encoder = text_encoder
+        self.phrases = tuple(phrases)
+        self._found: list[Any] = []
+        self._captions: dict[int, str] = {}  # row -> caption of the last description
+        #: The (descriptions, notes) of the last :meth:`describe_selection`.
+        self.last_description: tuple[list[Any], list[str]] | None = None
+        self._slice_option = SLICE_COLOR if SLICE_COLOR not in table.columns else "discovered slice"
+        if sort_by is None:
+            sort_by = "failure_score" if "failure_score" in table.columns else "loss"
+        if descending is None:
+            descending = sort_by != "failure_score"  # low failure score = likely error: first
 
         super().__init__()
         with self.hold_sync():
             self.set_trait("n_points", n)
             self.set_trait("class_names", [str(c) for c in analysis.class_names])
-            self.color_options = colour_cols
-            self.sort_options = sort_cols
+            self._set_column_options()
+            if slices:
+                self.set_slices(slices)
             self._x = x.astype("<f4").tobytes()
             self._y = y.astype("<f4").tobytes()
             self.height = int(height)
@@ -381,6 +416,7 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_filter, names=filters)
         self.observe(self._on_grid, names=["grid_sort", "grid_descending", "page_size"])
         self.observe(self._on_page, names=["grid_page"])
+        self.observe(self._on_slice_click, names=["_slice_click_counter"])
         self.on_msg(self._on_custom_msg)
 
     def __repr__(self) -> str:
@@ -558,6 +594,8 @@ class Explorer(anywidget.AnyWidget):
     def _after_selection(self) -> None:
         start = time.perf_counter()
         with self.hold_sync():
+            if self._selection_source != "discovered":
+                self.active_slice = -1
             self.grid_page = 0
             self._update_stats()
             self._update_grid()
@@ -633,7 +671,10 @@ class Explorer(anywidget.AnyWidget):
     def _apply_color(self) -> None:
         col = self.color_by
         if col not in self._color_cache:
-            self._color_cache[col] = encode_color(self.analysis.table, col, self.class_names)
+            if col == self._slice_option and self._found:
+                self._color_cache[col] = encode_slices(self._found, self.n_points)
+            else:
+                self._color_cache[col] = encode_color(self.analysis.table, col, self.class_names)
         codes, info = self._color_cache[col]
         with self.hold_sync():
             self._color = codes.tobytes()
@@ -699,6 +740,7 @@ class Explorer(anywidget.AnyWidget):
                 None if self.grid_sort == "index"
                 else _jsonable(tab[self.grid_sort].iat[row])
             ),
+            "caption": self._captions.get(row, ""),
         }  # fmt: skip
 
     def _update_grid(self) -> None:
@@ -758,6 +800,284 @@ class Explorer(anywidget.AnyWidget):
             out.append([str(k), text])
         return out
 
+    # ------------------------------------------------------------------ columns, discovered slices
+
+    def _set_column_options(self) -> None:
+        table = self.analysis.table
+        numeric = [
+            c for c in table.columns
+            if c not in _NOT_COLOURS and pd.api.types.is_numeric_dtype(table[c])
+            and not pd.api.types.is_bool_dtype(table[c])
+        ]  # fmt: skip
+        colour_cols = ["correct", "loss", "confidence", "label", "pred"]
+        if "failure_score" in table.columns:
+            colour_cols.append("failure_score")
+        colour_cols += [c for c in table.columns if c not in _NOT_COLOURS and c not in colour_cols]
+        if self._found:
+            colour_cols.append(self._slice_option)
+        first = [c for c in ("failure_score", "loss", "confidence") if c in table.columns]
+        sort_cols = first + [c for c in numeric if c not in first]
+        self.color_options = colour_cols
+        self.sort_options = sort_cols
+
+    def refresh_columns(self) -> None:
+        """Re-read the table's columns after it changed (e.g. ``analysis.failure_scores()`` added
+        ``failure_score``): refreshes the colour and sort choices and recolours the map."""
+        with self.hold_sync():
+            self._color_cache.clear()
+            self._set_column_options()
+            if self.color_by not in self.color_options:
+                self.color_by = "correct"
+            if self.grid_sort not in (*self.sort_options, "index"):
+                self.grid_sort = "loss"
+            self._apply_color()
+            self._update_grid()
+
+    def compute_failure_scores(self, **options: Any) -> np.ndarray:
+        """Run ``analysis.failure_scores(**options)`` (adds the ``failure_score`` column), offer it
+        as a colour, and sort the grid by it, most likely errors (lowest scores) first."""
+        self.status = "computing failure scores…"
+        try:
+            scores = self.analysis.failure_scores(**options)
+        except Exception as exc:
+            self.status = f"failure scores failed: {exc}"
+            raise
+        with self.hold_sync():
+            self.refresh_columns()
+            self.grid_descending = False
+            self.grid_sort = "failure_score"
+            self.status = (
+                "failure scores added: colour or sort by 'failure_score' (low = likely error)"
+            )
+        return scores
+
+    @property
+    def discovered_slices(self) -> list[Any]:
+        """The discovered :class:`~faultlens.analysis.slices.Slice` objects shown in the panel."""
+        return list(self._found)
+
+    def find_slices(
+        self, n_slices: int = 5, method: str = "mixture", *, describe: bool = True, **opts: Any
+    ) -> list[Any]:
+        """Discover failure slices with ``analysis.find_slices(n_slices, method, **opts)``, show them
+        in the slice panel and offer ``"slice"`` as a colour; returns the slices.
+
+        With ``describe`` each slice is described (``analysis.describe`` with this explorer's
+        captioner / text encoder; ImageNet tags when the analysis has ``imagenet_logits``) unless it
+        already carries descriptions.
+        """
+        self.status = f"finding {n_slices} slices ({method})…"
+        try:
+            found = self.analysis.find_slices(n_slices, method, **opts)
+        except Exception as exc:
+            self.status = f"finding slices failed: {exc}"
+            raise
+        self.set_slices(found, describe=describe)
+        return found
+
+    def set_slices(self, found: Sequence[Any], *, describe: bool = False) -> None:
+        """Show ``found`` (discovered :class:`Slice` objects) in the slice panel."""
+        found = list(found)
+        for i, sl in enumerate(found):
+            m = np.asarray(getattr(sl, "membership", ()))
+            if m.shape != (self.n_points,):
+                msg = (
+                    f"slice {i} ({getattr(sl, 'name', '?')!r}) has membership of shape {m.shape}, "
+                    f"expected ({self.n_points},): was it found on another analysis?"
+                )
+                raise ValueError(msg)
+        if describe:
+            for i, sl in enumerate(found):
+                if sl.descriptions:
+                    continue
+                self.status = f"describing slice {i + 1}/{len(found)}…"
+                try:
+                    descs, notes = self.analysis.describe(
+                        np.asarray(sl.indices), captioner=self.captioner,
+                        text_encoder=self.text_encoder, phrases=self.phrases,
+                    )  # fmt: skip
+                    sl.descriptions = {"items": descs, "notes": notes}
+                except Exception as exc:  # a description is a bonus: keep the slice
+                    sl.descriptions = {"items": [], "notes": [f"description failed: {exc}"]}
+        self._found = found
+        with self.hold_sync():
+            self._color_cache.pop(self._slice_option, None)
+            self._set_column_options()
+            self.active_slice = -1
+            self.discovered = [self._slice_row(i, sl) for i, sl in enumerate(found)]
+            if self.color_by == self._slice_option:
+                self._apply_color()
+            self.status = (
+                f"found {len(found)} slice(s): click a row to select it; colour by "
+                f"'{self._slice_option}' to see them on the map"
+            )
+
+    def _slice_row(self, i: int, sl: Any) -> dict[str, Any]:
+        st = getattr(sl, "stats", {}) or {}
+        palette = CATEGORICAL[i % len(CATEGORICAL)]
+        return {
+            "index": i,
+            "name": str(sl.name),
+            "method": str(sl.method),
+            "size": int(st.get("size", len(sl.indices))),
+            "errors": _jsonable(st.get("errors")),
+            "error_rate": _jsonable(st.get("error_rate")),
+            "ci_low": _jsonable(st.get("ci_low")),
+            "ci_high": _jsonable(st.get("ci_high")),
+            "lift": _jsonable(st.get("lift")),
+            "color": _hex(palette),
+            "descriptions": [
+                {"source": str(d.source), "terms": [str(term) for term, *_ in d.terms[:_TOP_TERMS]]}
+                for d in _description_items(sl.descriptions)
+            ],
+        }
+
+    def slice_members(self, which: int | str) -> np.ndarray:
+        """Member rows (sorted) of the discovered slice ``which`` (its index or name)."""
+        sl = self._discovered(which)
+        return _sorted_unique(np.asarray(sl.indices, dtype=np.int64), self.n_points)
+
+    def _discovered(self, which: int | str) -> Any:
+        if isinstance(which, str):
+            names = [s.name for s in self._found]
+            if which not in names:
+                msg = f"no discovered slice named {which!r}; found: {names}"
+                raise KeyError(msg)
+            return self._found[names.index(which)]
+        i = int(which)
+        if not 0 <= i < len(self._found):
+            msg = (
+                f"no discovered slice {i}: there are {len(self._found)} "
+                "(run explorer.find_slices() first)"
+            )
+            raise IndexError(msg)
+        return self._found[i]
+
+    def select_discovered(self, which: int | str) -> np.ndarray:
+        """Select the members of the discovered slice ``which`` (index or name), as a row click
+        does; returns the selection."""
+        sl = self._discovered(which)
+        i = self._found.index(sl)
+        rows = self.slice_members(i)
+        self._set_selection(rows, source="discovered", push=True)
+        self.active_slice = i
+        self.status = f"selected {sl.name} ({len(rows)} images)"
+        return self.selection
+
+    def _on_slice_click(self, _change: dict) -> None:
+        try:
+            self.select_discovered(self._slice_clicked)
+        except Exception as exc:  # report to the status bar
+            self.status = f"slice: {exc}"
+
+    # ------------------------------------------------------------------ describing
+
+    def describe_selection(
+        self,
+        captioner: Any = None,
+        text_encoder: Any = None,
+        phrases: Sequence[str] = (),
+        *,
+        rows: Any = None,
+    ) -> tuple[list[Any], list[str]]:
+        """Describe the selection (or ``rows``) with ``analysis.describe``: captions from
+        ``captioner`` (default: the explorer's), phrases from ``text_encoder``, ImageNet tags when
+        the analysis has ``imagenet_logits``. The view shows each description beside its source
+        label, the notes, and the captions under their images. Returns ``(descriptions, notes)``.
+
+        ``status`` says "describing…" while it runs; an error goes to ``status`` and
+        ``descriptions["error"]`` and is raised; the selection is kept.
+        """
+        captioner = self.captioner if captioner is None else captioner
+        text_encoder = self.text_encoder if text_encoder is None else text_encoder
+        phrases = tuple(phrases) or self.phrases
+        sel = self._sel if rows is None else self._coerce_rows(rows)
+        n = len(sel)
+        # sent to the view at once (not held), so the front end shows progress first
+        self.describing = True
+        what = (
+            f" with {captioner.name}"
+            if captioner is not None and hasattr(captioner, "name")
+            else ""
+        )
+        self.status = f"describing {n} images{what}…"
+        try:
+            descs, notes = self.analysis.describe(
+                sel.astype(np.int64), captioner=captioner, text_encoder=text_encoder,
+                phrases=phrases,
+            )  # fmt: skip
+        except Exception as exc:
+            with self.hold_sync():
+                self.describing = False
+                self.descriptions = {"n": n, "items": [], "notes": [], "error": str(exc)}
+                self.status = f"describe failed: {exc}"
+            raise
+        self.last_description = (descs, notes)
+        items, captions = [], {}
+        for d in descs:
+            caps = (d.details or {}).get("captions", {}) if hasattr(d, "details") else {}
+            caps = {int(r): str(c) for r, c in caps.items()}
+            captions.update(caps)
+            items.append({
+                "source": str(d.source),
+                "terms": [[str(term), _jsonable(score)] for term, score in d.terms[:10]],
+                "captions": [
+                    {"row": r, "id": str(self.analysis.table["id"].iat[r]), "caption": c}
+                    for r, c in caps.items()
+                ],
+            })  # fmt: skip
+        self._captions = captions
+        with self.hold_sync():
+            self.descriptions = {"n": n, "items": items, "notes": [str(x) for x in notes],
+                                 "error": ""}  # fmt: skip
+            self.describing = False
+            self._update_grid()
+            sources = ", ".join(d["source"] for d in items) or "no description"
+            self.status = f"described {n} images: {sources}"
+        return descs, notes
+
+    def description_html(self) -> str:
+        """Static HTML of the last description (every string escaped)."""
+        e = html.escape
+        d = self.descriptions or {}
+        if not d:
+            return "<p>no description yet</p>"
+        parts = [f"<div class=\"faultlens-descriptions\"><p>description of {int(d.get('n', 0))} "
+                 "images</p>"]  # fmt: skip
+        if d.get("error"):
+            parts.append(f"<p>error: {e(str(d['error']))}</p>")
+        for item in d.get("items", []):
+            terms = ", ".join(e(str(term)) for term, _ in item["terms"][:_TOP_TERMS])
+            parts.append(f"<p><b>{e(item['source'])}</b>: {terms or '(no contrasting terms)'}</p>")
+            if item["captions"]:
+                parts.append("<ul>")
+                parts.extend(f"<li>{e(c['id'])}: {e(c['caption'])}</li>" for c in item["captions"])
+                parts.append("</ul>")
+        parts.extend(f"<p><i>{e(str(note))}</i></p>" for note in d.get("notes", []))
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def discovered_html(self) -> str:
+        """Static HTML table of the discovered slices (every string escaped)."""
+        e = html.escape
+        if not self.discovered:
+            return "<p>no discovered slices</p>"
+        rows = [
+            "<table><tr><th>discovered slice</th><th>method</th><th>images</th>"
+            "<th>error rate (95% CI)</th><th>lift</th><th>description</th></tr>"
+        ]
+        for sl in self.discovered:
+            desc = "; ".join(
+                f"{e(d['source'])}: {e(', '.join(d['terms']))}" for d in sl["descriptions"]
+            )
+            rows.append(
+                f"<tr><td>{e(sl['name'])}</td><td>{e(sl['method'])}</td><td>{sl['size']}</td>"
+                f"<td>{_pct(sl['error_rate'])} ({_pct(sl['ci_low'])}–{_pct(sl['ci_high'])})</td>"
+                f"<td>{_num(sl['lift'])}</td><td>{desc}</td></tr>"
+            )
+        rows.append("</table>")
+        return "\n".join(rows)
+
     # ------------------------------------------------------------------ messages from JS
 
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
@@ -782,6 +1102,13 @@ class Explorer(anywidget.AnyWidget):
                 )  # fmt: skip
             elif kind == "slice":
                 self._slice_action(content)
+            elif kind == "describe":
+                # a failure is already in `status` and `descriptions["error"]`
+                with contextlib.suppress(Exception):
+                    self.describe_selection()
+            elif kind == "find_slices":
+                n_slices = int(content.get("n_slices", 5))
+                self.find_slices(n_slices, method=str(content.get("method", "mixture")))
         except Exception as exc:  # report to the status bar instead of losing it
             self.status = f"{kind}: {exc}"
 
@@ -1040,6 +1367,10 @@ class Explorer(anywidget.AnyWidget):
             parts.append("</table>")
         else:
             parts.append("<p>no saved slices</p>")
+        if self.discovered:
+            parts.append(self.discovered_html())
+        if self.descriptions:
+            parts.append(self.description_html())
         parts.append("</div>")
         return "\n".join(parts)
 
@@ -1057,6 +1388,44 @@ class Explorer(anywidget.AnyWidget):
         return data, meta
 
 
+def encode_slices(found: Sequence[Any], n: int) -> tuple[np.ndarray, dict]:
+    """Colour codes by discovered slice: code ``i`` for the slice with the largest membership when
+    that membership is >= 0.5, code ``len(found)`` ("none") otherwise."""
+    k = len(found)
+    if k > 254:
+        msg = f"cannot colour by {k} slices: at most 254"
+        raise ValueError(msg)
+    codes = np.full(n, k, dtype=np.uint8)
+    if k:
+        M = np.stack([np.asarray(s.membership, dtype=np.float32) for s in found], axis=1)
+        best = M.argmax(axis=1)
+        inside = M[np.arange(n), best] >= 0.5
+        codes[inside] = best[inside].astype(np.uint8)
+    labels = [str(s.name) for s in found] + ["none"]
+    colors = [_hex(CATEGORICAL[i % len(CATEGORICAL)]) for i in range(k)] + [_hex(MISSING_COLOR)]
+    return codes, {"kind": "category", "column": SLICE_COLOR, "labels": labels, "colors": colors}
+
+
+def _description_items(descriptions: Any) -> list[Any]:
+    """The Description objects in a Slice's ``descriptions`` (a dict with ``items``, a dict keyed by
+    source, or a list)."""
+    if not descriptions:
+        return []
+    if isinstance(descriptions, dict):
+        vals = descriptions.get("items", list(descriptions.values()))
+    else:
+        vals = list(descriptions)
+    return [d for d in vals if hasattr(d, "source") and hasattr(d, "terms")]
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * float(v):.1f}%"
+
+
+def _num(v: Any) -> str:
+    return "–" if v is None else f"{float(v):.2f}"
+
+
 def _sorted_unique(rows: np.ndarray, n: int) -> np.ndarray:
     """Sorted unique uint32 row indices; O(1) extra work when already strictly increasing (as the
     front end sends them), else a mask pass (np.unique's hash path is ~10x slower at 10⁶)."""
@@ -1069,7 +1438,9 @@ def _sorted_unique(rows: np.ndarray, n: int) -> np.ndarray:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, (np.integer,)):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
         return int(v)
     if isinstance(v, (float, np.floating)):
         return float(v) if math.isfinite(float(v)) else None
