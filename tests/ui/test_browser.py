@@ -77,6 +77,50 @@ ex
 
 PYTHON_SELECT = "ex.select(np.arange(0, 2000, 10))"
 
+SLICES_NB = r"""
+import json, time, numpy as np, pandas as pd
+from faultlens.analysis.core import Analysis
+from faultlens.data.sources import ArraySource
+from faultlens.ui.explorer import Explorer
+
+rng = np.random.default_rng(0)
+n, names = 800, ["zero", "one", "two", "three"]
+label = np.arange(n) % 4
+emb = (rng.normal(0, 1, (4, 16)) * 3)[label] + rng.normal(0, 1, (n, 16))
+cluster = np.flatnonzero(label == 2)[:100]
+emb[cluster] = rng.normal(0, 1, 16) * 6 + rng.normal(0, 0.2, (100, 16))
+pred = label.copy()
+pred[cluster[:90]] = 1
+probs = np.full((n, 4), 0.05, dtype=np.float32)
+probs[np.arange(n), pred] = 0.85
+na = np.array(names, dtype=object)
+table = pd.DataFrame({
+    "id": [f"img-{i:04d}" for i in range(n)], "path": [None] * n, "label": label,
+    "label_name": na[label], "pred": pred, "pred_name": na[pred], "confidence": probs.max(1),
+    "loss": -np.log(probs[np.arange(n), label]), "correct": pred == label,
+    "x": emb[:, 0].astype(np.float32), "y": emb[:, 1].astype(np.float32), "source_index": np.arange(n),
+})
+images = rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
+analysis = Analysis(table, class_names=names, probs=probs, embeddings=emb.astype(np.float32),
+                    source=ArraySource(images, label, class_names=names))
+
+class SlowFakeCaptioner:
+    name = "fake"
+    def caption(self, images):
+        time.sleep(1.0)  # long enough for the view to show "describing…"
+        return ["a red <b>logo</b>" for _ in images]
+
+ex = Explorer(analysis, captioner=SlowFakeCaptioner())
+found = ex.find_slices(3, n_components=5, describe=False)
+with open("members.json", "w") as fh:
+    json.dump([np.sort(s.indices).tolist() for s in found], fh)
+def log_selection(sel):
+    with open("selections.jsonl", "a") as fh:
+        fh.write(json.dumps({"source": ex._selection_source, "rows": sel.tolist()}) + "\n")
+ex.observe_selection(log_selection)
+ex
+"""
+
 DEMO_NB = r"""
 import faultlens
 ex = faultlens.load(%r).explore()
@@ -355,3 +399,62 @@ def test_demo_screenshot(lab: tuple[str, Path]) -> None:
         finally:
             browser.close()
     shutil.copy(shot, README_SHOT)
+
+
+def test_discovered_slice_click_and_describe(lab: tuple[str, Path]) -> None:
+    """Click a discovered-slice row: Python selects its members; "Describe" shows progress, then
+    the description with its source label and the captions (as text, never as markup)."""
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    (root / "slices.ipynb").write_text(json.dumps(_notebook([SLICES_NB])))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = _new_page(browser, viewport={"width": 1400, "height": 1400})
+        try:
+            _open_and_run(page, url, "slices.ipynb")
+            page.wait_for_function(
+                "() => document.querySelectorAll('.fl-disc-row').length === 3", timeout=30000
+            )
+            members = json.loads((root / "members.json").read_text())
+            log_path = root / "selections.jsonl"
+            for k in (1, 0):
+                before = len(_read_log(log_path))
+                page.locator(f".fl-disc-row[data-index='{k}']").click()
+                deadline = time.time() + 15
+                entries = _read_log(log_path)
+                while len(entries) <= before and time.time() < deadline:
+                    time.sleep(0.1)
+                    entries = _read_log(log_path)
+                assert len(entries) > before, f"slice row {k}: no selection reached Python"
+                assert entries[-1]["source"] == "discovered"
+                assert entries[-1]["rows"] == members[k]
+                page.wait_for_function(
+                    f"() => document.querySelector('.fl-selcount')?.dataset.count"
+                    f" === '{len(members[k])}'",
+                    timeout=10000,
+                )
+                page.locator(f".fl-disc-row.fl-active[data-index='{k}']").wait_for(timeout=10000)
+            # describe: progress first, then the source label beside the terms, captions by images
+            page.locator("button.fl-describe").click()
+            page.wait_for_function(
+                "() => document.querySelector('.fl-desc-state')?.textContent === 'describing…'",
+                timeout=5000,
+            )
+            source = page.locator(".fl-desc-item .fl-source").first
+            source.wait_for(timeout=30000)
+            assert source.text_content() == "captions (fake)"
+            assert page.locator(".fl-desc-state").text_content() == ""
+            caption = page.locator(".fl-caplist .fl-captext").first
+            assert caption.text_content() == "a red <b>logo</b>"  # text, not markup
+            assert page.locator(".fl-caplist b").count() == 0
+            assert page.locator(".fl-tile-caption").count() > 0  # under the captioned tiles
+            assert page.locator(".fl-desc-note").count() == 0  # a captioner was given
+            page.wait_for_timeout(800)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "slices.png"))
+        except Exception:
+            _dump(page, "slices")
+            raise
+        finally:
+            browser.close()

@@ -155,7 +155,7 @@ function render({ model, el: root }) {
     model.send({ type: "slice", op: "save", name: sliceName.value.trim() });
   } });
   const sliceList = el("ul", { class: "fl-slice-list" });
-  const slicePanel = el("section", { class: "fl-panel fl-slices", "aria-label": "Saved slices" }, [el("h4", { text: "Slices" }), el("div", { class: "fl-row" }, [sliceName, sliceSave]), sliceList]);
+  const slicePanel = el("section", { class: "fl-panel fl-slices", "aria-label": "Saved slices" }, [el("h4", { text: "Saved slices" }), el("div", { class: "fl-row" }, [sliceName, sliceSave]), sliceList]);
   const side = el("div", { class: "fl-side" }, [statsPanel, inspector, slicePanel]);
 
   const gridInfo = el("span", { class: "fl-grid-info" });
@@ -168,7 +168,30 @@ function render({ model, el: root }) {
     el("div", { class: "fl-grid-head" }, [gridInfo, el("label", { class: "fl-field" }, [el("span", { text: "sort " }), sortSelect]), orderBtn, prevBtn, nextBtn]),
     tiles,
   ]);
-  const container = el("div", { class: "faultlens-explorer" }, [toolbar, el("div", { class: "fl-main" }, [mapWrap, side]), grid, status]);
+  // discovered slices (found by a method) — kept apart from the saved (named) slices above
+  const findBtn = el("button", { type: "button", class: "fl-find", text: "Find slices", title: "Discover failure slices (error-aware mixture on the embeddings)", onclick: () => {
+    status.textContent = "finding slices…";
+    model.send({ type: "find_slices", n_slices: 5, method: "mixture" });
+  } });
+  const discBody = el("div", { class: "fl-disc-body" });
+  const discPanel = el("section", { class: "fl-panel fl-discovered", "aria-label": "Discovered slices" }, [
+    el("div", { class: "fl-panel-head" }, [el("h4", { text: "Discovered slices" }), el("span", { class: "fl-badge fl-badge-auto", text: "found automatically" }), findBtn]),
+    discBody,
+  ]);
+  // describing the selection
+  const describeBtn = el("button", { type: "button", class: "fl-describe", text: "Describe selection", title: "Describe the selected images (captions, phrases or ImageNet tags)", onclick: () => {
+    describeBtn.disabled = true;
+    descState.textContent = "describing…";
+    model.send({ type: "describe" });
+  } });
+  const descState = el("span", { class: "fl-desc-state", role: "status", "aria-live": "polite" });
+  const descBody = el("div", { class: "fl-desc-body" });
+  const descPanel = el("section", { class: "fl-panel fl-describe-panel", "aria-label": "Description of the selection" }, [
+    el("div", { class: "fl-panel-head" }, [el("h4", { text: "Description" }), describeBtn, descState]),
+    descBody,
+  ]);
+  const insights = el("div", { class: "fl-insights" }, [discPanel, descPanel]);
+  const container = el("div", { class: "faultlens-explorer" }, [toolbar, el("div", { class: "fl-main" }, [mapWrap, side]), insights, grid, status]);
   root.append(container);
 
   // ---------------------------------------------------------------- controls
@@ -342,6 +365,7 @@ function render({ model, el: root }) {
   function showCount() {
     selCountEl.dataset.count = String(selCount);
     selCountEl.textContent = `${selCount} selected`;
+    drawDescribing();
   }
   function finishBox(a, b, add) {
     const xa = Math.min(toX(a[0]), toX(b[0])), xb = Math.max(toX(a[0]), toX(b[0]));
@@ -528,7 +552,7 @@ function render({ model, el: root }) {
         urls.set(row, url);
         if (urls.size > 600) { const [r0, u0] = urls.entries().next().value; URL.revokeObjectURL(u0); urls.delete(r0); }
       }
-      for (const img of tiles.querySelectorAll(`img[data-row="${row}"]`)) {
+      for (const img of container.querySelectorAll(`img[data-row="${row}"]`)) {
         if (url) img.src = url;
         else img.alt = (msg.errors && msg.errors[k]) || "no image";
       }
@@ -582,7 +606,11 @@ function render({ model, el: root }) {
       const cap = tile.correct ? `${mark} ${tile.label}` : `${mark} ${tile.label} → ${tile.pred}`;
       const node = el("figure", { class: "fl-tile " + (tile.correct ? "fl-ok" : "fl-bad"), "data-row": String(tile.row), tabindex: "0", title: tile.id }, [
         img,
-        el("figcaption", {}, [el("div", { class: "fl-cap", text: cap }), el("div", { class: "fl-capsub", text: `conf ${fmt(tile.confidence, 2)}` + (tile.sort_value != null && g.sort !== "confidence" ? ` · ${g.sort} ${fmt(tile.sort_value)}` : "") })]),
+        el("figcaption", {}, [
+          el("div", { class: "fl-cap", text: cap }),
+          el("div", { class: "fl-capsub", text: `conf ${fmt(tile.confidence, 2)}` + (tile.sort_value != null && g.sort !== "confidence" ? ` · ${g.sort} ${fmt(tile.sort_value)}` : "") }),
+          tile.caption ? el("div", { class: "fl-tile-caption", title: "caption from the describe step", text: `“${tile.caption}”` }) : null,
+        ]),
       ]);
       node.addEventListener("click", () => { pinned = tile.row; requestInspect(tile.row, true); });
       return node;
@@ -604,13 +632,95 @@ function render({ model, el: root }) {
     if (!list.length) sliceList.replaceChildren(el("li", { class: "fl-hint", text: "No saved slices." }));
   }
 
+  function wantThumb(row, want) {
+    const img = el("img", { class: "fl-mini", alt: `image ${row}`, "data-row": String(row) });
+    if (urls.has(row)) img.src = urls.get(row);
+    else if (!pendingThumbs.has(row)) { want.push(row); pendingThumbs.add(row); }
+    return img;
+  }
+  function drawDiscovered() {
+    const list = model.get("discovered") || [];
+    const active = model.get("active_slice");
+    if (!list.length) {
+      discBody.replaceChildren(el("div", { class: "fl-hint", text: "No discovered slices yet: press “Find slices” or call explorer.find_slices()." }));
+      return;
+    }
+    const head = el("tr", {}, ["", "slice", "method", "images", "error rate [95% CI]", "lift", "description"].map((h) => el("th", { text: h })));
+    const body = list.map((s) => {
+      const sw = el("span", { class: "fl-swatch" });
+      sw.style.background = s.color || "#bebebe";
+      const desc = el("td", { class: "fl-disc-desc" }, (s.descriptions || []).map((d) => el("div", { class: "fl-desc-line" }, [
+        el("span", { class: "fl-source", text: d.source }),
+        el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || "(no contrasting terms)" }),
+      ])));
+      const select = () => {
+        model.set("_slice_clicked", s.index);
+        model.set("_slice_click_counter", (model.get("_slice_click_counter") || 0) + 1);
+        model.save_changes();
+      };
+      const tr = el("tr", {
+        class: "fl-disc-row" + (s.index === active ? " fl-active" : ""), "data-index": String(s.index), tabindex: "0",
+        role: "button", "aria-label": `select discovered slice ${s.name}`, "aria-pressed": String(s.index === active),
+        onclick: select, onkeydown: (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(); } },
+      }, [
+        el("td", {}, [sw]),
+        el("td", { class: "fl-disc-name", text: s.name }),
+        el("td", { text: s.method }),
+        el("td", { class: "fl-num", text: String(s.size) }),
+        el("td", { class: "fl-num", text: `${pct(s.error_rate)} [${pct(s.ci_low)} – ${pct(s.ci_high)}]` }),
+        el("td", { class: "fl-num", text: s.lift == null ? "–" : `${s.lift.toFixed(2)}×` }),
+        desc,
+      ]);
+      return tr;
+    });
+    discBody.replaceChildren(el("table", { class: "fl-disc-table" }, [el("thead", {}, [head]), el("tbody", {}, body)]));
+  }
+  function drawDescribing() {
+    const busy = !!model.get("describing");
+    describeBtn.disabled = busy || !selCount;
+    describeBtn.setAttribute("aria-busy", String(busy));
+    descState.textContent = busy ? "describing…" : "";
+    container.classList.toggle("fl-is-describing", busy);
+  }
+  function drawDescriptions() {
+    const d = model.get("descriptions") || {};
+    drawDescribing();
+    if (!d.items && !d.error) {
+      descBody.replaceChildren(el("div", { class: "fl-hint", text: "Select images, then “Describe selection”: captions, CLIP phrases or ImageNet tags, each labelled with its source." }));
+      return;
+    }
+    const want = [];
+    const parts = [el("div", { class: "fl-sub", text: `${d.n || 0} images described` })];
+    if (d.error) parts.push(el("div", { class: "fl-desc-error", role: "alert", text: `error: ${d.error}` }));
+    for (const item of d.items || []) {
+      const terms = (item.terms || []).map(([t]) => t);
+      parts.push(el("div", { class: "fl-desc-item", "data-source": item.source }, [
+        el("span", { class: "fl-source", text: item.source }),
+        el("span", { class: "fl-terms", text: terms.join(", ") || "(no terms stand out against the reference group)" }),
+      ]));
+      if ((item.captions || []).length) {
+        parts.push(el("ul", { class: "fl-caplist" }, item.captions.map((c) => el("li", { class: "fl-capitem", "data-row": String(c.row), title: c.id }, [
+          wantThumb(c.row, want),
+          el("span", { class: "fl-captext", text: c.caption }),
+        ]))));
+      }
+    }
+    for (const note of d.notes || []) parts.push(el("div", { class: "fl-desc-note", text: note }));
+    descBody.replaceChildren(...parts);
+    if (want.length) model.send({ type: "thumbs", rows: want });
+  }
+
   // ---------------------------------------------------------------- wiring
   on("change:_x", () => { loadXY(); fitView(); schedule(); });
   on("change:_y", () => { loadXY(); fitView(); schedule(); });
   on("change:_color", () => { loadColor(); schedule(); });
   on("change:_color_info", () => { loadColor(); drawLegend(); schedule(); });
   on("change:_visible", () => { loadVisible(); schedule(); });
-  on("change:_selection_counter", () => { loadSelection(); showCount(); schedule(); });
+  on("change:_selection_counter", () => { loadSelection(); showCount(); drawDescribing(); schedule(); });
+  on("change:discovered", drawDiscovered);
+  on("change:active_slice", drawDiscovered);
+  on("change:descriptions", drawDescriptions);
+  on("change:describing", drawDescribing);
   on("change:stats", drawStats);
   on("change:_grid", drawGrid);
   on("change:slices", drawSlices);
@@ -630,6 +740,8 @@ function render({ model, el: root }) {
   drawStats();
   drawGrid();
   drawSlices();
+  drawDiscovered();
+  drawDescriptions();
   status.textContent = model.get("status") || "";
   setMode("box");
   const ro = new ResizeObserver(() => {
