@@ -74,6 +74,9 @@ def _open(fh: io.IOBase) -> Image.Image:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             msg = f"refused: declared size too large ({exc})"
             raise ImageDecodeError(msg) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # a header cut short or broken
+            msg = f"truncated or corrupt image header ({exc})"
+            raise ImageDecodeError(msg) from None
         w, h = img.size
         if w * h > MAX_PIXELS:
             msg = f"refused: declared size {w}x{h} exceeds {MAX_PIXELS:,} pixels"
