@@ -667,7 +667,7 @@ function render({ model, el: root }) {
         el("td", { class: "fl-disc-name", text: s.name }),
         el("td", { text: s.method }),
         el("td", { class: "fl-num", text: String(s.size) }),
-        el("td", { class: "fl-num", text: `${pct(s.error_rate)} [${pct(s.ci_low)} – ${pct(s.ci_high)}]` }),
+        el("td", { class: "fl-num fl-rate" }, [el("span", { text: pct(s.error_rate) }), el("span", { class: "fl-ci", text: ` [${pct(s.ci_low)} – ${pct(s.ci_high)}]` })]),
         el("td", { class: "fl-num", text: s.lift == null ? "–" : `${s.lift.toFixed(2)}×` }),
         desc,
       ]);
