@@ -193,7 +193,17 @@ class Explorer(anywidget.AnyWidget):
         The initial filter: class indices or names to show (default all), ``"all"``, ``"correct"``
         or ``"incorrect"``, and a ``(low, high)`` confidence range.
     sort_by, descending, page_size:
-        How the image grid of the selection is ordered and paged.
+        How the image grid of the selection is ordered and paged. By default by ``failure_score``
+        ascending (most likely errors first) when the table has it, else by ``loss`` descending.
+    slices:
+        Discovered slices (``analysis.find_slices(...)``) to show in the slice panel; or call
+        :meth:`find_slices`. Clicking a row selects the slice's members; colour ``"slice"`` shows
+        them on the map.
+    captioner, text_encoder, phrases:
+        Used by :meth:`describe_selection` (the view's "Describe selection" button) and to describe
+        discovered slices: an image captioner (``name`` + ``caption(images)``), a CLIP text encoder
+        and extra phrases. Without them, ImageNet tags are used when the analysis has
+        ``imagenet_logits``, and the notes say what is missing.
     height:
         Height of the map in CSS pixels.
 
