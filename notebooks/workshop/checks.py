@@ -36,7 +36,9 @@ def check_flagged(analysis, flagged) -> None:
     assert "failure_score" in analysis.table, "call analysis.failure_scores() first"
     scores = analysis.table["failure_score"].to_numpy()
     q = np.nanquantile(scores, 0.10)
-    assert np.all(scores[flagged] < q + 1e-6), "flagged should be the rows with the 10 % lowest scores"
+    assert np.all(scores[flagged] < q + 1e-6), (
+        "flagged should be the rows with the 10 % lowest scores"
+    )
     assert abs(len(flagged) - 0.1 * np.isfinite(scores).sum()) <= 0.02 * len(scores) + 2, (
         "about 10 % of the scored rows should be flagged"
     )

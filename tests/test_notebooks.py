@@ -1,0 +1,74 @@
+"""The notebooks: committed without outputs, and each runs top to bottom headless.
+
+They run in one session-wide cache (``FAULTLENS_CACHE``), in order, so the demo CNN is trained once
+and the later notebooks load it; ``FAULTLENS_NB_SMALL=1`` makes them use the small demo. Each
+notebook's wall time and the kernels' peak memory (``ru_maxrss`` of finished children) are printed.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+ALL = sorted(NOTEBOOKS.rglob("*.ipynb"), key=lambda p: (p.parent != NOTEBOOKS, str(p)))
+TIMEOUT = 600  # per cell; the whole notebook is bounded by pytest's own time
+
+
+def _rel(p: Path) -> str:
+    return str(p.relative_to(NOTEBOOKS))
+
+
+def test_there_are_notebooks() -> None:
+    names = {_rel(p) for p in ALL}
+    assert {"01-quickstart.ipynb", "02-bring-your-own-model.ipynb",
+            "03-spurious-features.ipynb"} <= names  # fmt: skip
+    assert any(n.startswith("workshop/") and "solutions" in n for n in names)
+
+
+@pytest.mark.parametrize("path", ALL, ids=_rel)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert "widgets" not in nb.metadata, "strip metadata.widgets (widget state) before committing"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.get("outputs") == [], f"cell {i} has outputs"
+        assert cell.get("execution_count") is None, f"cell {i} has an execution count"
+        assert "widgets" not in cell.metadata
+
+
+@pytest.fixture(scope="session")
+def nb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("nb-cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ALL, ids=_rel)
+def test_runs_top_to_bottom(path: Path, nb_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("FAULTLENS_CACHE", str(nb_cache))
+    monkeypatch.setenv("FAULTLENS_NB_SMALL", "1")
+    monkeypatch.setenv("FAULTLENS_NB_OFFLINE", "1")  # never wait on a network in CI
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, timeout=TIMEOUT, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"\n{_rel(path)}: {wall:.1f} s, peak kernel RSS so far {peak:.0f} MB")
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]  # fmt: skip
+    assert not errors
+    assert os.environ["FAULTLENS_CACHE"] == str(nb_cache)
