@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import faultlens
-from faultlens.analysis.projection import ProjectionWarning, project
+from faultlens.analysis.projection import ProjectionWarning, project, start_warmup
 from faultlens.data import demo as demo_data
 from faultlens.models.demo_cnn import accuracy, trained_cnn
 from faultlens.store import ArtifactStore
@@ -30,7 +30,12 @@ def _clusters(
 def test_umap_projection_is_seeded_cached_and_separates_clusters(tmp_path: Path) -> None:
     Z, lab = _clusters()
     store = ArtifactStore(tmp_path)
+    # the background compile is started once per code path, and project() waits for it
+    assert start_warmup(10) is None  # too few points for UMAP: nothing to compile
+    thread = start_warmup(300)
+    assert thread is not None and start_warmup(250) is thread
     a = project(Z, seed=3, store=store, progress=False)
+    assert not thread.is_alive()
     b = project(Z, seed=3, progress=False)
     np.testing.assert_array_equal(a, b)
     assert a.shape == (300, 2) and np.abs(a).max() <= 1.0 + 1e-6

@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from faultlens._version import __version__
-from faultlens.analysis.projection import project
+from faultlens.analysis.projection import project, start_warmup
 from faultlens.data.decode import decode_image
 from faultlens.data.sources import ArraySource, ImageSource, as_source
 from faultlens.models.base import BatchModel
@@ -285,6 +285,12 @@ class Analysis:
             class_names=self.class_names,
         )
 
+    def report(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """Write a self-contained HTML report (see :func:`faultlens.report.write_report`)."""
+        from faultlens.report import write_report
+
+        return write_report(self, path, **kwargs)
+
     def explore(self, **kwargs: Any) -> Any:
         """The interactive explorer of this analysis (see :class:`faultlens.Explorer`)."""
         from faultlens.ui.explorer import Explorer
@@ -384,6 +390,9 @@ def analyze(
             raise ValueError(msg)
 
     store = ArtifactStore(cache_dir)
+    start_warmup(
+        n, **{k: v for k, v in (projection or {}).items() if k in ("n_neighbors", "metric")}
+    )
     models: dict[str, BatchModel] = {}
     if classifier is not None:
         models["classifier"] = classifier

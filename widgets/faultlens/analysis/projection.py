@@ -7,6 +7,7 @@ constant embeddings fall back to PCA (or zeros), each with a warning that says s
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import warnings
 
@@ -17,6 +18,54 @@ from faultlens.store import ArtifactStore, fingerprint_array, make_key
 
 class ProjectionWarning(UserWarning):
     """The projection fell back to something simpler than UMAP; the message says why."""
+
+
+# numba compiles UMAP's kernels on the first fit in every process (10–60 s here) and its disk cache
+# does not remove that. analyze() starts this warm-up in a background thread before it embeds, so the
+# compile runs while the models do; project() waits for it instead of compiling a second time.
+_WARMUP: dict[str, threading.Thread] = {}
+_WARMUP_LOCK = threading.Lock()
+
+
+def start_warmup(
+    n_points: int, *, n_neighbors: int = 15, metric: str = "cosine"
+) -> threading.Thread | None:
+    """Compile UMAP's numba kernels in a daemon thread (once per process and code path).
+
+    ``n_points`` picks the code path to compile: above 4096 points UMAP uses NN-descent for the
+    neighbour graph, below it an exact search. Returns the thread, or None when nothing is to do.
+    """
+    if n_points <= max(n_neighbors, 4):
+        return None
+    path = "nndescent" if n_points > 4096 else "exact"
+    with _WARMUP_LOCK:
+        if path in _WARMUP:
+            return _WARMUP[path]
+        size = 4200 if path == "nndescent" else 200
+
+        def run() -> None:
+            import umap
+
+            X = np.random.default_rng(0).normal(size=(size, 8))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                umap.UMAP(
+                    n_neighbors=n_neighbors,
+                    metric=metric,
+                    random_state=0,
+                    low_memory=True,
+                    n_epochs=10,
+                ).fit_transform(X)
+
+        thread = threading.Thread(target=run, name=f"faultlens-umap-warmup-{path}", daemon=True)
+        thread.start()
+        _WARMUP[path] = thread
+        return thread
+
+
+def _wait_for_warmup() -> None:
+    for thread in list(_WARMUP.values()):
+        thread.join()
 
 
 def project(
@@ -99,6 +148,7 @@ def _project(
         return out
     import umap
 
+    _wait_for_warmup()
     t0 = time.perf_counter()
     if progress:
         print(
