@@ -415,9 +415,9 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     assert fb.maps(g["top"]["rows"][:2]).shape == (2, 28, 28)
     sent = []
     fb.send = lambda content, buffers=None: sent.append((content, buffers))
-    fb._handle_msg(fb, {"type": "tiles", "rows": g["top"]["rows"][:3], "req": 1}, [])
+    fb._on_custom_msg(fb, {"type": "tiles", "rows": g["top"]["rows"][:3], "req": 1}, [])
     assert sent[0][0]["rows"] == g["top"]["rows"][:3] and len(sent[0][1]) == 6
-    fb._handle_msg(fb, {"type": "tiles", "rows": [10**6]}, [])
+    fb._on_custom_msg(fb, {"type": "tiles", "rows": [10**6]}, [])
     assert "out of range" in fb.status
 
     # the strip is empty until a feature is marked spurious
@@ -516,3 +516,21 @@ def test_offline_efficientnet_lite_features_maps_and_head() -> None:
         emb.module, "_conv_head", torch.stack([emb.transform(i) for i in imgs]), [967, 285]
     )
     assert cams.shape == (2, 224, 224)
+
+
+def test_feature_browser_shows_its_first_feature_at_once(tiny_net) -> None:
+    """Regression: the first feature was picked before the observers existed, so no images showed."""
+    import pandas as pd
+
+    from faultlens.analysis.core import Analysis
+    from faultlens.data.sources import ArraySource
+    from faultlens.ui.features import FeatureBrowser
+    from tests.conftest import blob_images, tiny_transform
+
+    imgs, labels = blob_images(30)
+    table = pd.DataFrame({"id": [str(i) for i in range(30)], "label": labels, "pred": labels,
+                          "correct": True, "source_index": range(30)})  # fmt: skip
+    a = Analysis(table, class_names=["r", "g", "b"], source=ArraySource(imgs, labels))
+    fb = FeatureBrowser(a, tiny_net, "conv", tiny_transform, k=3, gap_k=5)
+    assert fb.feature >= 0
+    assert len(fb.groups["top"]["rows"]) == 3 and len(fb.groups["bottom"]["rows"]) == 3

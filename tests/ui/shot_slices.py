@@ -21,6 +21,7 @@ from tests.ui.test_browser import (
     DEMO,
     FLAGS,
     TOKEN,
+    _dump,
     _free_port,
     _new_page,
     _notebook,
@@ -38,7 +39,9 @@ ex
 """
 
 
-def main(out: Path) -> None:
+def take(cells: list[str], name: str, ready: list[str], selector: str, out: Path) -> None:
+    """Run a notebook of ``cells`` in a private JupyterLab, wait for every ``ready`` selector (or JS
+    predicate starting with ``() =>``), and screenshot the element ``selector`` to ``out``."""
     from playwright.sync_api import sync_playwright
 
     root = Path(tempfile.mkdtemp(prefix="fl-shot-"))
@@ -57,22 +60,25 @@ def main(out: Path) -> None:
                     break
             except OSError:
                 time.sleep(0.3)
-        (root / "demo-slices.ipynb").write_text(json.dumps(_notebook([DEMO_SLICES_NB % str(DEMO)])))
+        (root / name).write_text(json.dumps(_notebook(cells)))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             page = _new_page(browser, viewport={"width": 1400, "height": 1500})
             try:
-                _open_and_run(page, url, "demo-slices.ipynb")
-                page.locator(".fl-desc-item .fl-source").first.wait_for(timeout=120000)
-                page.wait_for_function(
-                    "() => { const t = [...document.querySelectorAll('.fl-thumb')];"
-                    " return t.length > 0 && t.every(i => i.src.startsWith('blob:')); }",
-                    timeout=30000,
-                )
+                _open_and_run(page, url, name)
+                try:
+                    for cond in ready:
+                        if cond.startswith("() =>"):
+                            page.wait_for_function(cond, timeout=40000)
+                        else:
+                            page.locator(cond).first.wait_for(timeout=40000)
+                except Exception:
+                    _dump(page, name)
+                    raise
                 time.sleep(1.0)
                 ARTIFACTS.mkdir(exist_ok=True)
-                shot = ARTIFACTS / "explorer-slices.png"
-                page.locator(".faultlens-explorer").screenshot(path=str(shot))
+                shot = ARTIFACTS / out.name
+                page.locator(selector).first.screenshot(path=str(shot))
             finally:
                 browser.close()
         shutil.copy(shot, out)
@@ -80,6 +86,22 @@ def main(out: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+THUMBS_LOADED = (
+    "() => { const t = [...document.querySelectorAll('.fl-thumb')];"
+    " return t.length > 0 && t.every(i => i.src.startsWith('blob:')); }"
+)
+
+
+def main(out: Path) -> None:
+    take(
+        [DEMO_SLICES_NB % str(DEMO)],
+        "demo-slices.ipynb",
+        [".fl-desc-item .fl-source", THUMBS_LOADED],
+        ".faultlens-explorer",
+        out,
+    )
 
 
 if __name__ == "__main__":

@@ -458,3 +458,59 @@ def test_discovered_slice_click_and_describe(lab: tuple[str, Path]) -> None:
             raise
         finally:
             browser.close()
+
+
+FEATURES_NB = r"""
+import torch
+from torch import nn
+from faultlens.ui.features import FeatureBrowser
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.head = nn.Linear(6, 4)
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+def transform(img):
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+analysis.save("fb-analysis")
+fb = FeatureBrowser(analysis, Net().eval(), "conv", transform, k=4, gap_k=20)
+fb.feature = int(fb.features[0]["feature"])
+fb
+"""
+
+
+def test_feature_browser_images_arrive_and_marks_persist(lab: tuple[str, Path]) -> None:
+    """Tiles (each image beside its activation map) arrive as PNG buffers; a click on "spurious" is
+    saved to annotations.json in the analysis folder."""
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    (root / "features.ipynb").write_text(json.dumps(_notebook([SETUP, FEATURES_NB, EXPLORE])))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = _new_page(browser, viewport={"width": 1400, "height": 1400})
+        try:
+            _open_and_run(page, url, "features.ipynb")  # the explorer in the last cell renders last
+            page.wait_for_function(
+                "() => { const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
+                " return t.length >= 16 && t.every(i => i.complete && i.naturalWidth > 0); }",
+                timeout=60000,
+            )
+            assert "null" not in page.locator(".fl-features .fl-groups").inner_text()
+            page.locator(".fl-features button.fl-markbtn", has_text="spurious").click()
+            path = root / "fb-analysis" / "annotations.json"
+            deadline = time.time() + 20
+            while time.time() < deadline and not path.exists():
+                time.sleep(0.2)
+            marks = json.loads(path.read_text())["marks"]
+            assert [m["mark"] for m in marks] == ["spurious"] and marks[0]["layer"] == "conv"
+        except Exception:
+            _dump(page, "features")
+            raise
+        finally:
+            browser.close()

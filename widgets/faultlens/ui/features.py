@@ -154,7 +154,8 @@ class FeatureBrowser(anywidget.AnyWidget):
         self.observe(self._on_k, names=["k", "gap_k"])
         self.observe(self._on_mark, names=["mark"])
         self.observe(self._on_view, names=["map_kind", "opacity"])
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
+        self._on_feature(None)  # the first feature was chosen before these observers existed
 
     def __repr__(self) -> str:
         return (
@@ -453,7 +454,9 @@ class FeatureBrowser(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ messages from JS
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
+        # not `_handle_msg`: that name is ipywidgets' own comm handler, and shadowing it drops every
+        # message from the browser
         if not isinstance(content, dict):
             return
         kind = content.get("type")

@@ -96,7 +96,7 @@ function render({ model, el: root }) {
     const gap = g.gap || {};
     groupsEl.replaceChildren(
       el("div", { class: "fl-gap", text: `gap (top-${gap.k ?? "–"} − bottom-${gap.k ?? "–"}): ${num(gap.gap)} points, 95% CI [${num(gap.ci_low)}, ${num(gap.ci_high)}] · ${g.scale}` }),
-      g.note ? el("div", { class: "fl-note", text: g.note }) : null,
+      ...(g.note ? [el("div", { class: "fl-note", text: g.note })] : []),
       block("most activating", g.top), block("least activating", g.bottom),
     );
     request([...g.top.rows, ...g.bottom.rows]);
