@@ -35,6 +35,7 @@ import traitlets as t
 from PIL import Image, ImageDraw
 
 from faultlens.store import read_json, write_json
+from faultlens.ui._validate import one_of, within
 from faultlens.ui.stats import selection_stats
 
 if TYPE_CHECKING:
@@ -439,28 +440,17 @@ class Explorer(anywidget.AnyWidget):
 
     @t.validate("color_by")
     def _valid_color(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if value not in self.color_options:
-            msg = f"cannot colour by {value!r}: choose one of {self.color_options}"
-            raise t.TraitError(msg)
-        return value
+        return one_of("color_by", proposal["value"], self.color_options, action="colour by")
 
     @t.validate("grid_sort")
     def _valid_sort(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if value not in (*self.sort_options, "index"):
-            choices = [*self.sort_options, "index"]
-            msg = f"cannot sort the grid by {value!r}: choose one of {choices}"
-            raise t.TraitError(msg)
-        return value
+        return one_of(
+            "grid_sort", proposal["value"], [*self.sort_options, "index"], action="sort the grid by"
+        )
 
     @t.validate("filter_correct")
     def _valid_correct(self, proposal: dict) -> str:
-        value = proposal["value"]
-        if value not in _FILTER_CORRECT:
-            msg = f"filter_correct must be one of {_FILTER_CORRECT}, got {value!r}"
-            raise t.TraitError(msg)
-        return value
+        return one_of("filter_correct", proposal["value"], _FILTER_CORRECT)
 
     @t.validate("filter_classes")
     def _valid_classes(self, proposal: dict) -> list[int]:
@@ -481,11 +471,7 @@ class Explorer(anywidget.AnyWidget):
 
     @t.validate("page_size")
     def _valid_page_size(self, proposal: dict) -> int:
-        value = int(proposal["value"])
-        if not 1 <= value <= 500:
-            msg = f"page_size must be between 1 and 500, got {value}"
-            raise t.TraitError(msg)
-        return value
+        return int(within("page_size", int(proposal["value"]), 1, 500))
 
     @t.validate("grid_page")
     def _valid_page(self, proposal: dict) -> int:

@@ -34,6 +34,7 @@ from PIL import Image
 
 from faultlens.analysis import spurious as sp
 from faultlens.store import atomic_path, read_json, write_json
+from faultlens.ui._validate import one_of, within
 
 if TYPE_CHECKING:
     from faultlens.analysis.core import Analysis
@@ -183,43 +184,23 @@ class FeatureBrowser(anywidget.AnyWidget):
 
     @t.validate("k")
     def _valid_k(self, proposal: dict) -> int:
-        v = int(proposal["value"])
-        if not 1 <= v <= 64:
-            msg = f"k must be within 1..64, got {v}"
-            raise t.TraitError(msg)
-        return v
+        return int(within("k", int(proposal["value"]), 1, 64))
 
     @t.validate("gap_k")
     def _valid_gap_k(self, proposal: dict) -> int:
-        v = int(proposal["value"])
-        if v < 1:
-            msg = f"gap_k must be at least 1, got {v}"
-            raise t.TraitError(msg)
-        return v
+        return int(within("gap_k", int(proposal["value"]), 1))
 
     @t.validate("mark")
     def _valid_mark(self, proposal: dict) -> str:
-        v = proposal["value"]
-        if v not in MARKS:
-            msg = f"mark must be one of {MARKS}, got {v!r}"
-            raise t.TraitError(msg)
-        return v
+        return one_of("mark", proposal["value"], MARKS)
 
     @t.validate("map_kind")
     def _valid_kind(self, proposal: dict) -> str:
-        v = proposal["value"]
-        if v not in MAP_KINDS:
-            msg = f"map_kind must be one of {MAP_KINDS}, got {v!r}"
-            raise t.TraitError(msg)
-        return v
+        return one_of("map_kind", proposal["value"], MAP_KINDS)
 
     @t.validate("opacity")
     def _valid_opacity(self, proposal: dict) -> float:
-        v = float(proposal["value"])
-        if not 0.0 <= v <= 1.0:
-            msg = f"opacity must be within [0, 1], got {v}"
-            raise t.TraitError(msg)
-        return v
+        return within("opacity", float(proposal["value"]), 0.0, 1.0)
 
     @t.validate("selection")
     def _valid_selection(self, proposal: dict) -> list[int]:
