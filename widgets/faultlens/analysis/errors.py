@@ -12,27 +12,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from faultlens._checks import finite_matrix
+
 
 class FailureDirectionWarning(UserWarning):
     """A class was skipped (too few errors or correct images); ``skipped_`` says why."""
 
 
 def _check(Z: np.ndarray, labels: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    Z = np.asarray(Z, dtype=np.float64)
     y = np.asarray(labels)
-    if Z.ndim != 2:
-        msg = f"{what}: embeddings must be (n, dim), got shape {Z.shape}"
-        raise ValueError(msg)
-    if len(Z) != len(y):
-        msg = f"{what}: {len(Z)} embeddings but {len(y)} labels"
-        raise ValueError(msg)
-    bad = np.flatnonzero(~np.isfinite(Z).all(axis=1))
-    if len(bad):
-        msg = (
-            f"{what}: embedding row {bad[0]} has NaN or inf ({len(bad)} such rows); drop the items "
-            "that could not be embedded first"
-        )
-        raise ValueError(msg)
+    Z = finite_matrix(
+        Z,
+        f"{what}: embeddings",
+        rows=len(y),
+        hint="; drop the items that could not be embedded first",
+    )
     return Z, y.astype(np.int64)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from faultlens._checks import finite_matrix
 from faultlens.analysis.errors import FailureDirections
 from faultlens.analysis.stats import wilson_interval
 
@@ -256,19 +257,9 @@ class ErrorAwareMixture:
 
 
 def _inputs(embeddings: Any, labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    Z = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(labels).astype(np.int64)
-    P = np.asarray(probs, dtype=np.float64)
-    if Z.ndim != 2 or P.ndim != 2:
-        msg = f"embeddings and probs must be 2-D, got {Z.shape} and {P.shape}"
-        raise ValueError(msg)
-    if not (len(Z) == len(y) == len(P)):
-        msg = f"{len(Z)} embeddings, {len(y)} labels and {len(P)} probability rows: they must align"
-        raise ValueError(msg)
-    bad = np.flatnonzero(~np.isfinite(Z).all(axis=1))
-    if len(bad):
-        msg = f"embedding row {bad[0]} has NaN or inf ({len(bad)} rows): drop those items first"
-        raise ValueError(msg)
+    Z = finite_matrix(embeddings, "embeddings", rows=len(y), hint=": drop those items first")
+    P = finite_matrix(probs, "probs", rows=len(y))
     if len(y) and (y.min() < 0 or y.max() >= P.shape[1]):
         msg = f"labels must be class indices in 0..{P.shape[1] - 1}"
         raise ValueError(msg)

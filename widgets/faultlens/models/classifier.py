@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from faultlens._checks import finite_matrix
 from faultlens.models.base import TorchBatchModel
 
 
@@ -77,18 +78,8 @@ def outputs_from_probs(probs: np.ndarray, labels: np.ndarray) -> Outputs:
     Rows are renormalised when they sum to within 1 % of 1; anything else is an error that names
     the row.
     """
-    p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels)
-    if p.ndim != 2:
-        msg = f"probs must be (n_images, n_classes), got shape {p.shape}"
-        raise ValueError(msg)
-    if len(p) != len(y):
-        msg = f"{len(p)} rows of probs but {len(y)} labels: pass one of each per image"
-        raise ValueError(msg)
-    bad = np.flatnonzero(~np.isfinite(p).all(axis=1))
-    if len(bad):
-        msg = f"probs row {bad[0]} has NaN or inf ({len(bad)} such rows)"
-        raise ValueError(msg)
+    p = finite_matrix(probs, "probs", rows=len(y))
     if (p < 0).any():
         msg = f"probs row {np.flatnonzero((p < 0).any(axis=1))[0]} has negative values"
         raise ValueError(msg)

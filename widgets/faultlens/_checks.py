@@ -1,0 +1,25 @@
+"""Input checks shared by every layer: a clear ``ValueError`` that names the row and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def finite_matrix(
+    arr: Any, name: str, *, rows: int | None = None, rows_of: str = "labels", hint: str = ""
+) -> np.ndarray:
+    """``arr`` as a 2-D float64 array with only finite values (and ``rows`` rows, when given)."""
+    a = np.asarray(arr, dtype=np.float64)
+    if a.ndim != 2:
+        msg = f"{name} must be 2-D (n, dim), got shape {a.shape}"
+        raise ValueError(msg)
+    if rows is not None and len(a) != rows:
+        msg = f"{len(a)} rows of {name} but {rows} {rows_of}: pass one of each per image"
+        raise ValueError(msg)
+    bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
+    if len(bad):
+        msg = f"{name} row {bad[0]} has NaN or inf ({len(bad)} such rows){hint}"
+        raise ValueError(msg)
+    return a
