@@ -75,6 +75,7 @@ def project(
     min_dist: float = 0.1,
     pca_dims: int = 50,
     metric: str = "cosine",
+    n_epochs: int | None = 200,
     seed: int = 0,
     store: ArtifactStore | None = None,
     force: bool = False,
@@ -83,6 +84,9 @@ def project(
     """(N, D) embeddings → (N, 2) float32 coordinates.
 
     Rows with NaN (items that could not be decoded) are placed at NaN and left out of the fit.
+    ``n_epochs=200`` (UMAP's own choice above 10,000 points) is also used below: on 10,000 × 512
+    clustered embeddings it halves the time of UMAP's 500 epochs at the same trustworthiness
+    (0.9937 vs 0.9938; ``tests/benchmarks/bench_projection.py``). ``None`` restores UMAP's rule.
     With ``store`` the result is cached under a key of the input bytes and every parameter.
     """
     Z = np.asarray(embeddings, dtype=np.float32)
@@ -94,6 +98,7 @@ def project(
         "min_dist": min_dist,
         "pca_dims": pca_dims,
         "metric": metric,
+        "n_epochs": n_epochs,
         "seed": seed,
     }
 
@@ -113,6 +118,7 @@ def _project(
     min_dist: float,
     pca_dims: int,
     metric: str,
+    n_epochs: int | None,
     seed: int,
     progress: bool,
 ) -> np.ndarray:
@@ -161,6 +167,7 @@ def _project(
         n_neighbors=n_neighbors,
         min_dist=min_dist,
         metric=metric,
+        n_epochs=n_epochs,
         random_state=seed,
         n_components=2,
         low_memory=True,
