@@ -422,8 +422,12 @@ class NeuralFeatures:
         return imp
 
 
-def _grad_batches(model, module, images, transform, batch_size, targets):
-    """Yield (n_outputs, per-image ∂logit_target/∂pooled feature (b, C)) per batch."""
+def _layer_grads(model, module, images, transform, batch_size, targets):
+    """Yield (batch, logits, activation, ∂logit_target/∂activation) per batch of ``images``.
+
+    ``targets``: one class per image, or None for each image's predicted class. The layer's output
+    is detached and made a leaf in a forward hook, so the gradient stops there.
+    """
     device = _model_device(model)
     store: dict[str, torch.Tensor] = {}
 
@@ -438,18 +442,30 @@ def _grad_batches(model, module, images, transform, batch_size, targets):
         with torch.inference_mode(False), torch.enable_grad():
             for batch in _as_batches(images, transform, batch_size):
                 logits = _first(model(batch.to(device)))
-                tgt = torch.as_tensor(
-                    np.array(targets[start : start + len(batch)], dtype=np.int64), device=device
-                )
+                if targets is None:
+                    tgt = logits.argmax(1)
+                else:
+                    tgt = torch.as_tensor(
+                        np.array(targets[start : start + len(batch)], dtype=np.int64),
+                        device=logits.device,
+                    )
                 start += len(batch)
                 act = store["act"]
                 score = logits.gather(1, tgt.long()[:, None]).sum()
                 (g,) = torch.autograd.grad(score, act)
-                grid = to_grid(g) if g.ndim == 3 else g
-                pooled = grid.sum(dim=(2, 3)) if grid.ndim == 4 else grid
-                yield logits.shape[1], pooled.float().cpu().numpy()
+                yield batch, logits, act, g
     finally:
         handle.remove()
+
+
+def _grad_batches(model, module, images, transform, batch_size, targets):
+    """Yield (n_outputs, per-image ∂logit_target/∂pooled feature (b, C)) per batch."""
+    for _batch, logits, _act, g in _layer_grads(
+        model, module, images, transform, batch_size, targets
+    ):
+        grid = to_grid(g) if g.ndim == 3 else g
+        pooled = grid.sum(dim=(2, 3)) if grid.ndim == 4 else grid
+        yield logits.shape[1], pooled.float().cpu().numpy()
 
 
 def top_features(importance: np.ndarray, n: int = 5) -> dict[int, list[int]]:
@@ -482,45 +498,21 @@ def grad_cam(
     min–max scaled **per image** (an all-equal cam gives zeros).
     """
     module = find_layer(model, layer)
-    device = _model_device(model)
-    store: dict[str, torch.Tensor] = {}
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
-        t = _first(out).detach().requires_grad_(True)
-        store["act"] = t
-        return t if not isinstance(out, (tuple, list)) else (t, *out[1:])
-
     n = _n_images(images)
     if targets is not None and np.ndim(targets) == 0:
         targets = np.full(n, int(targets))
     parts = []
-    handle = module.register_forward_hook(hook)
-    start = 0
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            for batch in _as_batches(images, transform, batch_size):
-                logits = _first(model(batch.to(device)))
-                if targets is None:
-                    tgt = logits.argmax(1)
-                else:
-                    tgt = torch.as_tensor(
-                        np.array(targets[start : start + len(batch)], dtype=np.int64)
-                    )
-                start += len(batch)
-                act = store["act"]
-                grid_act = to_grid(act, layer)
-                score = logits.gather(1, tgt.to(logits.device)[:, None]).sum()
-                (g,) = torch.autograd.grad(score, act)
-                grid_g = to_grid(g, layer)
-                w = grid_g.mean(dim=(2, 3), keepdim=True)
-                cam = torch.relu((w * grid_act).sum(dim=1)).detach().float()
-                cam = _upsample(cam, size or (batch.shape[-2], batch.shape[-1]))
-                lo = cam.amin(dim=(1, 2), keepdim=True)
-                span = cam.amax(dim=(1, 2), keepdim=True) - lo
-                cam = torch.where(span > 0, (cam - lo) / span.clamp_min(1e-12), 0 * cam)
-                parts.append(cam.cpu().numpy())
-    finally:
-        handle.remove()
+    for batch, _logits, act, g in _layer_grads(
+        model, module, images, transform, batch_size, targets
+    ):
+        grid_act = to_grid(act, layer)
+        w = to_grid(g, layer).mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((w * grid_act).sum(dim=1)).detach().float()
+        cam = _upsample(cam, size or (batch.shape[-2], batch.shape[-1]))
+        lo = cam.amin(dim=(1, 2), keepdim=True)
+        span = cam.amax(dim=(1, 2), keepdim=True) - lo
+        cam = torch.where(span > 0, (cam - lo) / span.clamp_min(1e-12), 0 * cam)
+        parts.append(cam.cpu().numpy())
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0, 0), "f4")
 
 
