@@ -106,9 +106,12 @@ def test_analysis_warm_run_uses_the_cache(tiny_net, tmp_path: Path) -> None:
     cache = tmp_path / "cache"  # the private cache set by conftest
     _small_analysis(tiny_net)
     n_files = len(list(cache.rglob("shard-*.npy")))
+    # a rewrite would keep the count, so also check that no cached file was written again
+    stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")}
     _small_analysis(tiny_net, cached=True)
     assert n_files > 0
     assert len(list(cache.rglob("shard-*.npy"))) == n_files
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")} == stamps
 
 
 def test_analyze_bad_arguments(tiny_net) -> None:
