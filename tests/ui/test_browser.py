@@ -22,12 +22,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faultlens.store import default_cache_dir
+
 pytestmark = pytest.mark.ui
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "faultlens-ui-test"  # noqa: S105 - a throwaway token for a 127.0.0.1 test server
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-DEMO = Path(os.environ.get("FAULTLENS_DEMO_ANALYSIS", "/tmp/flcache/demo-analysis"))  # noqa: S108
+# the demo analysis: where CI puts it, else where the Quickstart's `faultlens demo` wrote it
+DEMO = Path(os.environ.get("FAULTLENS_DEMO_ANALYSIS", default_cache_dir() / "demo-analysis"))
 README_SHOT = Path("/tmp/explorer-demo.png")  # noqa: S108 - where the README picks it up
 FLAGS = [
     "--headless",
