@@ -2,14 +2,21 @@
 
 Tiny or degenerate inputs never crash: N = 1 gives the origin, N below UMAP's neighbourhood or
 constant embeddings fall back to PCA (or zeros), each with a warning that says so.
+
+Above ``fit_sample`` points (50,000 by default) PCA and UMAP are fitted on a seeded random sample of
+that size and every other point is placed by ``UMAP.transform``, in batches, so time and memory grow
+linearly with the number of images instead of UMAP's full graph over all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +84,8 @@ def project(
     metric: str = "cosine",
     n_epochs: int | None = 200,
     seed: int = 0,
+    fit_sample: int | None = 50_000,
+    transform_batch: int = 100_000,
     store: ArtifactStore | None = None,
     force: bool = False,
     progress: bool = True,
@@ -87,13 +96,26 @@ def project(
     ``n_epochs=200`` (UMAP's own choice above 10,000 points) is also used below: on 10,000 × 512
     clustered embeddings it halves the time of UMAP's 500 epochs at the same trustworthiness
     (0.9937 vs 0.9938; ``tests/benchmarks/bench_projection.py``). ``None`` restores UMAP's rule.
+    With more than ``fit_sample`` finite rows, PCA and UMAP are fitted on a seeded sample of
+    ``fit_sample`` rows and the others are placed with ``UMAP.transform``, ``transform_batch`` rows
+    at a time (``fit_sample=None``: always fit on every row). Up to ``fit_sample`` rows nothing
+    changes, cache key included.
     With ``store`` the result is cached under a key of the input bytes and every parameter.
     """
     Z = np.asarray(embeddings, dtype=np.float32)
     if Z.ndim != 2:
         msg = f"embeddings must be (n_images, dim), got shape {Z.shape}"
         raise ValueError(msg)
-    params = {
+    if fit_sample is not None and fit_sample < max(2 * n_neighbors, 10):
+        msg = (
+            f"fit_sample={fit_sample} is too small to fit UMAP with n_neighbors={n_neighbors}: "
+            f"use at least {max(2 * n_neighbors, 10)} (or None to fit on every point)"
+        )
+        raise ValueError(msg)
+    if transform_batch < 1:
+        msg = f"transform_batch={transform_batch} must be >= 1"
+        raise ValueError(msg)
+    params: dict[str, Any] = {
         "n_neighbors": n_neighbors,
         "min_dist": min_dist,
         "pca_dims": pca_dims,
@@ -101,6 +123,9 @@ def project(
         "n_epochs": n_epochs,
         "seed": seed,
     }
+    if fit_sample is not None and int(np.isfinite(Z).all(axis=1).sum()) > fit_sample:
+        # Only a sampled fit names the sample in its key: smaller inputs keep their cached maps.
+        params |= {"fit_sample": fit_sample, "transform_batch": transform_batch}
 
     def compute() -> np.ndarray:
         return _project(Z, progress=progress, **params)
@@ -121,9 +146,18 @@ def _project(
     n_epochs: int | None,
     seed: int,
     progress: bool,
+    fit_sample: int | None = None,
+    transform_batch: int = 100_000,
 ) -> np.ndarray:
     out = np.full((len(Z), 2), np.nan, dtype=np.float32)
     good = np.isfinite(Z).all(axis=1)
+    if fit_sample is not None and good.sum() > fit_sample:
+        umap_opts = {"n_neighbors": n_neighbors, "min_dist": min_dist, "metric": metric}
+        xy = _project_sampled(
+            Z, good, pca_dims, fit_sample, transform_batch, seed, progress, n_epochs, umap_opts
+        )
+        out[good] = _unit_box(xy)
+        return out
     X = Z[good].astype(np.float64)
     n = len(X)
     if n == 0:
@@ -152,35 +186,97 @@ def _project(
         xy[:, : min(2, X.shape[1])] = X[:, :2]
         out[good] = _unit_box(xy)
         return out
-    import umap
-
-    _wait_for_warmup()
-    t0 = time.perf_counter()
-    if progress:
-        print(
-            f"UMAP on {n} points × {X.shape[1]} dims (the first fit in a process compiles "
-            "for 10–60 s)…",
-            file=sys.stderr,
-            flush=True,
-        )
-    reducer = umap.UMAP(
+    t0 = _announce(f"UMAP on {n} points × {X.shape[1]} dims", progress)
+    reducer = _umap(
         n_neighbors=n_neighbors,
         min_dist=min_dist,
         metric=metric,
         n_epochs=n_epochs,
         random_state=seed,
-        n_components=2,
-        low_memory=True,
-        verbose=False,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-        warnings.filterwarnings("ignore", message=".*force_all_finite.*")
+    with _quiet_umap():
         xy = reducer.fit_transform(X)
     if progress:
         print(f"UMAP done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     out[good] = _unit_box(xy)
     return out
+
+
+def _project_sampled(
+    Z: np.ndarray,
+    good: np.ndarray,
+    pca_dims: int,
+    fit_sample: int,
+    transform_batch: int,
+    seed: int,
+    progress: bool,
+    n_epochs: int | None,
+    umap_opts: dict[str, Any],
+) -> np.ndarray:
+    """PCA and UMAP fitted on ``fit_sample`` seeded rows of ``Z[good]``, the rest transformed in
+    batches (no float64 copy of the whole matrix). Returns the (n_good, 2) layout."""
+    rows = np.flatnonzero(good)
+    fit = np.zeros(len(rows), dtype=bool)
+    fit[np.random.default_rng(seed).choice(len(rows), size=fit_sample, replace=False)] = True
+    X = Z[rows[fit]].astype(np.float64)
+    if np.ptp(X, axis=0).max() < 1e-12:
+        warnings.warn(
+            f"a sample of {fit_sample} points has no spread: all {len(rows)} placed at the origin",
+            ProjectionWarning,
+            stacklevel=4,
+        )
+        return np.zeros((len(rows), 2))
+    from sklearn.decomposition import PCA
+
+    pca = None
+    if min(pca_dims, X.shape[1]) < X.shape[1]:
+        pca = PCA(n_components=pca_dims, random_state=seed).fit(X)
+        X = pca.transform(X)
+    t0 = _announce(
+        f"UMAP fitted on a sample of {fit_sample} of {len(rows)} points × {X.shape[1]} dims, the "
+        f"rest placed by transform in batches of {transform_batch}",
+        progress,
+    )
+    reducer = _umap(n_epochs=n_epochs, random_state=seed, **umap_opts)
+    xy = np.empty((len(rows), 2))
+    with _quiet_umap():
+        xy[fit] = reducer.fit_transform(X)
+        rest = rows[~fit]
+        placed = np.flatnonzero(~fit)
+        for b in range(0, len(rest), transform_batch):
+            batch = Z[rest[b : b + transform_batch]].astype(np.float64)
+            xy[placed[b : b + transform_batch]] = reducer.transform(
+                pca.transform(batch) if pca is not None else batch
+            )
+    if progress:
+        print(f"UMAP done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return xy
+
+
+def _announce(what: str, progress: bool) -> float:
+    """Wait for the warm-up compile, say what is starting (when ``progress``), return the time."""
+    _wait_for_warmup()
+    if progress:
+        print(
+            f"{what} (the first fit in a process compiles for 10–60 s)…",
+            file=sys.stderr,
+            flush=True,
+        )
+    return time.perf_counter()
+
+
+def _umap(**opts: Any) -> Any:
+    import umap
+
+    return umap.UMAP(n_components=2, low_memory=True, verbose=False, **opts)
+
+
+@contextlib.contextmanager
+def _quiet_umap() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*force_all_finite.*")
+        yield
 
 
 def _unit_box(xy: np.ndarray) -> np.ndarray:
