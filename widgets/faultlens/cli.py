@@ -1,4 +1,8 @@
-"""Command line for the heavy batch steps: ``faultlens demo`` and ``faultlens prepare``."""
+"""Command line for the heavy batch steps: ``faultlens demo`` and ``faultlens prepare``.
+
+``faultlens prepare SOURCE --engine ray --workers N [--ray-address auto]`` runs the models on Ray
+Data (``pip install 'faultlens[ray]'``; see docs/ray.md) and writes the same analysis folder.
+"""
 
 from __future__ import annotations
 
@@ -98,12 +102,42 @@ def _prepare(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        engine=_engine(args),
         force=args.force,
     )
     out = analysis.save(args.out)
     print(analysis.summary())
     print(f"\nanalysis saved to {out}")
     return 0
+
+
+def _engine(args: argparse.Namespace) -> object:
+    """``local``, or a RayEngine from the ``--workers``/``--ray-*`` options."""
+    ray_only = {
+        "--ray-address": args.ray_address,
+        "--cpus-per-worker": args.cpus_per_worker,
+        "--gpus-per-worker": args.gpus_per_worker,
+        "--shard-size": args.shard_size,
+    }
+    if args.engine == "local":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            msg = f"{', '.join(given)} only apply with --engine ray"
+            raise SystemExit(msg)
+        return "local"
+    from faultlens.models.ray_runner import RayEngine
+
+    opts = {
+        "workers": args.workers,
+        "address": args.ray_address,
+        "num_cpus": args.cpus_per_worker,
+        "num_gpus": args.gpus_per_worker,
+        "shard_size": args.shard_size,
+    }
+    try:
+        return RayEngine(**{k: v for k, v in opts.items() if v is not None})
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--embedder", default="offline", help="'offline' or 'open_clip:MODEL:TAG'")
     r.add_argument("--image-size", type=int, default=224, help="offline embedder input size")
     r.add_argument("--batch-size", type=int, default=64)
-    r.add_argument("--workers", type=int, default=None, help="decoding processes")
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local: decoding processes; ray: model actors (default 2)",
+    )
+    r.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where the models run: this process, or Ray Data (pip install 'faultlens[ray]')",
+    )
+    r.add_argument(
+        "--ray-address",
+        help="the Ray cluster to join ('auto' inside a ray job); default: start a local one",
+    )
+    r.add_argument("--cpus-per-worker", type=float, help="ray: CPUs per actor (default 1)")
+    r.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per actor (default 0)")
+    r.add_argument("--shard-size", type=int, help="ray: images per cached shard (default 1024)")
     r.add_argument("--cache-dir")
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=_prepare)

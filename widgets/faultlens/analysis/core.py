@@ -339,6 +339,7 @@ def analyze(
     batch_size: int = 64,
     num_workers: int | None = None,
     projection: dict[str, Any] | None = None,
+    engine: Any = "local",
     force: bool = False,
     progress: bool = True,
 ) -> Analysis:
@@ -359,6 +360,11 @@ def analyze(
         Your own arrays, one row per item of ``source``, instead of running models.
     projection:
         Options for :func:`faultlens.analysis.projection.project` (``n_neighbors``, ``seed`` …).
+    engine:
+        Where the models run: ``"local"`` (this process; ``num_workers`` decoding processes),
+        ``"ray"`` (Ray Data with ``num_workers`` actors, default 2) or a
+        :class:`faultlens.models.ray_runner.RayEngine` (actors, CPUs/GPUs per actor, cluster
+        address). Both fill the same cache, so the result is the same analysis.
     """
     kwargs: dict[str, Any] = {}
     if class_names is not None:
@@ -401,15 +407,23 @@ def analyze(
             msg = f"unknown embedder {embedder!r}: use 'offline' or an embedder object"
             raise ValueError(msg)
         models["embedder"] = embedder
+    run_opts: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    if models and engine != "local":
+        from faultlens.models.ray_runner import as_engine
+
+        ray_engine = as_engine(engine, num_workers)
+        ray_engine.fill(
+            src, models, store=store, batch_size=batch_size, force=force, progress=progress
+        )
+        run_opts = {"shard_size": ray_engine.shard_size}  # every shard is there: only assemble
     run = (
         run_models(
             src,
             models,
             store=store,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            force=force,
+            force=force and engine == "local",
             progress=progress,
+            **run_opts,
         )
         if models
         else None

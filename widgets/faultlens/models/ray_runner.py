@@ -1,0 +1,330 @@
+"""The classifier and embedder pass on Ray Data: many workers, possibly many machines, same cache.
+
+:func:`~faultlens.models.runner.run_models` (the local engine) caches every model's outputs as a
+sharded array in the artifact store. :class:`RayEngine` fills those very shards with Ray Data:
+
+1. the items of the shards still missing become a dataset of rows (``index``, and ``path`` for
+   folder and table sources; other sources travel once through Ray's object store);
+2. ``map_batches`` runs them through a pool of actors (``workers`` of them, each with ``num_cpus``
+   CPUs and ``num_gpus`` GPUs), each holding the models: the actor decodes every item with
+   faultlens's own decoder, applies each model's transform and runs the models batch by batch,
+   returning one output row per item (NaN where the item could not be read, and the reason);
+3. the driver puts the rows into their shards and writes each shard, with the same skip side-car
+   as the local engine and the same atomic renames, as soon as its last row arrives.
+
+A rerun computes only the shards that are still missing. Afterwards ``run_models`` finds every
+shard present and assembles them, so the table, the projection and the saved analysis folder are
+made by the local engine's own code: ``faultlens.load(folder).explore()`` works unchanged.
+
+Use it through :func:`faultlens.analyze` (``engine="ray"`` or ``engine=RayEngine(...)``) or the
+command line (``faultlens prepare SOURCE --engine ray --workers N [--ray-address auto]``). Ray is
+an optional dependency: ``pip install 'faultlens[ray]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from faultlens.data.decode import decode_image
+from faultlens.data.sources import ImageSource, _FileSource
+from faultlens.models.base import BatchModel, TorchBatchModel
+from faultlens.models.runner import _assemble, _collate, _Items
+from faultlens.store import ArtifactStore, ShardedArray, make_key
+
+INSTALL_HINT = "pip install 'faultlens[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an error that says how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        msg = f"engine='ray' needs Ray Data, which is not installed ({exc}): {INSTALL_HINT}"
+        raise ImportError(msg) from exc
+    return ray
+
+
+def output_key(fingerprint: str, model_id: str, shard_size: int) -> str:
+    """The store key of one model's outputs; the one :func:`run_models` derives for the same run."""
+    return make_key("outputs", fingerprint, model_id, shard_size)
+
+
+@dataclass
+class RayEngine:
+    """Where and how to run the model pass on Ray (see the module docstring).
+
+    Parameters
+    ----------
+    workers:
+        Actors in the pool; each holds its own copy of the models.
+    num_cpus, num_gpus:
+        Resources each actor asks Ray for. With ``num_gpus > 0`` an actor moves the models to its
+        GPU (their forward pass then runs under autocast, as the local engine does on CUDA). An
+        actor decodes with ``max(1, int(num_cpus))`` threads.
+    address:
+        The Ray cluster to join: ``None`` starts a local one unless Ray is already initialised in
+        this process, ``"auto"`` joins the cluster this machine belongs to (inside a ``ray job``).
+    shard_size:
+        Items per cached shard (the unit of resumption and of writes).
+    batch_size:
+        Images per model batch; ``None`` takes the one given to :func:`faultlens.analyze`.
+    init_kwargs:
+        More keyword arguments for ``ray.init`` when this engine starts or joins a cluster.
+    """
+
+    workers: int = 2
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    address: str | None = None
+    shard_size: int = 1024
+    batch_size: int | None = None
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            msg = f"RayEngine(workers={self.workers}): need at least one worker"
+            raise ValueError(msg)
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            msg = f"RayEngine: num_cpus={self.num_cpus} and num_gpus={self.num_gpus} must be >= 0"
+            raise ValueError(msg)
+
+    def connect(self) -> Any:
+        """Initialise Ray (or join ``address``) unless it already is; return the ``ray`` module."""
+        ray = import_ray()
+        if not ray.is_initialized():
+            ray.init(address=self.address, **self.init_kwargs)
+        return ray
+
+    def fill(
+        self,
+        source: ImageSource,
+        models: Mapping[str, BatchModel],
+        *,
+        store: ArtifactStore | None = None,
+        batch_size: int = 64,
+        force: bool = False,
+        progress: bool = True,
+    ) -> dict[str, list[int]]:
+        """Compute every missing shard of every model's outputs on Ray; return the shards computed.
+
+        Afterwards ``run_models(source, models, store=store, shard_size=self.shard_size)`` computes
+        nothing and returns the assembled outputs and the skip report.
+        """
+        store = store or ArtifactStore()
+        n = len(source)
+        if n == 0:
+            msg = "the image source is empty"
+            raise ValueError(msg)
+        fp = source.fingerprint()
+        arrays = {
+            name: store.sharded(
+                "outputs", output_key(fp, m.id, self.shard_size), n, self.shard_size
+            )
+            for name, m in models.items()
+        }
+        if force:
+            for arr in arrays.values():
+                arr.clear()
+        missing = {name: set(arr.missing()) for name, arr in arrays.items()}
+        todo = sorted(set().union(*missing.values()))
+        computed: dict[str, list[int]] = {name: [] for name in models}
+        if not todo:
+            return computed
+        active = [name for name in models if missing[name]]
+        ray = self.connect()
+        first = arrays[active[0]]
+        by_files = isinstance(source, _FileSource)
+        rows = pd.DataFrame({"index": np.concatenate([np.arange(*first.bounds(s)) for s in todo])})
+        if by_files:
+            rows["path"] = [source.paths[i] for i in rows["index"]]  # type: ignore[index]
+        # Ray hands whole blocks to actors: cut enough of them to keep every actor busy.
+        batch = self.batch_size or batch_size
+        per_block = min(self.shard_size, max(batch, -(-len(rows) // (4 * self.workers))))
+        frames = [rows.iloc[b : b + per_block] for b in range(0, len(rows), per_block)]
+        outputs = ray.data.from_pandas(frames).map_batches(
+            _ModelActor,
+            fn_constructor_args=(
+                ray.put({a: models[a] for a in active}),
+                None if by_files else ray.put(source),
+                self.num_gpus > 0,
+                max(1, int(self.num_cpus)),
+            ),
+            batch_size=batch,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+        )
+        writer = _ShardWriter(source, {a: arrays[a] for a in active}, missing)
+        bar = tqdm(
+            total=len(rows),
+            desc="images (ray)",
+            unit="img",
+            disable=not progress,
+            mininterval=0.5,
+        )
+        context = ray.data.DataContext.get_current()
+        ray_bars, context.enable_progress_bars = context.enable_progress_bars, False  # ours below
+        try:
+            for batch in outputs.iter_batches(batch_size=None, batch_format="numpy"):
+                writer.add(batch, active)
+                bar.update(len(batch["index"]))
+        except Exception as exc:
+            said = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+            msg = (
+                f"the Ray run stopped ({said[-1].strip()}). The {len(writer.written)} "
+                f"shard(s) finished before it are kept in {store.root}; run again to compute only "
+                "the missing ones"
+            )
+            raise RuntimeError(msg) from exc
+        finally:
+            bar.close()
+            context.enable_progress_bars = ray_bars
+        for name in active:
+            computed[name] = sorted(s for s in writer.written if s in missing[name])
+        return computed
+
+
+def as_engine(engine: Any, workers: int | None = None) -> RayEngine:
+    """``"ray"`` (with ``workers`` actors) or a :class:`RayEngine` → a :class:`RayEngine`."""
+    if isinstance(engine, RayEngine):
+        return engine
+    if engine == "ray":
+        return RayEngine() if workers is None else RayEngine(workers=workers)
+    msg = f"unknown engine {engine!r}: use 'local', 'ray' or faultlens.models.ray_runner.RayEngine(...)"
+    raise ValueError(msg)
+
+
+class _ShardWriter:
+    """Collects output rows, which arrive in any order, and writes each shard once it is whole."""
+
+    def __init__(
+        self,
+        source: ImageSource,
+        arrays: dict[str, ShardedArray],
+        missing: dict[str, set[int]],
+    ) -> None:
+        self.source = source
+        self.arrays = arrays
+        self.missing = missing
+        self.shard_size = next(iter(arrays.values())).shard_size
+        self.parts: dict[int, list[dict[str, np.ndarray]]] = {}
+        self.filled: dict[int, int] = {}
+        self.written: list[int] = []
+
+    def add(self, batch: dict[str, np.ndarray], active: list[str]) -> None:
+        shard_of = batch["index"] // self.shard_size
+        for shard in np.unique(shard_of):
+            rows = shard_of == shard
+            s = int(shard)
+            self.parts.setdefault(s, []).append({k: v[rows] for k, v in batch.items()})
+            self.filled[s] = self.filled.get(s, 0) + int(rows.sum())
+            start, stop = next(iter(self.arrays.values())).bounds(s)
+            if self.filled[s] == stop - start:
+                self._write(s, start, active)
+
+    def _write(self, shard: int, start: int, active: list[str]) -> None:
+        parts = self.parts.pop(shard)
+        del self.filled[shard]
+        index = np.concatenate([p["index"] for p in parts])
+        order = np.argsort(index)
+        reasons = np.concatenate([p["reason"] for p in parts])[order]
+        if not np.array_equal(index[order], np.arange(start, start + len(index))):
+            msg = f"shard {shard}: the rows that came back are not the shard's items, one each"
+            raise RuntimeError(msg)
+        notes = [
+            [int(i), self.source.describe(int(i)), str(r)]
+            for i, r in zip(index[order], reasons, strict=True)
+            if r
+        ]
+        for k, name in enumerate(active):
+            if shard in self.missing[name]:
+                out = np.concatenate([p[f"model_{k}"] for p in parts])[order]
+                self.arrays[name].write(shard, out.astype(np.float32), {"skipped": notes})
+        self.written.append(shard)
+
+
+class _PathRows:
+    """The files of one batch as a source for :class:`~faultlens.models.runner._Items`."""
+
+    def __init__(self, paths: np.ndarray) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, i: int) -> Image.Image:
+        return decode_image(str(self.paths[i]))
+
+
+class _ModelActor:
+    """A Ray Data actor: decodes, transforms and runs the models on one batch of rows."""
+
+    def __init__(self, models: Any, source: Any, to_gpu: bool, threads: int) -> None:
+        import ray
+
+        def get(ref: Any) -> Any:
+            return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+
+        models = get(models)
+        self.models: list[BatchModel] = [_on_device(m, to_gpu) for m in models.values()]
+        self.source = get(source)
+        self.threads = threads
+        self.widths: dict[int, int] = {}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        index = batch["index"].astype(np.int64)
+        if "path" in batch:
+            items = _Items(_PathRows(batch["path"]), self.models)  # type: ignore[arg-type]
+            keys = list(range(len(index)))
+        else:
+            items = _Items(self.source, self.models)
+            keys = [int(i) for i in index]
+        if self.threads > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                got = list(pool.map(items.__getitem__, keys))
+        else:
+            got = [items[k] for k in keys]
+        _, ok, reasons, stacks = _collate(got)
+        ok_arr = np.asarray(ok)
+        out: dict[str, np.ndarray] = {"index": index, "reason": np.asarray(reasons, dtype=object)}
+        for k, model in enumerate(self.models):
+            result = model.run(stacks[k]) if stacks else None
+            if result is not None:
+                self.widths[k] = result.shape[1]
+            width = self.widths[k] if k in self.widths else self._probe_width(k)
+            out[f"model_{k}"] = _assemble([(result, ok_arr, width)])
+        return out
+
+    def _probe_width(self, k: int) -> int:
+        """Output width of model ``k`` before any item decoded: run it once on a blank image."""
+        model = self.models[k]
+        blank = model.transform(Image.new("RGB", (224, 224)))
+        self.widths[k] = int(model.run(torch.stack([blank])).shape[1])
+        return self.widths[k]
+
+
+def _on_device(model: BatchModel, to_gpu: bool) -> BatchModel:
+    """Move a torch model to this actor's GPU when it was given one."""
+    if to_gpu and isinstance(model, TorchBatchModel) and torch.cuda.is_available():
+        model.device = torch.device("cuda")
+        model.module.to(model.device)
+    elif to_gpu and not torch.cuda.is_available():
+        print(
+            f"faultlens ray worker {os.getpid()}: num_gpus > 0 but torch sees no CUDA device; "
+            "running on the CPU",
+            file=sys.stderr,
+        )
+    return model
