@@ -12,10 +12,13 @@ Nothing here unpickles: arrays are ``.npy`` read with ``allow_pickle=False``, me
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,10 @@ import numpy as np
 from faultlens._version import __version__
 
 ENV_VAR = "FAULTLENS_CACHE"
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be used and was computed again; the message says which."""
 
 
 def default_cache_dir() -> Path:
@@ -70,15 +77,55 @@ def fingerprint_array(arr: np.ndarray) -> str:
 # --------------------------------------------------------------------------- atomic writes
 
 
+def _owner() -> str:
+    """Who writes a temporary file: this host and process (part of the temporary file's name)."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        pass
+    return True
+
+
+def remove_stale_temps(folder: Path, name: str | None = None) -> int:
+    """Remove temporary files that a killed writer left in ``folder`` (of ``name`` only, or all).
+
+    A temporary file is stale when the process named in it (on this host) no longer runs; files of a
+    live writer, of another host, or on a system without POSIX process checks are left alone.
+    Returns how many were removed.
+    """
+    if os.name != "posix":
+        return 0
+    host = _owner().rsplit("-", 1)[0]
+    removed = 0
+    pattern = f".{glob.escape(name) if name else '*'}.{host}-*.tmp"
+    for tmp in Path(folder).glob(pattern):
+        pid = tmp.name[: -len(".tmp")].rsplit(".", 1)[0].rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):  # gone already, or a read-only folder
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
 
-    On any error the temporary file is removed and ``path`` keeps its previous content.
+    On any error the temporary file is removed and ``path`` keeps its previous content. The
+    temporary file is named after ``path`` and the writing process, so the next write of ``path``
+    removes what a killed writer left behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -148,14 +195,33 @@ class ArtifactStore:
         force: bool = False,
         meta: dict[str, Any] | None = None,
     ) -> np.ndarray:
-        """Return the array stored under ``kind/key``, computing and storing it when missing."""
+        """Return the array stored under ``kind/key``, computing and storing it when missing.
+
+        A stored array that cannot be read (a cache copied half-way, a bad disk) is computed again,
+        with a warning, instead of being loaded.
+        """
         folder = self.path(kind, key)
         target = folder / "array.npy"
+        manifest = {"kind": kind, "key": key, "meta": meta or {}}
         if target.exists() and not force:
-            return read_npy(target)
+            try:
+                arr = read_npy(target)
+            except (ValueError, OSError, EOFError) as exc:
+                warnings.warn(
+                    f"cache entry {target} is unreadable ({exc}): computing it again",
+                    CacheWarning,
+                    stacklevel=2,
+                )
+            else:
+                # a writer killed after the array's rename left the manifest unwritten: finish it
+                with contextlib.suppress(OSError):  # a read-only cache is still readable
+                    if not (folder / "manifest.json").exists():
+                        write_json(folder / "manifest.json", manifest)
+                    remove_stale_temps(folder)
+                return arr
         arr = np.asarray(compute())
         write_npy(target, arr)
-        write_json(folder / "manifest.json", {"kind": kind, "key": key, "meta": meta or {}})
+        write_json(folder / "manifest.json", manifest)
         return arr
 
     # -- sharded arrays ------------------------------------------------------------------------
@@ -192,10 +258,9 @@ class ShardedArray:
                 raise ValueError(msg)
         else:
             write_json(manifest, {"n_items": self.n_items, "shard_size": self.shard_size})
-        # A process killed mid-write leaves a hidden temporary file (never a partial shard): tidy up.
-        for stale in self.folder.glob(".shard-*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        # A process killed mid-write leaves a hidden temporary file (never a partial shard): tidy
+        # up those of writers that no longer run (a live one may be filling the same cache).
+        remove_stale_temps(self.folder)
 
     @property
     def n_shards(self) -> int:
