@@ -125,7 +125,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:  # read-only folder, disk full: name the folder, not a temporary file
+        raise type(exc)(
+            exc.errno, f"cannot write {path.name} in {path.parent} ({exc.strerror})"
+        ) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -69,7 +69,13 @@ def _open(fh: io.IOBase) -> Image.Image:
         try:
             img = Image.open(fh)
         except Image.UnidentifiedImageError:
-            msg = "not an image (format not recognised)"
+            fh.seek(0)
+            kind = _damaged_kind(fh.read(16))
+            msg = (
+                f"truncated or corrupt {kind} file (its header is cut short or damaged)"
+                if kind
+                else "not an image (format not recognised)"
+            )
             raise ImageDecodeError(msg) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             msg = f"refused: declared size too large ({exc})"
@@ -90,6 +96,26 @@ def _open(fh: io.IOBase) -> Image.Image:
         with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image
             img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
+
+
+# The first bytes of the formats a damaged file is most often in; a file that starts with one (or
+# with the start of one) is a broken image of that kind, not "not an image".
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"RIFF": "WebP",
+}
+
+
+def _damaged_kind(head: bytes) -> str | None:
+    for sig, kind in _SIGNATURES.items():
+        if head.startswith(sig) or (len(head) >= 2 and sig.startswith(head)):
+            return kind
+    return None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

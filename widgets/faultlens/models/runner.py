@@ -47,7 +47,7 @@ class _Items(Dataset):
             img = self.source.load(i)
             return i, [m.transform(img) for m in self.models], ""
         except ImageDecodeError as exc:
-            return i, None, str(exc)
+            return i, None, str(exc) or "could not be decoded"
         except Exception as exc:
             return i, None, f"could not be prepared for the model ({type(exc).__name__}: {exc})"
 
@@ -144,6 +144,8 @@ def run_models(
         for idx, ok, reasons, stacks in loader:
             outs = {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
             ok_arr = np.asarray(ok)
+            reasons = _nonfinite_reasons(outs, ok_arr, reasons)
+            ok = [good and not r for good, r in zip(ok, reasons, strict=True)]
             for a in active:
                 width = outs[a].shape[1] if a in outs else None
                 pending[a].append((outs.get(a), ok_arr, width))  # type: ignore[arg-type]
@@ -184,6 +186,22 @@ def run_models(
         computed_shards=computed,
         keys=keys,
     )
+
+
+def _nonfinite_reasons(
+    outs: dict[str, np.ndarray], ok: np.ndarray, reasons: list[str]
+) -> list[str]:
+    """Skip reasons, plus one for every decoded item a model gave NaN or inf for (its row stays
+    NaN in the cache like any skipped item's, and the side-car names it)."""
+    reasons = list(reasons)
+    decoded = np.flatnonzero(ok)
+    for name, out in outs.items():
+        bad = ~np.isfinite(np.asarray(out, dtype=np.float64).reshape(len(out), -1)).all(axis=1)
+        for j in np.flatnonzero(bad):
+            i = int(decoded[j])
+            if not reasons[i]:
+                reasons[i] = f"model {name!r} gave NaN or inf for it"
+    return reasons
 
 
 def _assemble(parts: list[tuple[np.ndarray | None, np.ndarray, int | None]]) -> np.ndarray:
