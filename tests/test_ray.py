@@ -71,13 +71,26 @@ def _models(net: torch.nn.Module | None = None) -> dict[str, object]:
     }
 
 
+def _white(batch: torch.Tensor) -> np.ndarray:
+    return (batch == 1.0).flatten(1).all(dim=1).numpy()
+
+
+class WhiteBlindEmbedder(LayerEmbedder):
+    """Gives NaN for a pure white image, as a model with a numerical fault might."""
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        out = super().run(batch)
+        out[_white(batch)] = np.nan
+        return out
+
+
 def _analyze(folder: Path, cache: Path, engine: object) -> faultlens.Analysis:
-    models = _models()
+    net = TinyNet().eval()
     with pytest.warns(ProjectionWarning, match="too few"):
         return faultlens.analyze(
             folder,
-            classifier=models["classifier"],
-            embedder=models["embedder"],
+            classifier=Classifier(net, tiny_transform, class_names=["c0", "c1", "c2"]),
+            embedder=WhiteBlindEmbedder(net, "conv", tiny_transform),
             cache_dir=cache,
             batch_size=32,
             num_workers=0 if engine == "local" else None,
@@ -97,11 +110,13 @@ def test_ray_engine_gives_the_local_engines_analysis(
 ) -> None:
     local = _analyze(image_folder, tmp_path / "local", "local")
     remote = _analyze(image_folder, tmp_path / "ray", RayEngine(workers=2, shard_size=SHARD))
-    assert len(remote) == len(local) == N_IMAGES + 1
-    # the same items skipped for the same reasons, named the same way
+    assert len(remote) == len(local) == N_IMAGES
+    # the same items skipped for the same reasons, named the same way: three unreadable files,
+    # and the white image the embedder gave NaN for
     assert remote.skipped == local.skipped
     assert {s["id"]: s["reason"][:31] for s in remote.skipped} == {
-        k: v[:31] for k, v in UNREADABLE.items()
+        k: v[:31]
+        for k, v in {**UNREADABLE, "c2/zz-white.png": "model 'embedder' gave NaN or inf"}.items()
     }
     # row for row the same images, predictions and numbers
     exact = ["id", "path", "label", "label_name", "pred", "pred_name", "correct", "source_index"]
@@ -129,7 +144,7 @@ class WhiteIntolerantClassifier(Classifier):
     """Dies on a batch holding a pure white image: a run that stops half-way through."""
 
     def run(self, batch: torch.Tensor) -> np.ndarray:
-        if (batch == 1.0).flatten(1).all(dim=1).any():
+        if _white(batch).any():
             msg = "simulated crash on the white image"
             raise RuntimeError(msg)
         return super().run(batch)

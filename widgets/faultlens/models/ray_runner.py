@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from faultlens.data.decode import decode_image
 from faultlens.data.sources import ImageSource, _FileSource
 from faultlens.models.base import BatchModel, TorchBatchModel
-from faultlens.models.runner import _assemble, _collate, _Items
+from faultlens.models.runner import _assemble, _collate, _Items, _nonfinite_reasons
 from faultlens.store import ArtifactStore, ShardedArray, make_key
 
 INSTALL_HINT = "pip install 'faultlens[ray]'"
@@ -279,6 +279,7 @@ class _ModelActor:
             return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
         models = get(models)
+        self.names = list(models)
         self.models: list[BatchModel] = [_on_device(m, to_gpu) for m in models.values()]
         self.source = get(source)
         self.threads = threads
@@ -299,9 +300,13 @@ class _ModelActor:
             got = [items[k] for k in keys]
         _, ok, reasons, stacks = _collate(got)
         ok_arr = np.asarray(ok)
+        runs = (
+            {n: self.models[k].run(stacks[k]) for k, n in enumerate(self.names)} if stacks else {}
+        )
+        reasons = _nonfinite_reasons(runs, ok_arr, reasons)  # as the local engine: NaN out → skip
         out: dict[str, np.ndarray] = {"index": index, "reason": np.asarray(reasons, dtype=object)}
-        for k, model in enumerate(self.models):
-            result = model.run(stacks[k]) if stacks else None
+        for k, name in enumerate(self.names):
+            result = runs.get(name)
             if result is not None:
                 self.widths[k] = result.shape[1]
             width = self.widths[k] if k in self.widths else self._probe_width(k)
