@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_smoke_run_reports_every_benchmark_against_its_baseline(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
-    only = ["embed", "projection", "explorer", "memory"]
+    only = ["embed", "projection", "explorer", "memory", "ray"]
     proc = subprocess.run(
         [
             sys.executable,

@@ -45,6 +45,7 @@ PLANS: dict[str, tuple[str, dict, dict]] = {
     ),
     "explorer": ("bench_explorer", {}, {"sizes": [2_000], "repeat": 2}),
     "memory": ("bench_memory", {"n": 100_000}, {"n": 3_000, "dim": 32}),
+    "ray": ("bench_ray", {"n": 2000}, {"n": 48, "size": 32}),
 }
 BROWSER_SIZES = {"full": "10000,100000,1000000", "smoke": "2000"}
 
@@ -68,6 +69,24 @@ def _collect_in_child(module: str, kwargs: dict) -> list[dict]:
         raise RuntimeError(msg)
     line = next(ln for ln in reversed(out.stdout.splitlines()) if ln.startswith("@@rows "))
     return json.loads(line.removeprefix("@@rows "))
+
+
+def _ray_rows(rows: list[dict]) -> list[dict]:
+    """bench_ray's engine rows as runner rows: Ray's images/s against the local engine's."""
+    local = next(r for r in rows if r["engine"] == "local")
+    out = []
+    for r in rows:
+        if r["engine"] != "ray":
+            continue
+        rss = ", ".join(f"{v:.0f}" for v in r["rss"]) or "?"
+        out.append({
+            "figure": f"prepare on local Ray Data, {r['workers']} worker(s), {r['images']} PNGs",
+            "ours": r["img_per_s"], "baseline": local["img_per_s"],
+            "baseline_is": "local engine", "unit": "img/s", "ratio": r["ratio_vs_local"],
+            "goal": None, "met": None,
+            "note": f"peak RSS per worker {rss} MiB; fixed cost per pass {r['fixed_s']:.0f} s",
+        })  # fmt: skip
+    return out
 
 
 def _browser(size: str) -> list[dict]:
@@ -202,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         if name in PLANS:
             module, full, smoke = PLANS[name]
             got = _collect_in_child(module, smoke if args.smoke else full)
+            if name == "ray":
+                got = _ray_rows(got)
         elif name == "browser":
             got = _browser(size)
         elif args.smoke:
