@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +94,40 @@ def _open(fh: io.IOBase) -> Image.Image:
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             msg = f"truncated or corrupt image data ({exc})"
             raise ImageDecodeError(msg) from None
+        if img.format == "PNG":
+            _check_png_checksums(fh)
         with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image
             img = ImageOps.exif_transpose(img)
         return _to_rgb(img)
+
+
+def _check_png_checksums(fh: io.IOBase) -> None:
+    """Raise if a chunk of a PNG does not match its CRC.
+
+    Pillow checks the chunks before the image data but not the image data itself, and a flipped
+    bit there can still inflate, to wrong pixels, without an error.
+    """
+    fh.seek(8)
+    while True:
+        head = fh.read(8)
+        if len(head) < 8:
+            return  # ends early after the pixels were read whole: nothing to check
+        length, kind = int.from_bytes(head[:4], "big"), head[4:]
+        crc = zlib.crc32(kind)
+        left = length
+        while left:
+            block = fh.read(min(left, 1 << 20))
+            if not block:
+                return
+            crc = zlib.crc32(block, crc)
+            left -= len(block)
+        stored = fh.read(4)
+        if len(stored) == 4 and int.from_bytes(stored, "big") != crc:
+            name = kind.decode("latin-1")
+            msg = f"corrupt PNG data (the checksum of its {name} chunk does not match)"
+            raise ImageDecodeError(msg)
+        if kind == b"IEND":
+            return
 
 
 # The first bytes of the formats a damaged file is most often in; a file that starts with one (or
