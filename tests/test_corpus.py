@@ -481,3 +481,42 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
     again = Analysis.load(folder)
     assert (again.table["confidence"] == old.table["confidence"]).all() and len(again) == N_ROWS
     assert [s["name"] for s in again.explore().slices] == ["kept by hand"]
+
+
+# --------------------------------------------------------------------------- table-level input
+
+
+def _analyze(**kw):
+    imgs, labels = blob_images(6)
+    args = {"labels": labels, "probs": np.full((6, 3), 1 / 3), "embeddings": np.zeros((6, 3)),
+            "embedder": None, "progress": False, **kw}  # fmt: skip
+    return faultlens.analyze(imgs, **args)
+
+
+def _inf_probs():
+    P = np.full((6, 3), 1 / 3)
+    P[4, 1] = np.inf
+    return _analyze(probs=P)
+
+
+def _table(**cols):
+    base = {"path": [f"{i}.png" for i in range(4)], "label": ["a", "b", "a", "b"], **cols}
+    return TableSource(pd.DataFrame(base), **({"id_col": "id"} if "id" in cols else {}))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_inf_probs, "probs row 4 has NaN or inf"),
+        (lambda: _analyze(probs=np.full((5, 3), 1 / 3)), "probs has 5 rows but the source has 6"),
+        (lambda: _analyze(labels=[0, 1, 2, 0, 1, 7], class_names=["a", "b", "c"]),
+         "label 7 at item 5 is outside 0..2"),
+        (lambda: _analyze(labels=[0, 1, 2, 0, 1.5, 2]), r"label 1\.5 at item 4"),
+        (lambda: _table(id=["x", "y", "x", "z"]), "duplicate ids, e.g. \\['x'\\]"),
+        (lambda: _table(label=["a", None, "b", "a"]), "row 1 has no label"),
+        (lambda: ArraySource(np.zeros((3, 4, 4)), [0, 1, 0], ids=["p", "q"]), "3 images but 2 ids"),
+    ],
+)  # fmt: skip
+def test_bad_table_input_is_named(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -85,7 +85,7 @@ def _encode_labels(
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
             bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0]
-            msg = f"{where}: label {arr[bad]!r} at item {bad} is not a class index or name"
+            msg = f"{where}: label {arr[bad].item()!r} at item {bad} is not a class index or name"
             raise ValueError(msg)
         return _encode_labels(arr.astype(np.int64), class_names, where)
     as_str = [str(v) for v in arr]
