@@ -140,6 +140,29 @@ def test_user_arrays_only(tmp_path: Path) -> None:
             progress=False,
         )
     assert (a.table["pred"] == probs.argmax(1)).all()
+    assert a.meta["projection_fit"] == {"fitted_on": 9, "placed": 9}
+    assert "fitted on a seeded sample" not in a.summary()
+
+
+@pytest.mark.slow
+def test_a_map_fitted_on_a_sample_says_so() -> None:
+    rng = np.random.default_rng(1)
+    n = 60
+    labels = np.arange(n) % 3
+    emb = rng.normal(size=(3, 8))[labels] + 0.05 * rng.normal(size=(n, 8))
+    emb[5] = np.nan  # an item without an embedding is neither fitted nor placed
+    a = faultlens.analyze(
+        rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8),
+        labels=labels,
+        probs=rng.dirichlet(np.ones(3), size=n),
+        embeddings=emb,
+        embedder=None,
+        projection={"fit_sample": 40},
+        progress=False,
+    )
+    assert a.meta["projection_fit"] == {"fitted_on": 40, "placed": 59}
+    assert "UMAP fitted on a seeded sample of 40 of 59 points" in a.summary()
+    assert np.isfinite(a.table[["x", "y"]].to_numpy()).sum() == 2 * 59
 
 
 @pytest.mark.slow

@@ -137,6 +137,12 @@ class Analysis:
             f"  {name:<16} {row.accuracy:6.1%}  (n={int(row.n)})"
             for name, row in per_class.iterrows()
         )
+        fit = self.meta.get("projection_fit", {})
+        if fit and fit.get("fitted_on", 0) < fit.get("placed", 0):
+            lines.append(
+                f"map: UMAP fitted on a seeded sample of {fit['fitted_on']:,} of {fit['placed']:,} "
+                "points; the others placed with UMAP.transform"
+            )
         if self.skipped:
             lines.append(f"{len(self.skipped)} item(s) skipped:")
             lines.extend(f"  {s['id']}: {s['reason']}" for s in self.skipped[:10])
@@ -462,6 +468,7 @@ def analyze(
         "models": {name: m.id for name, m in models.items()},
         "source_fingerprint": src.fingerprint(),
         "projection": projection or {},
+        "projection_fit": _projection_fit(emb, projection or {}),
         "n_source": n,
     }
     return Analysis(
@@ -474,6 +481,16 @@ def analyze(
         meta=meta,
         source=src,
     )
+
+
+def _projection_fit(emb: np.ndarray, projection: dict[str, Any]) -> dict[str, int]:
+    """How many points the map was fitted on, of how many placed (the rest by UMAP.transform)."""
+    import inspect
+
+    placed = int(np.isfinite(emb).all(axis=1).sum())
+    default = inspect.signature(project).parameters["fit_sample"].default
+    sample = projection.get("fit_sample", default)
+    return {"fitted_on": placed if sample is None else min(placed, int(sample)), "placed": placed}
 
 
 def build_table(src: ImageSource, keep: np.ndarray, out: Outputs, xy: np.ndarray) -> pd.DataFrame:
