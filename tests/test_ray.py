@@ -22,8 +22,8 @@ from faultlens.cli import main
 from faultlens.data.sources import as_source
 from faultlens.models.classifier import Classifier
 from faultlens.models.embedders import LayerEmbedder
-from faultlens.models.ray_runner import RayEngine, as_engine, output_key
-from faultlens.models.runner import run_models
+from faultlens.models.ray_runner import RayEngine, as_engine
+from faultlens.models.runner import output_key, run_models
 from faultlens.store import ArtifactStore, fingerprint_array, make_key
 from tests.conftest import TinyNet, blob_images, tiny_transform
 

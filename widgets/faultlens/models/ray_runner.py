@@ -39,8 +39,14 @@ from tqdm.auto import tqdm
 from faultlens.data.decode import decode_image
 from faultlens.data.sources import ImageSource, _FileSource
 from faultlens.models.base import BatchModel, TorchBatchModel
-from faultlens.models.runner import _assemble, _collate, _Items, _nonfinite_reasons
-from faultlens.store import ArtifactStore, ShardedArray, make_key
+from faultlens.models.runner import (
+    _assemble,
+    _collate,
+    _Items,
+    _nonfinite_reasons,
+    open_outputs,
+)
+from faultlens.store import ArtifactStore, ShardedArray
 
 INSTALL_HINT = "pip install 'faultlens[ray]'"
 
@@ -54,11 +60,6 @@ def import_ray() -> Any:
         msg = f"engine='ray' needs Ray Data, which is not installed ({exc}): {INSTALL_HINT}"
         raise ImportError(msg) from exc
     return ray
-
-
-def output_key(fingerprint: str, model_id: str, shard_size: int) -> str:
-    """The store key of one model's outputs; the one :func:`run_models` derives for the same run."""
-    return make_key("outputs", fingerprint, model_id, shard_size)
 
 
 @dataclass
@@ -123,21 +124,7 @@ class RayEngine:
         nothing and returns the assembled outputs and the skip report.
         """
         store = store or ArtifactStore()
-        n = len(source)
-        if n == 0:
-            msg = "the image source is empty"
-            raise ValueError(msg)
-        fp = source.fingerprint()
-        arrays = {
-            name: store.sharded(
-                "outputs", output_key(fp, m.id, self.shard_size), n, self.shard_size
-            )
-            for name, m in models.items()
-        }
-        if force:
-            for arr in arrays.values():
-                arr.clear()
-        missing = {name: set(arr.missing()) for name, arr in arrays.items()}
+        arrays, missing = open_outputs(source, models, store, self.shard_size, force=force)
         todo = sorted(set().union(*missing.values()))
         computed: dict[str, list[int]] = {name: [] for name in models}
         if not todo:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from faultlens.data.decode import ImageDecodeError
 from faultlens.data.sources import ImageSource
 from faultlens.models.base import BatchModel
-from faultlens.store import ArtifactStore, make_key
+from faultlens.store import ArtifactStore, ShardedArray, make_key
 
 
 @dataclass
@@ -86,6 +86,36 @@ def default_workers(source: ImageSource) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+def output_key(fingerprint: str, model_id: str, shard_size: int) -> str:
+    """The store key of one model's outputs over one source, cut into shards of ``shard_size``."""
+    return make_key("outputs", fingerprint, model_id, shard_size)
+
+
+def open_outputs(
+    source: ImageSource,
+    models: Mapping[str, BatchModel],
+    store: ArtifactStore,
+    shard_size: int,
+    *,
+    force: bool = False,
+) -> tuple[dict[str, ShardedArray], dict[str, set[int]]]:
+    """Each model's sharded output array in ``store`` (cleared with ``force``) and its missing
+    shards: the one place that derives the cache keys, shared by every engine."""
+    n = len(source)
+    if n == 0:
+        msg = "the image source is empty"
+        raise ValueError(msg)
+    fp = source.fingerprint()
+    arrays = {
+        name: store.sharded("outputs", output_key(fp, m.id, shard_size), n, shard_size)
+        for name, m in models.items()
+    }
+    if force:
+        for arr in arrays.values():
+            arr.clear()
+    return arrays, {name: set(arr.missing()) for name, arr in arrays.items()}
+
+
 def run_models(
     source: ImageSource,
     models: Mapping[str, BatchModel],
@@ -102,17 +132,7 @@ def run_models(
     Returns one (N, D) float32 array per model name (NaN rows for skipped items) and the skip report.
     """
     store = store or ArtifactStore()
-    n = len(source)
-    if n == 0:
-        msg = "the image source is empty"
-        raise ValueError(msg)
-    fp = source.fingerprint()
-    keys = {name: make_key("outputs", fp, m.id, shard_size) for name, m in models.items()}
-    arrays = {name: store.sharded("outputs", keys[name], n, shard_size) for name in models}
-    if force:
-        for arr in arrays.values():
-            arr.clear()
-    missing = {name: set(arr.missing()) for name, arr in arrays.items()}
+    arrays, missing = open_outputs(source, models, store, shard_size, force=force)
     todo = sorted(set().union(*missing.values()))
     computed: dict[str, list[int]] = {name: [] for name in models}
     if todo:
@@ -184,7 +204,7 @@ def run_models(
         outputs=outputs,
         skipped=[skipped[i] for i in sorted(skipped)],
         computed_shards=computed,
-        keys=keys,
+        keys={name: arr.folder.name for name, arr in arrays.items()},
     )
 
 
