@@ -36,7 +36,8 @@ from faultlens.data.decode import MAX_PIXELS
 from faultlens.data.sources import ArraySource, FolderSource, TableSource
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
-from tests.conftest import blob_images, tiny_transform
+from faultlens.ui.features import FeatureBrowser
+from tests.conftest import TinyNet, blob_images, tiny_transform
 
 BG, MARK = (30, 60, 90), (230, 40, 40)
 CANVAS = 40  # the probe pads every decoded image into a CANVAS × CANVAS frame
@@ -465,6 +466,8 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
     before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     old = Analysis.load(folder)
     ex = old.explore()
+    fb = FeatureBrowser(old, TinyNet().eval(), "conv", tiny_transform, k=2, gap_k=3)
+    fb.feature = 5
     with read_only(folder):
         changed = Analysis(old.table.assign(confidence=0.1), class_names=old.class_names,
                            source=old.source)  # fmt: skip
@@ -476,6 +479,8 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
         ex.select([0, 1])
         ex._on_custom_msg(ex, {"type": "slice", "op": "save", "name": "from js"}, [])
         assert "slice" in ex.status and str(folder) in ex.status  # shown, not lost
+        fb.mark = "spurious"  # a click in the browser: not saved, so not shown as saved
+        assert fb.mark == "" and "not saved" in fb.status and str(folder) in fb.status
     after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before
     again = Analysis.load(folder)

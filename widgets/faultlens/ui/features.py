@@ -378,7 +378,15 @@ class FeatureBrowser(anywidget.AnyWidget):
     def _on_mark(self, change: dict) -> None:
         if self._syncing or self.feature < 0:
             return
-        self.set_mark(self.class_index, self.feature, change["new"])
+        try:
+            self.set_mark(self.class_index, self.feature, change["new"])
+        except Exception as exc:  # not saved: say so, and show the mark that is saved
+            self._syncing = True
+            try:
+                self.mark = change["old"]
+            finally:
+                self._syncing = False
+            self.status = f"mark not saved: {exc}"
 
     def spurious_features(self) -> dict[int, list[int]]:
         """``{class: [feature, ...]}`` marked spurious on this layer (for spuriosity, mitigation)."""
