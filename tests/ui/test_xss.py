@@ -152,14 +152,20 @@ def test_payloads_in_every_widget_are_text_and_never_run(lab: tuple[str, Path]) 
 
     url, root = lab
     cells = [SETUP % json.dumps(PAYLOADS), EXPLORER]
-    (root / "xss.ipynb").write_text(json.dumps(_notebook(cells)))
+    for name in ("xss.ipynb", "xss-retry.ipynb"):
+        (root / name).write_text(json.dumps(_notebook(cells)))
     dialogs: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         page = _new_page(browser, viewport={"width": 1400, "height": 1600})
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         try:
-            _open_and_run(page, url, "xss.ipynb")
+            try:
+                _open_and_run(page, url, "xss.ipynb")
+            except (
+                AssertionError
+            ):  # "Run All" sometimes does not take on a fresh server: once more,
+                _open_and_run(page, url, "xss-retry.ipynb")  # in a notebook with its own kernel
             page.wait_for_function(
                 "() => document.querySelectorAll('.faultlens-explorer .fl-disc-row').length === 2"
                 " && document.querySelector('.faultlens-explorer .fl-caplist')"
