@@ -416,11 +416,6 @@ def test_an_item_a_model_gives_nan_for_is_skipped_and_named(tmp_path: Path) -> N
     assert len(a) == 17 and {s["id"] for s in a.skipped} == {f"img {i}" for i in dark}
 
 
-@pytest.mark.xfail(
-    reason="analyze() keeps user-given embedding rows with NaN/inf silently (placed at NaN, not "
-    "reported); the fix belongs in analysis/core.py (owned elsewhere this session)",
-    strict=True,
-)
 def test_user_embeddings_with_nan_rows_are_skipped_and_named() -> None:
     imgs, labels = blob_images(12)
     E = np.random.default_rng(0).normal(size=(12, 4))
@@ -430,6 +425,8 @@ def test_user_embeddings_with_nan_rows_are_skipped_and_named() -> None:
         a = faultlens.analyze(imgs, labels=labels, probs=np.full((12, 3), 1 / 3), embeddings=E,
                               embedder=None, progress=False)  # fmt: skip
     assert {s["index"] for s in a.skipped} == {3, 5} and len(a) == 10
+    assert {s["reason"] for s in a.skipped} == {"embedding row has NaN or inf"}
+    assert 3 not in set(a.table["source_index"]) and np.isfinite(a.embeddings).all()
 
 
 # --------------------------------------------------------------------------- read-only folder

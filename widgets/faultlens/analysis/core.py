@@ -19,7 +19,7 @@ from faultlens.data.decode import decode_image
 from faultlens.data.sources import ArraySource, ImageSource, as_source
 from faultlens.models.base import BatchModel
 from faultlens.models.classifier import Outputs, outputs_from_logits, outputs_from_probs
-from faultlens.models.runner import run_models
+from faultlens.models.runner import run_models, skip_entry
 from faultlens.store import ArtifactStore, read_json, read_npy, write_json, write_npy
 
 #: Columns every analysis table has, in this order (user columns follow).
@@ -448,6 +448,15 @@ def analyze(
                 arrays[block] = raw[keep][:, sl].astype(np.float16)
     else:
         emb = np.asarray(embeddings, dtype=np.float32)
+        bad = keep & ~np.isfinite(emb).all(axis=1)
+        skipped = sorted(
+            [
+                *skipped,
+                *(skip_entry(src, i, "embedding row has NaN or inf") for i in np.flatnonzero(bad)),
+            ],
+            key=lambda s: s["index"],
+        )
+        keep &= ~bad
     emb = emb[keep].astype(np.float32, copy=False)
     labels_kept = src.labels[keep]
     if run is not None and "classifier" in run.outputs:

@@ -194,18 +194,23 @@ def run_models(
         outputs[name] = full
         for side in sides:
             for i, _desc, reason in side.get("skipped", []):
-                skipped[int(i)] = {
-                    "index": int(i),
-                    "id": source.ids[int(i)],
-                    "path": source.paths[int(i)] if source.paths is not None else None,
-                    "reason": reason,
-                }
+                skipped[int(i)] = skip_entry(source, int(i), reason)
     return RunResult(
         outputs=outputs,
         skipped=[skipped[i] for i in sorted(skipped)],
         computed_shards=computed,
         keys={name: arr.folder.name for name, arr in arrays.items()},
     )
+
+
+def skip_entry(source: ImageSource, i: int, reason: str) -> dict[str, Any]:
+    """One entry of a skip report: the item's index, id, path (or None) and the reason."""
+    return {
+        "index": int(i),
+        "id": source.ids[int(i)],
+        "path": source.paths[int(i)] if source.paths is not None else None,
+        "reason": reason,
+    }
 
 
 def _nonfinite_reasons(
