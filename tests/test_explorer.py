@@ -337,6 +337,13 @@ def test_partial_nan_positions_are_counted(analysis: Analysis) -> None:
     assert ex.stats["selection"]["n"] == N  # statistics use every row
 
 
+def test_a_map_fitted_on_a_sample_is_labelled(analysis: Analysis) -> None:
+    assert "sample" not in Explorer(analysis).status
+    analysis.meta["projection_fit"] = {"fitted_on": 50_000, "placed": 120_000}
+    ex = Explorer(analysis)
+    assert "map fitted on a seeded sample of 50,000 of 120,000 points" in ex.status
+
+
 def test_mismatched_lengths_are_a_clear_error(analysis: Analysis) -> None:
     analysis.probs = analysis.probs[:-3]
     with pytest.raises(ValueError, match="probs has 397 rows but the table has 400"):

@@ -416,11 +416,19 @@ class Explorer(anywidget.AnyWidget):
             self._apply_color()
             self.set_filter(classes=classes, correct=correct, confidence=confidence)
             self._refresh_slices()
+            notes = []
             if not placed.all():
-                self.status = (
+                notes.append(
                     f"{int((~placed).sum())} point(s) have no map position: not drawn, but counted "
                     "in the statistics"
                 )
+            fit = analysis.meta.get("projection_fit") or {}
+            if fit.get("fitted_on", 0) < fit.get("placed", 0):
+                notes.append(
+                    f"map fitted on a seeded sample of {fit['fitted_on']:,} of {fit['placed']:,} "
+                    "points; the others placed with UMAP.transform"
+                )
+            self.status = "; ".join(notes)
         self.observe(self._on_selection_trait, names=["_selection_counter"])
         self.observe(self._on_color, names=["color_by"])
         filters = ["filter_classes", "filter_correct", "filter_confidence"]
