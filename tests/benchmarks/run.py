@@ -5,6 +5,7 @@ README's Performance section.
     python -m tests.benchmarks.run --smoke            # tiny sizes: keeps the benchmarks working
     python -m tests.benchmarks.run --only embed memory --json out.json
     python -m tests.benchmarks.run --readme           # full run, then rewrite README's section
+    python -m tests.benchmarks.run --from-json out.json --readme   # README from a saved full run
 
 The ratio column is always "times better than the baseline": baseline time / our time, or our
 throughput / the baseline's. Each benchmark runs in its own fresh Python process (the projection
@@ -212,7 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; skips the demo")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--readme", action="store_true", help="rewrite README.md's Performance table")
+    ap.add_argument("--from-json", help="render the rows of an earlier full --json run (no run)")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        table = markdown(saved["rows"], saved["header"])
+        print(table)
+        if args.readme:
+            write_readme(table)
+        return 0
     size = "smoke" if args.smoke else "full"
     rows: list[dict] = []
     for name in args.only:
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"header": header, "rows": rows}, indent=1))
     if args.readme:
         if args.smoke or set(args.only) != set(names):
             msg = "--readme needs the full run of every benchmark (no --smoke, no --only)"
