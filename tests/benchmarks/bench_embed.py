@@ -27,10 +27,12 @@ from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
 
 
-def make_folder(root: Path, n: int, size: int) -> FolderSource:
+def make_folder(root: Path, n: int, size: int, n_classes: int = 4) -> FolderSource:
+    """``n`` seeded noise PNGs of ``size``² in ``n_classes`` class folders (the worst case for PNG
+    decoding: nothing compresses)."""
     rng = np.random.default_rng(0)
     for i in range(n):
-        d = root / f"c{i % 4}"
+        d = root / f"c{i % n_classes}"
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
     return FolderSource(root)

@@ -1,6 +1,6 @@
 """The model pass on Ray Data (1 and 2 local workers) against the local engine, same input, same run.
 
-    python tests/benchmarks/bench_ray.py [--n 2000] [--size 96] [--cpus N]
+    python -m tests.benchmarks.bench_ray [--n 2000] [--size 96] [--cpus N]
 
 A folder of ``--n`` random PNGs (``--size`` pixels square, 3 classes) goes through a ResNet-18
 classifier (random weights, 64 px input) and the offline EfficientNet-Lite0 embedder (112 px), into
@@ -27,7 +27,6 @@ import numpy as np
 import ray
 import torch
 import torchvision
-from PIL import Image
 from torchvision import transforms as T
 
 from faultlens.data.sources import FolderSource
@@ -36,17 +35,9 @@ from faultlens.models.embedders import EfficientNetLiteEmbedder
 from faultlens.models.ray_runner import RayEngine
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
+from tests.benchmarks.bench_embed import make_folder
 
 ACTOR_TAG = "_ModelActor"
-
-
-def make_folder(root: Path, n: int, size: int) -> FolderSource:
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        d = root / f"c{i % 3}"
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return FolderSource(root)
 
 
 def models() -> dict[str, object]:
@@ -134,8 +125,8 @@ def collect(n: int = 2000, size: int = 96, cpus: int | None = None) -> list[dict
     images/s without it, and the peak RSS (MiB) of each Ray worker."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        source = make_folder(tmp_path / "imgs", n, size)
-        small = make_folder(tmp_path / "small", 64, size)
+        source = make_folder(tmp_path / "imgs", n, size, n_classes=3)
+        small = make_folder(tmp_path / "small", 64, size, n_classes=3)
         t0 = time.perf_counter()
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
