@@ -155,17 +155,29 @@ def test_payloads_in_every_widget_are_text_and_never_run(lab: tuple[str, Path]) 
     for name in ("xss.ipynb", "xss-retry.ipynb"):
         (root / name).write_text(json.dumps(_notebook(cells)))
     dialogs: list[str] = []
+
+    def on_dialog(d) -> None:
+        if d.type == "beforeunload":  # JupyterLab's own "leave the page?" when a page is left
+            d.accept()
+            return
+        dialogs.append(d.message)  # alert/confirm/prompt: only a payload could open one
+        d.dismiss()
+
+    def fresh_page():
+        page = _new_page(browser, viewport={"width": 1400, "height": 1600})
+        page.on("dialog", on_dialog)
+        return page
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = _new_page(browser, viewport={"width": 1400, "height": 1600})
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page = fresh_page()
         try:
             try:
                 _open_and_run(page, url, "xss.ipynb")
-            except (
-                AssertionError
-            ):  # "Run All" sometimes does not take on a fresh server: once more,
-                _open_and_run(page, url, "xss-retry.ipynb")  # in a notebook with its own kernel
+            except AssertionError:  # "Run All" sometimes does not take on a fresh server: once
+                page.close()  # more, in a new page and a notebook with its own kernel
+                page = fresh_page()
+                _open_and_run(page, url, "xss-retry.ipynb")
             page.wait_for_function(
                 "() => document.querySelectorAll('.faultlens-explorer .fl-disc-row').length === 2"
                 " && document.querySelector('.faultlens-explorer .fl-caplist')"
