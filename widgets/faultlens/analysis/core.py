@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from faultlens._version import __version__
-from faultlens.analysis.projection import project, start_warmup
+from faultlens.analysis.projection import DEFAULT_FIT_SAMPLE, project, start_warmup
 from faultlens.data.decode import decode_image
 from faultlens.data.sources import ArraySource, ImageSource, as_source
 from faultlens.models.base import BatchModel
@@ -494,11 +494,8 @@ def analyze(
 
 def _projection_fit(emb: np.ndarray, projection: dict[str, Any]) -> dict[str, int]:
     """How many points the map was fitted on, of how many placed (the rest by UMAP.transform)."""
-    import inspect
-
     placed = int(np.isfinite(emb).all(axis=1).sum())
-    default = inspect.signature(project).parameters["fit_sample"].default
-    sample = projection.get("fit_sample", default)
+    sample = projection.get("fit_sample", DEFAULT_FIT_SAMPLE)
     return {"fitted_on": placed if sample is None else min(placed, int(sample)), "placed": placed}
 
 

@@ -75,6 +75,8 @@ def _wait_for_warmup() -> None:
         thread.join()
 
 
+#: Above this many points the map is fitted on a seeded sample of this size (``fit_sample``).
+DEFAULT_FIT_SAMPLE = 200_000
 #: Above this many fitted points ``n_epochs="auto"`` uses 100 epochs instead of 200.
 AUTO_EPOCHS_LIMIT = 50_000
 
@@ -88,7 +90,7 @@ def project(
     metric: str = "cosine",
     n_epochs: int | str | None = "auto",
     seed: int = 0,
-    fit_sample: int | None = 200_000,
+    fit_sample: int | None = DEFAULT_FIT_SAMPLE,
     transform_batch: int = 100_000,
     store: ArtifactStore | None = None,
     force: bool = False,
@@ -121,9 +123,8 @@ def project(
     if transform_batch < 1:
         msg = f"transform_batch={transform_batch} must be >= 1"
         raise ValueError(msg)
-    n_fit = int(np.isfinite(Z).all(axis=1).sum())
-    if fit_sample is not None:
-        n_fit = min(n_fit, fit_sample)
+    n_finite = int(np.isfinite(Z).all(axis=1).sum())
+    n_fit = n_finite if fit_sample is None else min(n_finite, fit_sample)
     if n_epochs == "auto":
         n_epochs = 200 if n_fit <= AUTO_EPOCHS_LIMIT else 100
     elif isinstance(n_epochs, str):
@@ -137,7 +138,7 @@ def project(
         "n_epochs": n_epochs,
         "seed": seed,
     }
-    if fit_sample is not None and int(np.isfinite(Z).all(axis=1).sum()) > fit_sample:
+    if n_fit < n_finite:
         # Only a sampled fit names the sample in its key: smaller inputs keep their cached maps.
         params |= {"fit_sample": fit_sample, "transform_batch": transform_batch}
 
