@@ -114,3 +114,41 @@ def test_outputs_from_probs_validates() -> None:
         outputs_from_probs(good, np.array([2, 0]))
     with pytest.raises(ValueError, match="2 rows of probs but 3 labels"):
         outputs_from_probs(good, np.array([0, 1, 1]))
+
+
+def test_conv_models_run_channels_last_with_the_same_outputs() -> None:
+    from faultlens.models.base import TorchBatchModel
+    from tests.conftest import TinyNet
+
+    x = torch.from_numpy(np.random.default_rng(0).random((5, 3, 16, 16), dtype=np.float32))
+    plain = TorchBatchModel(TinyNet(), tiny_transform, channels_last=False, device="cpu")
+    fast = TorchBatchModel(TinyNet(), tiny_transform, device="cpu")  # auto: has a Conv2d
+    assert not plain.channels_last and fast.channels_last
+    assert fast.module.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(fast.run(x), plain.run(x), atol=1e-5)
+    assert fast.id == plain.id  # the cache key does not depend on the memory order
+    mlp = TorchBatchModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(768, 2)),
+                          tiny_transform, device="cpu")  # fmt: skip
+    assert not mlp.channels_last and mlp.run(x).shape == (5, 2)
+
+
+def test_decode_workers_use_every_spare_core_when_a_model_is_on_a_gpu(
+    monkeypatch, tmp_path
+) -> None:
+    import os
+    from types import SimpleNamespace
+
+    from faultlens.data.sources import ArraySource, FolderSource
+    from faultlens.models.runner import default_workers
+
+    (tmp_path / "a").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "a" / "x.png")
+    folder = FolderSource(tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(12)), raising=False)
+    gpu = SimpleNamespace(device=torch.device("cuda"))
+    cpu = SimpleNamespace(device=torch.device("cpu"))
+    assert default_workers(folder, [cpu]) == 4  # the model needs the other cores
+    assert default_workers(folder, [cpu, gpu]) == 11  # decoding is the bottleneck
+    assert default_workers(ArraySource(np.zeros((2, 4, 4, 3), np.uint8), [0, 1]), [gpu]) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert default_workers(folder, [gpu]) == 0

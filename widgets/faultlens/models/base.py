@@ -80,6 +80,12 @@ class TorchBatchModel:
         activations of a big batch never sit in memory at once: at 64 × 224² the offline model
         peaked 1 GB above its weights, at the default (16 × 224²) 0.27 GB. ``None``: never split.
         Not used on CUDA, where the whole batch runs under autocast.
+    channels_last:
+        Keep the module's 4-D weights and each batch in channels-last (NHWC) memory order, which
+        the convolution kernels of CPU and CUDA run faster on: EfficientNet-Lite0 at 224² ran
+        1.35× faster on 2 CPU cores and 1.42× on an H200 under autocast (``bench_embed``,
+        ``bench_gpu``), with outputs within 1e-5 of the default order. ``None``: when the module
+        has a 2-D convolution. The user's module is converted in place, as by ``.to(device)``.
     """
 
     def __init__(
@@ -92,10 +98,16 @@ class TorchBatchModel:
         device: str | torch.device | None = None,
         model_id: str | None = None,
         max_batch_pixels: int | None = 16 * 224 * 224,
+        channels_last: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.max_batch_pixels = max_batch_pixels
+        if channels_last is None:
+            channels_last = any(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+        self.channels_last = bool(channels_last)
         self.module = module.eval().to(self.device)
+        if self.channels_last:
+            self.module.to(memory_format=torch.channels_last)
         self._transform = transform
         self._forward = forward
         self.name = name or type(module).__name__
@@ -119,6 +131,8 @@ class TorchBatchModel:
 
     def _run_chunk(self, batch: torch.Tensor) -> np.ndarray:
         batch = batch.to(self.device, non_blocking=True)
+        if self.channels_last and batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with inference_context(self.device):
             out = self._forward(self.module, batch) if self._forward else self.module(batch)
         return out.float().cpu().numpy().astype(np.float32, copy=False)

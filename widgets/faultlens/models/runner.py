@@ -9,7 +9,7 @@ are NaN and every shard's side-car names them with the reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,13 +77,21 @@ def _collate(items: list[tuple[int, list[torch.Tensor] | None, str]]) -> tuple[A
     return idx, ok, reasons, stacks
 
 
-def default_workers(source: ImageSource) -> int:
-    """Worker processes for decoding: none for in-memory arrays, else up to 4 spare cores."""
+def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> int:
+    """Worker processes for decoding: none for in-memory arrays; when a model runs on a GPU,
+    every spare core up to 16 (decoding is then the bottleneck: on an H200 with 16 cores, 4
+    workers gave 708 images/s and 8 gave 1136, against 13,800 for the model alone); on CPU up
+    to 4 spare cores (the model needs the rest)."""
     from faultlens.data.sources import ArraySource
 
     if isinstance(source, ArraySource):
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    on_gpu = any(getattr(getattr(m, "device", None), "type", "cpu") == "cuda" for m in models)
+    return max(0, min(16 if on_gpu else 4, cores - 1))
 
 
 def output_key(fingerprint: str, model_id: str, shard_size: int) -> str:
@@ -140,7 +148,7 @@ def run_models(
         dataset = _Items(source, [models[a] for a in active])
         first = arrays[active[0]]
         bounds = [first.bounds(s) for s in todo]
-        workers = default_workers(source) if num_workers is None else num_workers
+        workers = default_workers(source, models.values()) if num_workers is None else num_workers
         loader = DataLoader(
             dataset,
             batch_sampler=_ShardBatches(bounds, batch_size),
