@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 
 import faultlens
-from faultlens.analysis.projection import ProjectionWarning, project, start_warmup
+from faultlens.analysis import projection as proj_mod
+from faultlens.analysis.projection import ProjectionWarning, exact_knn, project, start_warmup
 from faultlens.data import demo as demo_data
 from faultlens.models.demo_cnn import accuracy, trained_cnn
 from faultlens.store import ArtifactStore
@@ -48,6 +50,71 @@ def test_umap_projection_is_seeded_cached_and_separates_clusters(tmp_path: Path)
     cached = list((tmp_path / "projection").glob("*/array.npy"))
     assert len(cached) == 1
     np.testing.assert_array_equal(project(Z, seed=3, store=store, progress=False), a)
+
+
+def test_exact_knn_matches_a_brute_force_search() -> None:
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(900, 12))
+    X[7] = X[3]  # a duplicate: both at distance 0 from each other
+    for metric in ("cosine", "euclidean"):
+        idx, dist = exact_knn(X, 10, metric, block=256)  # blocks that do not divide n
+        ref_d, ref_i = (
+            NearestNeighbors(n_neighbors=10, metric=metric, algorithm="brute").fit(X).kneighbors(X)
+        )
+        np.testing.assert_allclose(dist, ref_d, atol=1e-5)
+        assert (np.sort(idx, axis=1) == np.sort(ref_i, axis=1)).mean() > 0.999
+        # every point is its own nearest neighbour at exactly 0 (UMAP reads rho past it)
+        assert (dist[np.arange(900), (idx == np.arange(900)[:, None]).argmax(1)] == 0).all()
+        assert {3, 7} <= set(idx[3, :2]) and dist[3, 1] < 1e-6
+    with pytest.raises(ValueError, match="cosine"):
+        exact_knn(X, 5, "manhattan")
+
+
+@pytest.mark.slow
+def test_maps_above_umaps_exact_range_use_the_exact_neighbour_search(monkeypatch) -> None:
+    calls = []
+    real = proj_mod.exact_knn
+    monkeypatch.setattr(proj_mod, "exact_knn", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(5)
+    n, k = 4500, 6
+    centres = rng.normal(0, 6, (k, 32))
+    lab = np.arange(n) % k
+    Z = (centres[lab] + rng.normal(0, 1, (n, 32))).astype(np.float32)
+    xy = project(Z, progress=False)
+    assert calls == [1]
+    # each point's nearest map neighbours belong to its planted cluster
+    d2 = ((xy[:500, None, :] - xy[None, :, :]) ** 2).sum(-1)
+    near = np.argsort(d2, axis=1)[:, 1:11]
+    assert (lab[near] == lab[:500, None]).mean() > 0.98
+
+
+def test_numba_cache_is_turned_on_for_umaps_uncached_kernels(tmp_path: Path) -> None:
+    """In a fresh process with an empty NUMBA_CACHE_DIR: kernels are turned on, and compiling one
+    of them writes it to the disk cache (the next process loads it instead of compiling)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from faultlens.analysis.projection import enable_numba_cache\n"
+        "n = enable_numba_cache()\n"
+        "assert n > 50, n\n"
+        "assert enable_numba_cache() == 0  # once per process\n"
+        "import umap.umap_ as u\n"
+        "assert type(u.smooth_knn_dist._cache).__name__ != 'NullCache'\n"
+        "u.smooth_knn_dist(np.random.default_rng(0).random((20, 5)).astype(np.float32), 5.0)\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert any(tmp_path.rglob("*smooth_knn_dist*.nbi"))
+    off = subprocess.run(
+        [sys.executable, "-c", "from faultlens.analysis.projection import enable_numba_cache as e;"
+         "print(e())"],
+        env={**env, "FAULTLENS_NUMBA_CACHE": "0"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert off.stdout.strip() == "0"
 
 
 def test_tiny_and_degenerate_inputs_degrade_with_a_warning() -> None:
