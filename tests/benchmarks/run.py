@@ -195,6 +195,38 @@ def markdown(rows: list[dict], header: str) -> str:
     return "\n".join(lines)
 
 
+GPU_RUN = Path(__file__).with_name("gpu-run.json")
+
+
+def gpu_markdown(path: Path = GPU_RUN) -> str:
+    """The table of the last ``bench_gpu`` run on a lent GPU (kept in ``gpu-run.json``), or ""."""
+    if not path.exists():
+        return ""
+    doc = json.loads(path.read_text())
+    lines = [
+        f"On a GPU: {doc['machine']}, {doc['date']}, with `{doc['command']}`; {doc['images']}. "
+        "Images/s; the bare model runs on tensors already on the GPU.",
+        "",
+        "| model | decode workers | bare, float32 NCHW | bare, faultlens's path (float16, "
+        "channels-last for convnets) | same, NCHW | pipeline from PNG files | decoding alone | "
+        "float16 vs float32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["rows"]:
+        nchw = f"{r['fp16_nchw']:.0f}" if r.get("fp16_nchw") else "—"
+        agree = f"min cosine {r['min_cosine_fp16_vs_fp32']:.5f}"
+        if r.get("top1_agree") is not None:
+            agree += f", top-1 agreement {r['top1_agree']:.1%}"
+        lines.append(
+            f"| {r['model']} | {r['workers']} | {r['fp32']:.0f} | {r['fp16']:.0f} | {nchw} | "
+            f"{r['pipeline']:.0f} | {r['decode_only']:.0f} | {agree} |"
+        )
+    for a in doc.get("analyze", []):
+        lines.append(f"\n`analyze()` of {a['images']} PNGs, ResNet-18 + EfficientNet-Lite0 on "
+                     f"{', '.join(a['devices'])}: {a['analyze_s']:.1f} s ({a['note']}).")  # fmt: skip
+    return "\n".join(lines)
+
+
 def write_readme(section: str, readme: Path = README) -> None:
     """Replace what lies between the bench markers of ``readme`` with ``section``."""
     text = readme.read_text(encoding="utf-8")
@@ -220,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown(saved["rows"], saved["header"])
         print(table)
         if args.readme:
-            write_readme(table)
+            write_readme(f"{table}\n\n{gpu_markdown()}".rstrip())
         return 0
     size = "smoke" if args.smoke else "full"
     rows: list[dict] = []
@@ -255,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.smoke or set(args.only) != set(names):
             msg = "--readme needs the full run of every benchmark (no --smoke, no --only)"
             raise SystemExit(msg)
-        write_readme(table)
+        write_readme(f"{table}\n\n{gpu_markdown()}".rstrip())
     return 0
 
 

@@ -374,7 +374,7 @@ def _announce(what: str, progress: bool) -> float:
     _wait_for_warmup()
     if progress:
         print(
-            f"{what} (the first fit in a process compiles for 10–60 s)…",
+            f"{what} (the first fit after installing compiles for 10–60 s)…",
             file=sys.stderr,
             flush=True,
         )
