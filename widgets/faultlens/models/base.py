@@ -83,7 +83,7 @@ class TorchBatchModel:
     channels_last:
         Keep the module's 4-D weights and each batch in channels-last (NHWC) memory order, which
         the convolution kernels of CPU and CUDA run faster on: EfficientNet-Lite0 at 224² ran
-        1.35× faster on 2 CPU cores and 1.42× on an H200 under autocast (``bench_embed``,
+        1.35× faster on 2 CPU cores and 1.40× on an H200 under autocast (``bench_embed``,
         ``bench_gpu``), with outputs within 1e-5 of the default order. ``None``: when the module
         has a 2-D convolution. The user's module is converted in place, as by ``.to(device)``.
     """
