@@ -27,14 +27,28 @@ from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
 
 
-def make_folder(root: Path, n: int, size: int, n_classes: int = 4) -> FolderSource:
+def _write_png(args: tuple[Path, int, int, int]) -> None:
+    root, i, size, n_classes = args
+    rng = np.random.default_rng(i)
+    d = root / f"c{i % n_classes}"
+    d.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+
+
+def make_folder(
+    root: Path, n: int, size: int, n_classes: int = 4, processes: int = 1
+) -> FolderSource:
     """``n`` seeded noise PNGs of ``size``² in ``n_classes`` class folders (the worst case for PNG
-    decoding: nothing compresses)."""
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        d = root / f"c{i % n_classes}"
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    decoding: nothing compresses), written by ``processes`` processes."""
+    jobs = [(root, i, size, n_classes) for i in range(n)]
+    if processes > 1:
+        from multiprocessing import Pool
+
+        with Pool(processes) as pool:
+            pool.map(_write_png, jobs, chunksize=64)
+    else:
+        for job in jobs:
+            _write_png(job)
     return FolderSource(root)
 
 

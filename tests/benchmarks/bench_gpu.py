@@ -21,7 +21,6 @@ import os
 import statistics
 import tempfile
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -32,22 +31,7 @@ from faultlens.data.sources import FolderSource
 from faultlens.models.embedders import EfficientNetLiteEmbedder, OpenClipEmbedder
 from faultlens.models.runner import default_workers, run_models
 from faultlens.store import ArtifactStore
-
-
-def _write_png(args: tuple[Path, int, int]) -> None:
-    root, i, size = args
-    rng = np.random.default_rng(i)
-    d = root / f"c{i % 4}"
-    d.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
-
-
-def make_folder(root: Path, n: int, size: int) -> FolderSource:
-    """``n`` seeded noise PNGs (nothing compresses: the worst case for decoding), written in
-    parallel."""
-    with Pool(os.cpu_count()) as pool:
-        pool.map(_write_png, [(root, i, size) for i in range(n)], chunksize=64)
-    return FolderSource(root)
+from tests.benchmarks.bench_embed import make_folder
 
 
 class DecodeOnly:
@@ -156,7 +140,7 @@ def collect(
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        source = make_folder(Path(tmp) / "imgs", n, size)
+        source = make_folder(Path(tmp) / "imgs", n, size, processes=os.cpu_count() or 1)
         print(f"wrote {n} PNGs in {time.perf_counter() - t0:.1f} s", flush=True)
         ws = sorted(set(workers or [4, default_workers(source, models.values())]))
         for name, model in models.items():
