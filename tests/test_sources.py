@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 import faultlens
@@ -204,3 +205,76 @@ def test_torch_dataset_source(tiny_net) -> None:
     with pytest.raises(ImageDecodeError, match="disk hiccup"):
         src.load(2)
     assert src.fingerprint() == as_source(DS()).fingerprint()
+
+
+def _gradient_jpeg(path: Path, w: int, h: int, orientation: int | None = None) -> np.ndarray:
+    """A smooth seeded JPEG (w × h) with a bright square planted at its top-left corner."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1).astype(np.uint8)
+    arr[: h // 8, : w // 8] = 255
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, quality=92, exif=exif.tobytes())
+    return arr
+
+
+def test_big_jpegs_decode_at_reduced_scale_when_the_model_needs_less(tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    arr = _gradient_jpeg(big, 1600, 1200)
+    full = decode_image(big)
+    small = decode_image(big, min_size=224)
+    assert full.size == (1600, 1200)
+    assert small.size == (400, 300)  # 1/4 scale: the largest that keeps both sides ≥ 224
+    ref = np.asarray(full.resize((224, 224), Image.Resampling.BILINEAR), float)
+    got = np.asarray(small.resize((224, 224), Image.Resampling.BILINEAR), float)
+    assert 10 * np.log10(255**2 / ((ref - got) ** 2).mean()) > 35
+    assert np.asarray(small)[:10, :10].min() > 240 and arr[0, 0, 0] == 255  # the square stays put
+    # EXIF rotation still applies (orientation 6: rotate 90° clockwise; the square goes top-right)
+    rot = tmp_path / "rot.jpg"
+    _gradient_jpeg(rot, 1600, 1200, orientation=6)
+    r = decode_image(rot, min_size=224)
+    assert r.size == (300, 400) and np.asarray(r)[:10, -10:].min() > 240
+    # a JPEG under twice the size, and other formats, decode whole
+    _gradient_jpeg(tmp_path / "mid.jpg", 400, 300)
+    assert decode_image(tmp_path / "mid.jpg", min_size=224).size == (400, 300)
+    Image.fromarray(arr).save(tmp_path / "big.png")
+    assert decode_image(tmp_path / "big.png", min_size=224).size == (1600, 1200)
+
+
+def test_the_runner_asks_for_reduced_jpegs_only_when_every_model_says_its_size(tmp_path) -> None:
+    from torchvision import transforms as T
+
+    from faultlens.models.base import TorchBatchModel, transform_min_size
+    from faultlens.models.runner import run_models
+    from faultlens.store import ArtifactStore
+
+    assert transform_min_size(T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])) == 256
+    assert transform_min_size(T.Resize((224, 160))) == 224
+    assert transform_min_size(T.Compose([T.CenterCrop(10), T.Resize(5)])) is None
+    assert transform_min_size(T.Resize(100, max_size=200)) is None
+    assert transform_min_size(tiny_transform) is None
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        _gradient_jpeg(tmp_path / "imgs" / c / "x.jpg", 1600, 1200)
+    src = FolderSource(tmp_path / "imgs")
+
+    class Sizes(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0, 0, :2]  # the two sizes written by the transform
+
+    def sized(size: int | None):
+        def tf(img: Image.Image) -> torch.Tensor:
+            return torch.tensor([[[img.size[0], img.size[1]]]], dtype=torch.float32)
+
+        return TorchBatchModel(Sizes(), tf, device="cpu", input_size=size, model_id=f"s{size}")
+
+    def seen(*models) -> set[tuple[int, int]]:
+        got = run_models(src, {str(i): m for i, m in enumerate(models)},
+                         store=ArtifactStore(tmp_path / f"c{len(list(tmp_path.iterdir()))}"),
+                         num_workers=0, progress=False)  # fmt: skip
+        return {tuple(int(v) for v in row) for row in got.outputs["0"]}
+
+    assert seen(sized(224)) == {(400, 300)}
+    assert seen(sized(224), sized(500)) == {(800, 600)}  # the largest need wins
+    assert seen(sized(224), sized(None)) == {(1600, 1200)}  # one model without a size: whole

@@ -122,7 +122,7 @@ def _thumbs(analysis: Any, rows: Iterable[int], k: int) -> str:
     for r in list(rows)[:k]:
         r = int(r)
         try:
-            uri = _png_uri(analysis.image(r), size=80)
+            uri = _png_uri(analysis.image(r, min_size=80), size=80)
         except Exception as exc:  # one unreadable image must not lose the report
             figs.append(f"<figure><div class='muted'>no image: {_esc(exc)}</div></figure>")
             continue

@@ -16,7 +16,7 @@ from PIL import Image
 from faultlens._version import __version__
 from faultlens.analysis.projection import DEFAULT_FIT_SAMPLE, project, start_warmup
 from faultlens.data.decode import decode_image
-from faultlens.data.sources import ArraySource, ImageSource, as_source
+from faultlens.data.sources import ArraySource, ImageSource, as_source, load_image
 from faultlens.models.base import BatchModel
 from faultlens.models.classifier import Outputs, outputs_from_logits, outputs_from_probs
 from faultlens.models.runner import run_models, skip_entry
@@ -101,14 +101,14 @@ class Analysis:
 
     # -- images ---------------------------------------------------------------------------------
 
-    def image(self, row: int) -> Image.Image:
-        """The RGB image of table row ``row``."""
+    def image(self, row: int, min_size: int | None = None) -> Image.Image:
+        """The RGB image of table row ``row`` (``min_size``: see :func:`decode_image`)."""
         src_index = int(self.table["source_index"].iat[row])
         if self.source is not None:
-            return self.source.load(src_index)
+            return load_image(self.source, src_index, min_size)
         path = self.table["path"].iat[row]
         if isinstance(path, str) and path:
-            return decode_image(path)
+            return decode_image(path, min_size=min_size)
         msg = (
             f"row {row} has no image: this analysis was loaded without its images (an in-memory "
             "source not saved with it)"

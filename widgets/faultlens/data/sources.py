@@ -8,7 +8,9 @@ or an :class:`~faultlens.data.decode.ImageDecodeError`), ``ids``, ``labels`` (cl
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,23 @@ from PIL import Image
 
 from faultlens.data.decode import ImageDecodeError, decode_image
 from faultlens.store import fingerprint_array
+
+
+def load_image(source: Any, i: int, min_size: int | None) -> Image.Image:
+    """``source.load(i, min_size=…)``, or ``source.load(i)`` for a user's source whose ``load``
+    takes no size hint."""
+    if min_size is not None and _takes_min_size(type(source)):
+        return source.load(i, min_size=min_size)
+    return source.load(i)
+
+
+@functools.cache
+def _takes_min_size(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls.load).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "min_size" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class ImageSource:
@@ -34,7 +53,9 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def load(self, i: int) -> Image.Image:
+    def load(self, i: int, min_size: int | None = None) -> Image.Image:
+        """Item ``i`` as an RGB image; ``min_size`` as in :func:`decode_image` (a hint: a source
+        may ignore it and return the image whole)."""
         raise NotImplementedError
 
     def fingerprint(self) -> str:
@@ -124,7 +145,7 @@ class ArraySource(ImageSource):
             raise ValueError(msg)
         self._finish(n, columns)
 
-    def load(self, i: int) -> Image.Image:
+    def load(self, i: int, min_size: int | None = None) -> Image.Image:
         return decode_image(np.asarray(self.images[i]))
 
     def fingerprint(self) -> str:
@@ -141,9 +162,9 @@ class ArraySource(ImageSource):
 class _FileSource(ImageSource):
     """Shared by folder and table sources: images are files named by ``paths``."""
 
-    def load(self, i: int) -> Image.Image:
+    def load(self, i: int, min_size: int | None = None) -> Image.Image:
         assert self.paths is not None
-        return decode_image(self.paths[i])
+        return decode_image(self.paths[i], min_size=min_size)
 
     def fingerprint(self) -> str:
         assert self.paths is not None
@@ -290,7 +311,7 @@ class TorchDatasetSource(ImageSource):
             self._broken[i] = f"dataset raised {type(exc).__name__}: {exc}"
             return 0
 
-    def load(self, i: int) -> Image.Image:
+    def load(self, i: int, min_size: int | None = None) -> Image.Image:
         if i in self._broken:
             raise ImageDecodeError(self._broken[i])
         try:
@@ -301,7 +322,7 @@ class TorchDatasetSource(ImageSource):
         img = item[0] if isinstance(item, (tuple, list)) else item
         if hasattr(img, "detach"):
             img = img.detach().cpu().numpy()
-        return decode_image(img)
+        return decode_image(img, min_size=min_size)
 
     def fingerprint(self) -> str:
         if self._fingerprint is not None:

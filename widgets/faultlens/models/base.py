@@ -62,6 +62,24 @@ def inference_context(device: torch.device) -> Iterator[None]:
             yield
 
 
+def transform_min_size(transform: Any) -> int | None:
+    """The fewest pixels a side that ``transform`` needs, when it starts by resizing: a torchvision
+    ``Resize`` (alone or first in a ``Compose``) to an int gives it, to (h, w) the larger of the
+    two. Anything else (a function, a crop first, ``max_size``) gives None: decode whole."""
+    from torchvision import transforms as T
+
+    first = (
+        transform.transforms[0]
+        if isinstance(transform, T.Compose) and transform.transforms
+        else transform
+    )
+    if not isinstance(first, T.Resize) or getattr(first, "max_size", None):
+        return None
+    size = first.size
+    sizes = [size] if isinstance(size, int) else list(size)
+    return int(max(sizes)) if sizes and all(isinstance(v, int) and v > 0 for v in sizes) else None
+
+
 class TorchBatchModel:
     """A batch model built from a torch module and a transform.
 
@@ -75,6 +93,10 @@ class TorchBatchModel:
         ``(module, batch) → (B, D)`` tensor; default ``module(batch)``.
     name:
         Human-readable name, part of the id.
+    input_size:
+        The fewest pixels a side the transform needs (lets the decoder scale big JPEGs down while
+        decoding, see :func:`~faultlens.data.decode.decode_image`); by default read off a
+        torchvision ``Resize`` at the start of ``transform``, else None (decode whole).
     max_batch_pixels:
         On CPU, a batch is run in chunks of at most this many pixels (images × H × W), so the
         activations of a big batch never sit in memory at once: at 64 × 224² the offline model
@@ -99,7 +121,9 @@ class TorchBatchModel:
         model_id: str | None = None,
         max_batch_pixels: int | None = 16 * 224 * 224,
         channels_last: bool | None = None,
+        input_size: int | None = None,
     ) -> None:
+        self.input_size = input_size if input_size is not None else transform_min_size(transform)
         self.device = resolve_device(device)
         self.max_batch_pixels = max_batch_pixels
         if channels_last is None:

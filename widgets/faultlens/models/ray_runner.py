@@ -252,8 +252,8 @@ class _PathRows:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, i: int) -> Image.Image:
-        return decode_image(str(self.paths[i]))
+    def load(self, i: int, min_size: int | None = None) -> Image.Image:
+        return decode_image(str(self.paths[i]), min_size=min_size)
 
 
 class _ModelActor:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from faultlens.data.decode import ImageDecodeError
-from faultlens.data.sources import ImageSource
+from faultlens.data.sources import ImageSource, load_image
 from faultlens.models.base import BatchModel
 from faultlens.store import ArtifactStore, ShardedArray, make_key
 
@@ -38,13 +38,16 @@ class _Items(Dataset):
     def __init__(self, source: ImageSource, models: list[BatchModel]) -> None:
         self.source = source
         self.models = models
+        # Decode big JPEGs at reduced scale only when every model says how much it needs.
+        sizes = [getattr(m, "input_size", None) for m in models]
+        self.min_size = max(sizes) if sizes and None not in sizes else None  # type: ignore[type-var]
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[int, list[torch.Tensor] | None, str]:
         try:
-            img = self.source.load(i)
+            img = load_image(self.source, i, self.min_size)
             return i, [m.transform(img) for m in self.models], ""
         except ImageDecodeError as exc:
             return i, None, str(exc) or "could not be decoded"

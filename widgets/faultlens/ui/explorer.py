@@ -781,7 +781,7 @@ class Explorer(anywidget.AnyWidget):
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        img = self.analysis.image(int(row))
+        img = self.analysis.image(int(row), min_size=size)
         if max(img.size) > size:
             img = img.copy()
             img.thumbnail((size, size), Image.Resampling.LANCZOS)
