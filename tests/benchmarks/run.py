@@ -37,7 +37,7 @@ PLANS: dict[str, tuple[str, dict, dict]] = {
     "embed": (
         "bench_embed",
         {"n": 256, "repeats": 3},
-        {"n": 16, "repeats": 1, "batch": 8, "workers": 0, "vit": False},
+        {"n": 16, "repeats": 1, "batch": 8, "workers": 0, "vit": False, "jpegs": 4},
     ),
     "projection": (
         "bench_projection",
