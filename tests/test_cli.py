@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -66,6 +67,8 @@ def test_prepare_command_on_a_folder_with_a_factory_model(tmp_path: Path) -> Non
                     str(tmp_path / "out"),
                     "--workers",
                     "0",
+                    "--thumbnails",
+                    "12",
                 ]
             )
     finally:
@@ -75,3 +78,10 @@ def test_prepare_command_on_a_folder_with_a_factory_model(tmp_path: Path) -> Non
     assert len(a) == 10
     assert [s["id"] for s in a.skipped] == ["a/broken.jpg"]
     assert a.class_names == ["a", "b"]
+    # the 24-px images' 12-px thumbnails were stored with the analysis
+    assert a.meta["thumbnail_size"] == 12 and a.thumbnails is not None
+    row = int(np.flatnonzero(a.table["id"] == "b/3.png")[0])
+    thumb = Image.open(io.BytesIO(a.thumbnail(row, 12)))
+    want = Image.open(tmp_path / "imgs" / "b" / "3.png").convert("RGB")
+    want.thumbnail((12, 12), Image.Resampling.LANCZOS)
+    np.testing.assert_array_equal(np.asarray(thumb), np.asarray(want))

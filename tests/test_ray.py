@@ -126,12 +126,22 @@ def test_ray_engine_gives_the_local_engines_analysis(
     _same(remote.probs, local.probs)
     _same(remote.embeddings, local.embeddings)
     assert remote.table["correct"].mean() > 0.2  # real outputs, not NaN placeholders
+    # the actors render the thumbnails in the same pass, byte for byte the local engine's
+    n_src = local.meta["n_source"]
+    assert remote.thumbnails is not None and local.thumbnails is not None
+    thumbs = [local.thumbnails.get(i) for i in range(n_src)]
+    assert [remote.thumbnails.get(i) for i in range(n_src)] == thumbs
+    assert sum(not t for t in thumbs) == len(UNREADABLE)
     # the same folder layout, read back by the same loader
     remote.save(tmp_path / "out-ray")
     local.save(tmp_path / "out-local")
 
-    def files(root: Path) -> list[str]:
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    def files(root: Path) -> list[str]:  # thumbnails keep their engine's shard size
+        return sorted(
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.is_file() and p.parent.name != "thumbnails"
+        )
 
     assert files(tmp_path / "out-ray") == files(tmp_path / "out-local")
     back = faultlens.load(tmp_path / "out-ray")

@@ -104,6 +104,7 @@ def _prepare(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         engine=_engine(args),
         force=args.force,
+        thumbnails=args.thumbnails or None,
     )
     out = analysis.save(args.out)
     print(analysis.summary())
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--embedder", default="offline", help="'offline' or 'open_clip:MODEL:TAG'")
     r.add_argument("--image-size", type=int, default=224, help="offline embedder input size")
     r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument(
+        "--thumbnails",
+        type=int,
+        default=96,
+        help="size of the thumbnails stored with the analysis, rendered in the same pass (0: none)",
+    )
     r.add_argument(
         "--workers",
         type=int,

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from faultlens._version import __version__
+from faultlens.data.decode import image_mime
 
 __all__ = ["write_report"]
 
@@ -49,10 +50,12 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _png_uri(image: Any, *, size: int | None = None) -> str:
-    """A ``data:image/png;base64,...`` URI of a PIL image, an RGB/gray array or PNG bytes."""
+def _image_uri(image: Any, *, size: int | None = None) -> str:
+    """A ``data:`` URI of a PIL image or RGB/gray array (as PNG), or of encoded PNG/JPEG bytes."""
+    mime = "image/png"
     if isinstance(image, (bytes, bytearray)):
         data = bytes(image)
+        mime = image_mime(data)
     else:
         if not isinstance(image, Image.Image):
             arr = np.asarray(image)
@@ -71,7 +74,7 @@ def _png_uri(image: Any, *, size: int | None = None) -> str:
         buf = io.BytesIO()
         image.save(buf, format="PNG", optimize=True)
         data = buf.getvalue()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def _pct(v: Any) -> str:
@@ -122,7 +125,7 @@ def _thumbs(analysis: Any, rows: Iterable[int], k: int) -> str:
     for r in list(rows)[:k]:
         r = int(r)
         try:
-            uri = _png_uri(analysis.image(r, min_size=80), size=80)
+            uri = _image_uri(analysis.thumbnail(r, 80))
         except Exception as exc:  # one unreadable image must not lose the report
             figs.append(f"<figure><div class='muted'>no image: {_esc(exc)}</div></figure>")
             continue
@@ -210,7 +213,7 @@ def _feature_maps_html(feature_maps: Any) -> str:
         for j, item in enumerate(items):
             cap, img = item if isinstance(item, tuple) and len(item) == 2 else (str(j), item)
             figs.append(
-                f"<figure><img src='{_png_uri(img, size=80)}' alt='{_esc(cap)}'/>"
+                f"<figure><img src='{_image_uri(img, size=80)}' alt='{_esc(cap)}'/>"
                 f"<figcaption>{_esc(cap)}</figcaption></figure>"
             )
         parts.append(f"<h3>{_esc(title)}</h3><div class='thumbs'>{''.join(figs)}</div>")
@@ -268,7 +271,7 @@ def write_report(
         f"({int((~correct).sum())} errors of {n}; 95% CI of the error rate "
         f"{_pct(overall['ci_low'])}–{_pct(overall['ci_high'])}).</p>",
         f"<img class='map' id='map' alt='map of the images coloured by {_esc(color_by)}' "
-        f"src='{_png_uri(map_png)}'/>",
+        f"src='{_image_uri(map_png)}'/>",
         "<p class='muted'>Map: the images' embeddings projected to 2-D; similar images lie close "
         "together. Colour: whether the classifier got each image right.</p>",
     ]

@@ -16,12 +16,13 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -238,12 +239,12 @@ class ArtifactStore:
         return ShardedArray(self.path(kind, key), n_items, shard_size)
 
 
-class ShardedArray:
-    """Rows ``[0, n_items)`` of one array, stored as ``shard-XXXXX.npy`` files of ``shard_size`` rows.
+class Shards:
+    """Items ``[0, n_items)`` stored in shards of ``shard_size`` items under one folder.
 
-    Each shard may also carry a JSON side-car (``shard-XXXXX.json``) with per-item notes (for
-    example the items that could not be decoded). A shard counts as present only when both its
-    array and its side-car exist, and the side-car is written last.
+    The folder's ``manifest.json`` records the item count and shard size; a shard counts as present
+    only when all of its files exist (each kind writes its completing file last). Subclasses say
+    which files a shard has and how they are written and read.
     """
 
     def __init__(self, folder: Path, n_items: int, shard_size: int) -> None:
@@ -269,6 +270,12 @@ class ShardedArray:
         # up those of writers that no longer run (a live one may be filling the same cache).
         remove_stale_temps(self.folder)
 
+    @classmethod
+    def open(cls, folder: Path) -> Self:
+        """The shards already stored in ``folder`` (its manifest says how many items)."""
+        manifest = read_json(Path(folder) / "manifest.json")
+        return cls(Path(folder), int(manifest["n_items"]), int(manifest["shard_size"]))
+
     @property
     def n_shards(self) -> int:
         return -(-self.n_items // self.shard_size)
@@ -277,16 +284,32 @@ class ShardedArray:
         start = shard * self.shard_size
         return start, min(start + self.shard_size, self.n_items)
 
-    def _files(self, shard: int) -> tuple[Path, Path]:
-        stem = self.folder / f"shard-{shard:05d}"
-        return stem.with_suffix(".npy"), stem.with_suffix(".json")
+    def _files(self, shard: int) -> tuple[Path, ...]:
+        raise NotImplementedError
 
     def has(self, shard: int) -> bool:
-        arr, side = self._files(shard)
-        return arr.exists() and side.exists()
+        return all(f.exists() for f in self._files(shard))
 
     def missing(self) -> list[int]:
         return [s for s in range(self.n_shards) if not self.has(s)]
+
+    def clear(self) -> None:
+        for s in range(self.n_shards):
+            for f in self._files(s):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+
+
+class ShardedArray(Shards):
+    """Rows ``[0, n_items)`` of one array, stored as ``shard-XXXXX.npy`` files of ``shard_size`` rows.
+
+    Each shard also carries a JSON side-car (``shard-XXXXX.json``) with per-item notes (for example
+    the items that could not be decoded), written after the array.
+    """
+
+    def _files(self, shard: int) -> tuple[Path, Path]:
+        stem = self.folder / f"shard-{shard:05d}"
+        return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
     def write(self, shard: int, arr: np.ndarray, notes: dict[str, Any] | None = None) -> None:
         start, stop = self.bounds(shard)
@@ -300,12 +323,6 @@ class ShardedArray:
     def read(self, shard: int) -> tuple[np.ndarray, dict[str, Any]]:
         arr_path, side_path = self._files(shard)
         return read_npy(arr_path), read_json(side_path)
-
-    def clear(self) -> None:
-        for s in range(self.n_shards):
-            for f in self._files(s):
-                with contextlib.suppress(FileNotFoundError):
-                    f.unlink()
 
     def assemble(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """All shards concatenated in order, and their side-cars. Every shard must be present."""
@@ -329,3 +346,76 @@ class ShardedArray:
                 for a in arrays
             ]
         return np.concatenate(arrays, axis=0), notes
+
+
+class ShardedBlobs(Shards):
+    """One byte string per item (for example an encoded thumbnail), stored per shard as
+    ``shard-XXXXX.bin`` (the items' bytes back to back) and ``shard-XXXXX.idx.npy`` (their
+    ``n + 1`` offsets, written last). An item with no bytes (it could not be decoded) has an empty
+    entry. :meth:`get` reads one item with a seek and a read; offsets are kept once read.
+    """
+
+    def __init__(self, folder: Path, n_items: int, shard_size: int) -> None:
+        super().__init__(folder, n_items, shard_size)
+        self._offsets: dict[int, np.ndarray] = {}
+
+    def _files(self, shard: int) -> tuple[Path, Path]:
+        stem = self.folder / f"shard-{shard:05d}"
+        return stem.with_suffix(".bin"), stem.with_suffix(".idx.npy")
+
+    def write(self, shard: int, blobs: list[bytes]) -> None:
+        start, stop = self.bounds(shard)
+        if len(blobs) != stop - start:
+            msg = f"shard {shard} needs {stop - start} items, got {len(blobs)}"
+            raise ValueError(msg)
+        data_path, index_path = self._files(shard)
+        with atomic_path(data_path) as tmp, open(tmp, "wb") as fh:
+            for b in blobs:
+                fh.write(b)
+        offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in blobs], out=offsets[1:])
+        write_npy(index_path, offsets)
+        self._offsets.pop(shard, None)
+
+    def get(self, i: int) -> bytes:
+        """The bytes of item ``i`` (``b""`` for an item that has none). ``KeyError`` when its
+        shard is not stored."""
+        i = int(i)
+        if not 0 <= i < self.n_items:
+            msg = f"item {i} out of range 0..{self.n_items - 1}"
+            raise IndexError(msg)
+        shard = i // self.shard_size
+        offsets = self._offsets.get(shard)
+        data_path, index_path = self._files(shard)
+        if offsets is None:
+            if not self.has(shard):
+                raise KeyError(f"shard {shard} of {self.folder} is not stored")
+            offsets = self._offsets[shard] = read_npy(index_path)
+        j = i - shard * self.shard_size
+        a, b = int(offsets[j]), int(offsets[j + 1])
+        if a == b:
+            return b""
+        with open(data_path, "rb") as fh:
+            fh.seek(a)
+            return fh.read(b - a)
+
+    def nbytes(self) -> int:
+        """Bytes on disk over the stored shards."""
+        return sum(
+            f.stat().st_size for s in range(self.n_shards) if self.has(s) for f in self._files(s)
+        )
+
+    def copy_to(self, folder: Path) -> ShardedBlobs:
+        """The stored shards copied (hard-linked where the file system allows) into ``folder``."""
+        out = ShardedBlobs(Path(folder), self.n_items, self.shard_size)
+        for s in range(self.n_shards):
+            if not self.has(s) or out.has(s):
+                continue
+            for src, dst in zip(self._files(s), out._files(s), strict=True):
+                with atomic_path(dst) as tmp:
+                    tmp.unlink()
+                    try:
+                        os.link(src, tmp)
+                    except OSError:
+                        shutil.copyfile(src, tmp)
+        return out

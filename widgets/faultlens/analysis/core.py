@@ -15,12 +15,19 @@ from PIL import Image
 
 from faultlens._version import __version__
 from faultlens.analysis.projection import DEFAULT_FIT_SAMPLE, project, start_warmup
-from faultlens.data.decode import decode_image
+from faultlens.data.decode import decode_image, encode_thumbnail
 from faultlens.data.sources import ArraySource, ImageSource, as_source, load_image
 from faultlens.models.base import BatchModel
 from faultlens.models.classifier import Outputs, outputs_from_logits, outputs_from_probs
 from faultlens.models.runner import run_models, skip_entry
-from faultlens.store import ArtifactStore, read_json, read_npy, write_json, write_npy
+from faultlens.store import (
+    ArtifactStore,
+    ShardedBlobs,
+    read_json,
+    read_npy,
+    write_json,
+    write_npy,
+)
 
 #: Columns every analysis table has, in this order (user columns follow).
 CORE_COLUMNS = [
@@ -59,6 +66,9 @@ class Analysis:
         The items that could not be read: ``index``, ``id``, ``path``, ``reason``.
     meta:
         How it was made (models, parameters, library version).
+    thumbnails:
+        Every source item's thumbnail, encoded once by :func:`analyze` in its decoding pass and
+        indexed by ``source_index`` (or None); ``meta["thumbnail_size"]`` is their size.
     """
 
     def __init__(
@@ -73,6 +83,7 @@ class Analysis:
         meta: dict[str, Any] | None = None,
         source: ImageSource | None = None,
         folder: str | os.PathLike[str] | None = None,
+        thumbnails: ShardedBlobs | None = None,
     ) -> None:
         n = len(table)
         for name, arr in [("probs", probs), ("embeddings", embeddings), *(arrays or {}).items()]:
@@ -88,6 +99,7 @@ class Analysis:
         self.meta = dict(meta or {})
         self.source = source
         self.folder = Path(folder) if folder is not None else None
+        self.thumbnails = thumbnails
 
     def __len__(self) -> int:
         return len(self.table)
@@ -114,6 +126,20 @@ class Analysis:
             "source not saved with it)"
         )
         raise LookupError(msg)
+
+    def thumbnail(self, row: int, size: int = 96) -> bytes:
+        """Encoded bytes (JPEG or PNG, see :func:`encode_thumbnail`) of row ``row``'s image at most
+        ``size`` pixels a side: read from the pre-rendered store when it holds this size (up to
+        twice as large; the page scales it), else decoded and rendered now."""
+        stored = int(self.meta.get("thumbnail_size") or 0)
+        if self.thumbnails is not None and size <= stored <= 2 * size:
+            try:
+                data = self.thumbnails.get(int(self.table["source_index"].iat[row]))
+            except (KeyError, OSError):  # a store copied half-way: render it instead
+                data = b""
+            if data:
+                return data
+        return encode_thumbnail(self.image(row, min_size=size), size)
 
     # -- summaries ------------------------------------------------------------------------------
 
@@ -165,6 +191,8 @@ class Analysis:
             write_npy(folder / "arrays" / f"{name}.npy", arr)
         if isinstance(self.source, ArraySource) and isinstance(self.source.images, np.ndarray):
             write_npy(folder / "images.npy", self.source.images)
+        if self.thumbnails is not None and self.thumbnails.folder != folder / "thumbnails":
+            self.thumbnails = self.thumbnails.copy_to(folder / "thumbnails")
         write_json(folder / "skipped.json", self.skipped)
         write_json(
             folder / "analysis.json",
@@ -194,6 +222,9 @@ class Analysis:
             return read_npy(path) if path.exists() else None
 
         arrays = {name: read_npy(folder / "arrays" / f"{name}.npy") for name in info["arrays"]}
+        thumbs = None
+        if (folder / "thumbnails" / "manifest.json").exists():
+            thumbs = ShardedBlobs.open(folder / "thumbnails")
         source = None
         images = opt(folder / "images.npy")
         if images is not None:
@@ -212,6 +243,7 @@ class Analysis:
             meta=info.get("meta", {}),
             source=source,
             folder=folder,
+            thumbnails=thumbs,
         )
 
     # -- failure slices -------------------------------------------------------------------------
@@ -348,6 +380,7 @@ def analyze(
     engine: Any = "local",
     force: bool = False,
     progress: bool = True,
+    thumbnails: int | None = 96,
 ) -> Analysis:
     """Classifier outputs, embeddings and a 2-D map of ``source``, cached on disk.
 
@@ -371,6 +404,10 @@ def analyze(
         ``"ray"`` (Ray Data with ``num_workers`` actors, default 2) or a
         :class:`faultlens.models.ray_runner.RayEngine` (actors, CPUs/GPUs per actor, cluster
         address). Both fill the same cache, so the result is the same analysis.
+    thumbnails:
+        Size in pixels of the thumbnails rendered in the same decoding pass and kept in one
+        compact store (the Explorer's grid and the report read them instead of decoding each
+        image again); ``None`` renders none.
     """
     kwargs: dict[str, Any] = {}
     if class_names is not None:
@@ -419,7 +456,13 @@ def analyze(
 
         ray_engine = as_engine(engine, num_workers)
         ray_engine.fill(
-            src, models, store=store, batch_size=batch_size, force=force, progress=progress
+            src,
+            models,
+            store=store,
+            batch_size=batch_size,
+            force=force,
+            progress=progress,
+            thumbnails=thumbnails,
         )
         run_opts = {"shard_size": ray_engine.shard_size}  # every shard is there: only assemble
     run = (
@@ -429,9 +472,10 @@ def analyze(
             store=store,
             force=force and engine == "local",
             progress=progress,
+            thumbnails=thumbnails,
             **run_opts,
         )
-        if models
+        if models or thumbnails
         else None
     )
     skipped = run.skipped if run else []
@@ -479,6 +523,7 @@ def analyze(
         "projection": projection or {},
         "projection_fit": _projection_fit(emb, projection or {}),
         "n_source": n,
+        "thumbnail_size": int(thumbnails) if thumbnails else None,
     }
     return Analysis(
         table,
@@ -489,6 +534,7 @@ def analyze(
         skipped=skipped,
         meta=meta,
         source=src,
+        thumbnails=run.thumbnails if run else None,
     )
 
 

@@ -206,3 +206,36 @@ def array_to_rgb(arr: np.ndarray) -> Image.Image:
         a = np.clip(a, 0, 255).astype(np.uint8)
     img = Image.fromarray(np.ascontiguousarray(a))
     return _to_rgb(img)
+
+
+#: Thumbnails of at most this many pixels are stored losslessly (PNG); larger ones as JPEG.
+THUMB_LOSSLESS_PIXELS = 64 * 64
+
+
+def encode_thumbnail(img: Image.Image, size: int) -> bytes:
+    """``img`` shrunk to at most ``size`` pixels a side (never enlarged) and encoded compactly.
+
+    Small thumbnails (at most 64×64, e.g. of MNIST-sized data, where every pixel matters) are PNG;
+    larger ones JPEG at quality 85: a 96×96 photo takes about 4.6 KB and 0.07 ms to encode,
+    against 20 KB and 1 ms as PNG.
+    """
+    if max(img.size) > size:
+        img = img.copy()
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    if img.width * img.height <= THUMB_LOSSLESS_PIXELS:
+        img.save(buf, format="PNG", compress_level=1)
+    else:
+        img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def image_mime(data: bytes) -> str:
+    """The MIME type of encoded image bytes, read off their signature (PNG when unknown)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"

@@ -45,8 +45,9 @@ from faultlens.models.runner import (
     _Items,
     _nonfinite_reasons,
     open_outputs,
+    open_thumbnails,
 )
-from faultlens.store import ArtifactStore, ShardedArray
+from faultlens.store import ArtifactStore, ShardedArray, ShardedBlobs
 
 INSTALL_HINT = "pip install 'faultlens[ray]'"
 
@@ -117,21 +118,30 @@ class RayEngine:
         batch_size: int = 64,
         force: bool = False,
         progress: bool = True,
+        thumbnails: int | None = None,
     ) -> dict[str, list[int]]:
-        """Compute every missing shard of every model's outputs on Ray; return the shards computed.
+        """Compute every missing shard of every model's outputs (and with ``thumbnails``, of the
+        thumbnail store) on Ray; return the shards computed per model.
 
-        Afterwards ``run_models(source, models, store=store, shard_size=self.shard_size)`` computes
-        nothing and returns the assembled outputs and the skip report.
+        Afterwards ``run_models(source, models, store=store, shard_size=self.shard_size,
+        thumbnails=thumbnails)`` computes nothing and returns the assembled outputs and the skip
+        report.
         """
         store = store or ArtifactStore()
         arrays, missing = open_outputs(source, models, store, self.shard_size, force=force)
-        todo = sorted(set().union(*missing.values()))
+        thumbs, thumbs_missing = (
+            open_thumbnails(source, store, thumbnails, self.shard_size, force=force)
+            if thumbnails
+            else (None, set())
+        )
+        todo = sorted(set().union(*missing.values(), thumbs_missing))
         computed: dict[str, list[int]] = {name: [] for name in models}
         if not todo:
             return computed
         active = [name for name in models if missing[name]]
         ray = self.connect()
-        first = arrays[active[0]]
+        first = arrays[active[0]] if active else thumbs
+        assert first is not None  # todo is not empty: a model or the thumbnails miss a shard
         by_files = isinstance(source, _FileSource)
         rows = pd.DataFrame({"index": np.concatenate([np.arange(*first.bounds(s)) for s in todo])})
         if by_files:
@@ -147,6 +157,7 @@ class RayEngine:
                 None if by_files else ray.put(source),
                 self.num_gpus > 0,
                 max(1, int(self.num_cpus)),
+                thumbnails if thumbs_missing else None,
             ),
             batch_size=batch,
             batch_format="numpy",
@@ -154,7 +165,9 @@ class RayEngine:
             num_cpus=self.num_cpus,
             num_gpus=self.num_gpus,
         )
-        writer = _ShardWriter(source, {a: arrays[a] for a in active}, missing)
+        writer = _ShardWriter(
+            source, {a: arrays[a] for a in active}, missing, first, thumbs, thumbs_missing
+        )
         bar = tqdm(
             total=len(rows),
             desc="images (ray)",
@@ -202,11 +215,17 @@ class _ShardWriter:
         source: ImageSource,
         arrays: dict[str, ShardedArray],
         missing: dict[str, set[int]],
+        layout: ShardedArray | ShardedBlobs,
+        thumbs: ShardedBlobs | None = None,
+        thumbs_missing: set[int] | frozenset[int] = frozenset(),
     ) -> None:
         self.source = source
         self.arrays = arrays
         self.missing = missing
-        self.shard_size = next(iter(arrays.values())).shard_size
+        self.layout = layout  # any of the stores: they share the shard bounds
+        self.shard_size = layout.shard_size
+        self.thumbs = thumbs
+        self.thumbs_missing = thumbs_missing
         self.parts: dict[int, list[dict[str, np.ndarray]]] = {}
         self.filled: dict[int, int] = {}
         self.written: list[int] = []
@@ -218,7 +237,7 @@ class _ShardWriter:
             s = int(shard)
             self.parts.setdefault(s, []).append({k: v[rows] for k, v in batch.items()})
             self.filled[s] = self.filled.get(s, 0) + int(rows.sum())
-            start, stop = next(iter(self.arrays.values())).bounds(s)
+            start, stop = self.layout.bounds(s)
             if self.filled[s] == stop - start:
                 self._write(s, start, active)
 
@@ -240,6 +259,9 @@ class _ShardWriter:
             if shard in self.missing[name]:
                 out = np.concatenate([p[f"model_{k}"] for p in parts])[order]
                 self.arrays[name].write(shard, out.astype(np.float32), {"skipped": notes})
+        if self.thumbs is not None and shard in self.thumbs_missing:
+            thumbs = np.concatenate([p["thumb"] for p in parts])[order]
+            self.thumbs.write(shard, [bytes(b) for b in thumbs])
         self.written.append(shard)
 
 
@@ -259,7 +281,9 @@ class _PathRows:
 class _ModelActor:
     """A Ray Data actor: decodes, transforms and runs the models on one batch of rows."""
 
-    def __init__(self, models: Any, source: Any, to_gpu: bool, threads: int) -> None:
+    def __init__(
+        self, models: Any, source: Any, to_gpu: bool, threads: int, thumb_size: int | None = None
+    ) -> None:
         import ray
 
         def get(ref: Any) -> Any:
@@ -270,28 +294,32 @@ class _ModelActor:
         self.models: list[BatchModel] = [_on_device(m, to_gpu) for m in models.values()]
         self.source = get(source)
         self.threads = threads
+        self.thumb_size = thumb_size
         self.widths: dict[int, int] = {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = batch["index"].astype(np.int64)
         if "path" in batch:
-            items = _Items(_PathRows(batch["path"]), self.models)  # type: ignore[arg-type]
+            rows = _PathRows(batch["path"])
+            items = _Items(rows, self.models, self.thumb_size)  # type: ignore[arg-type]
             keys = list(range(len(index)))
         else:
-            items = _Items(self.source, self.models)
+            items = _Items(self.source, self.models, self.thumb_size)
             keys = [int(i) for i in index]
         if self.threads > 1:
             with ThreadPoolExecutor(self.threads) as pool:
                 got = list(pool.map(items.__getitem__, keys))
         else:
             got = [items[k] for k in keys]
-        _, ok, reasons, stacks = _collate(got)
+        _, ok, reasons, stacks, thumbs = _collate(got)
         ok_arr = np.asarray(ok)
         runs = (
             {n: self.models[k].run(stacks[k]) for k, n in enumerate(self.names)} if stacks else {}
         )
         reasons = _nonfinite_reasons(runs, ok_arr, reasons)  # as the local engine: NaN out → skip
         out: dict[str, np.ndarray] = {"index": index, "reason": np.asarray(reasons, dtype=object)}
+        if self.thumb_size:
+            out["thumb"] = np.asarray(thumbs, dtype=object)
         for k, name in enumerate(self.names):
             result = runs.get(name)
             if result is not None:

@@ -1,6 +1,7 @@
 """One pass over an image source that feeds several models and caches their outputs in shards.
 
-Each image is decoded once, transformed for every model that still needs it, and run in batches.
+Each image is decoded once, transformed for every model that still needs it, and run in batches;
+the same decoded image also gives its thumbnail, encoded into one compact store beside the outputs.
 Outputs go to the artifact store shard by shard (atomic renames), so a killed run resumes where it
 stopped and computes only the missing shards. Items that cannot be decoded are skipped: their rows
 are NaN and every shard's side-car names them with the reason.
@@ -8,6 +9,7 @@ are NaN and every shard's side-car names them with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,10 +20,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from faultlens.data.decode import ImageDecodeError
+from faultlens.data.decode import ImageDecodeError, encode_thumbnail
 from faultlens.data.sources import ImageSource, load_image
 from faultlens.models.base import BatchModel
-from faultlens.store import ArtifactStore, ShardedArray, make_key
+from faultlens.store import ArtifactStore, ShardedArray, ShardedBlobs, make_key
 
 
 @dataclass
@@ -32,27 +34,47 @@ class RunResult:
     skipped: list[dict[str, Any]]  # {"index", "id", "path", "reason"}, sorted by index
     computed_shards: dict[str, list[int]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    thumbnails: ShardedBlobs | None = None  # one encoded thumbnail per source item, when asked
+
+
+Item = tuple[int, "list[torch.Tensor] | None", bytes, str]  # index, tensors, thumbnail, reason
 
 
 class _Items(Dataset):
-    def __init__(self, source: ImageSource, models: list[BatchModel]) -> None:
+    """Item ``i`` decoded once, transformed for each model, and (with ``thumb_size``) its encoded
+    thumbnail."""
+
+    def __init__(
+        self, source: ImageSource, models: list[BatchModel], thumb_size: int | None = None
+    ) -> None:
         self.source = source
         self.models = models
+        self.thumb_size = thumb_size
         # Decode big JPEGs at reduced scale only when every model says how much it needs.
         sizes = [getattr(m, "input_size", None) for m in models]
+        if thumb_size:
+            sizes.append(thumb_size)
         self.min_size = max(sizes) if sizes and None not in sizes else None  # type: ignore[type-var]
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int) -> tuple[int, list[torch.Tensor] | None, str]:
+    def __getitem__(self, i: int) -> Item:
         try:
             img = load_image(self.source, i, self.min_size)
-            return i, [m.transform(img) for m in self.models], ""
         except ImageDecodeError as exc:
-            return i, None, str(exc) or "could not be decoded"
+            return i, None, b"", str(exc) or "could not be decoded"
         except Exception as exc:
-            return i, None, f"could not be prepared for the model ({type(exc).__name__}: {exc})"
+            return i, None, b"", f"could not be decoded ({type(exc).__name__}: {exc})"
+        thumb = b""
+        if self.thumb_size:
+            with contextlib.suppress(Exception):  # no thumbnail is no reason to skip the item
+                thumb = encode_thumbnail(img, self.thumb_size)
+        try:
+            return i, [m.transform(img) for m in self.models], thumb, ""
+        except Exception as exc:
+            reason = f"could not be prepared for the model ({type(exc).__name__}: {exc})"
+            return i, None, thumb, reason
 
 
 class _ShardBatches(Sampler[list[int]]):
@@ -71,13 +93,14 @@ class _ShardBatches(Sampler[list[int]]):
         return sum(-(-(stop - start) // self.batch_size) for start, stop in self.bounds)
 
 
-def _collate(items: list[tuple[int, list[torch.Tensor] | None, str]]) -> tuple[Any, ...]:
-    idx = [i for i, _, _ in items]
-    ok = [t is not None for _, t, _ in items]
-    reasons = [r for _, _, r in items]
-    good = [t for _, t, _ in items if t is not None]
+def _collate(items: list[Item]) -> tuple[Any, ...]:
+    idx = [i for i, _, _, _ in items]
+    ok = [t is not None for _, t, _, _ in items]
+    thumbs = [b for _, _, b, _ in items]
+    reasons = [r for _, _, _, r in items]
+    good = [t for _, t, _, _ in items if t is not None]
     stacks = [torch.stack(ts) for ts in zip(*good, strict=True)] if good else None
-    return idx, ok, reasons, stacks
+    return idx, ok, reasons, stacks, thumbs
 
 
 def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> int:
@@ -100,6 +123,26 @@ def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> i
 def output_key(fingerprint: str, model_id: str, shard_size: int) -> str:
     """The store key of one model's outputs over one source, cut into shards of ``shard_size``."""
     return make_key("outputs", fingerprint, model_id, shard_size)
+
+
+def open_thumbnails(
+    source: ImageSource,
+    store: ArtifactStore,
+    size: int,
+    shard_size: int,
+    *,
+    force: bool = False,
+) -> tuple[ShardedBlobs, set[int]]:
+    """The thumbnail store of ``source`` at ``size`` pixels (cleared with ``force``) and its
+    missing shards."""
+    if int(size) < 8:
+        msg = f"thumbnails={size}: a thumbnail needs at least 8 pixels a side (or None for none)"
+        raise ValueError(msg)
+    key = make_key("thumbnails", source.fingerprint(), int(size), shard_size)
+    blobs = ShardedBlobs(store.path("thumbnails", key), len(source), shard_size)
+    if force:
+        blobs.clear()
+    return blobs, set(blobs.missing())
 
 
 def open_outputs(
@@ -137,19 +180,30 @@ def run_models(
     num_workers: int | None = None,
     force: bool = False,
     progress: bool = True,
+    thumbnails: int | None = None,
 ) -> RunResult:
     """Run every model over every image of ``source``; outputs cached in ``store``.
 
     Returns one (N, D) float32 array per model name (NaN rows for skipped items) and the skip report.
+    With ``thumbnails`` (pixels a side), each image's thumbnail is encoded in the same pass and
+    stored beside the outputs (``RunResult.thumbnails``); ``models`` may then be empty.
     """
     store = store or ArtifactStore()
     arrays, missing = open_outputs(source, models, store, shard_size, force=force)
-    todo = sorted(set().union(*missing.values()))
+    thumbs, thumbs_missing = (
+        open_thumbnails(source, store, thumbnails, shard_size, force=force)
+        if thumbnails
+        else (None, set())
+    )
+    todo = sorted(set().union(*missing.values(), thumbs_missing))
     computed: dict[str, list[int]] = {name: [] for name in models}
     if todo:
         active = [name for name in models if missing[name]]
-        dataset = _Items(source, [models[a] for a in active])
-        first = arrays[active[0]]
+        dataset = _Items(
+            source, [models[a] for a in active], thumbnails if thumbs_missing else None
+        )
+        first = arrays[active[0]] if active else thumbs
+        assert first is not None  # todo is not empty: a model or the thumbnails miss a shard
         bounds = [first.bounds(s) for s in todo]
         workers = default_workers(source, models.values()) if num_workers is None else num_workers
         loader = DataLoader(
@@ -168,11 +222,12 @@ def run_models(
             mininterval=0.5,
         )
         pending: dict[str, list[np.ndarray]] = {a: [] for a in active}
+        pending_thumbs: list[bytes] = []
         notes: list[list[Any]] = []
         shard_iter = iter(todo)
         shard = next(shard_iter)
         filled = 0
-        for idx, ok, reasons, stacks in loader:
+        for idx, ok, reasons, stacks, thumb_bytes in loader:
             outs = {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
             ok_arr = np.asarray(ok)
             reasons = _nonfinite_reasons(outs, ok_arr, reasons)
@@ -185,6 +240,7 @@ def run_models(
                 for i, good, r in zip(idx, ok, reasons, strict=True)
                 if not good
             )
+            pending_thumbs.extend(thumb_bytes)
             filled += len(idx)
             bar.update(len(idx))
             start, stop = first.bounds(shard)
@@ -193,7 +249,10 @@ def run_models(
                     if shard in missing[a]:
                         arrays[a].write(shard, _assemble(pending[a]), {"skipped": notes})
                         computed[a].append(shard)
+                if thumbs is not None and shard in thumbs_missing:
+                    thumbs.write(shard, pending_thumbs)
                 pending = {a: [] for a in active}
+                pending_thumbs = []
                 notes = []
                 filled = 0
                 shard = next(shard_iter, -1)
@@ -211,6 +270,7 @@ def run_models(
         skipped=[skipped[i] for i in sorted(skipped)],
         computed_shards=computed,
         keys={name: arr.folder.name for name, arr in arrays.items()},
+        thumbnails=thumbs,
     )
 
 

@@ -9,7 +9,8 @@ Python sends the map once as binary traits (``_x``, ``_y`` float32, ``_color`` u
 ``_selection`` together with an incremented ``_selection_counter`` — one dedicated trait, so no
 selection is ever replaced by a hover event. Python answers with ``stats`` and ``_grid`` (the page
 of tiles); thumbnails and the inspector image are pulled by the front end with custom messages and
-returned as PNG buffers (LRU-cached).
+returned as JPEG/PNG buffers (read from the analysis's pre-rendered thumbnail store, else rendered;
+LRU-cached).
 
 Every statistic is computed on the full data in Python, never on what the map shows.
 """
@@ -774,20 +775,16 @@ class Explorer(anywidget.AnyWidget):
     # ------------------------------------------------------------------ images
 
     def thumbnail(self, row: int, size: int | None = None) -> bytes:
-        """PNG bytes of row ``row``'s image, at most ``size`` pixels a side (LRU-cached)."""
+        """Encoded bytes (JPEG or PNG) of row ``row``'s image, at most ``size`` pixels a side: read
+        from the analysis's pre-rendered thumbnail store when it holds this size, else rendered
+        (see :meth:`Analysis.thumbnail`); LRU-cached either way."""
         size = self._thumb_size if size is None else int(size)
         key = (int(row), size)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        img = self.analysis.image(int(row), min_size=size)
-        if max(img.size) > size:
-            img = img.copy()
-            img.thumbnail((size, size), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="PNG", optimize=False, compress_level=1)
-        data = buf.getvalue()
+        data = self.analysis.thumbnail(int(row), size)
         self._cache[key] = data
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -520,7 +520,9 @@ function render({ model, el: root }) {
   function blobUrl(buffer) {
     const bytes = asBytes(buffer);
     if (!bytes.byteLength) return null;
-    return URL.createObjectURL(new Blob([bytes], { type: "image/png" }));
+    // thumbnails are JPEG (photos) or PNG (small images): name the type from the signature
+    const jpeg = bytes.byteLength > 2 && bytes[0] === 0xff && bytes[1] === 0xd8;
+    return URL.createObjectURL(new Blob([bytes], { type: jpeg ? "image/jpeg" : "image/png" }));
   }
   let inspUrl = null;
   function onInspect(msg, buffers) {
