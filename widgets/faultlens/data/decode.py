@@ -217,11 +217,13 @@ def encode_thumbnail(img: Image.Image, size: int) -> bytes:
 
     Small thumbnails (at most 64×64, e.g. of MNIST-sized data, where every pixel matters) are PNG;
     larger ones JPEG at quality 85: a 96×96 photo takes about 4.6 KB and 0.07 ms to encode,
-    against 20 KB and 1 ms as PNG.
+    against 20 KB and 1 ms as PNG. Shrinking is bicubic after a box reduction by a whole factor
+    (``reducing_gap=1.5``): from 300×225 it takes 0.6 ms against Lanczos's 1.7 ms, 37 dB PSNR
+    from the Lanczos result; it runs in the decode workers beside every model's transform.
     """
     if max(img.size) > size:
         img = img.copy()
-        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        img.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=1.5)
     if img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
     buf = io.BytesIO()
