@@ -169,13 +169,17 @@ def test_analysis_table_and_save_load_round_trip(tiny_net, tmp_path: Path) -> No
         np.load(f, allow_pickle=False)
 
 
-def test_analysis_warm_run_uses_the_cache(tiny_net, tmp_path: Path) -> None:
+def test_analysis_warm_run_uses_the_cache(tiny_net, tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "cache"  # the private cache set by conftest
+    warmups: list[int] = []
+    monkeypatch.setattr(faultlens.analysis.core, "start_warmup", lambda n, **_kw: warmups.append(n))
     _small_analysis(tiny_net)
+    assert warmups == [12]  # UMAP's kernels compile while the models run
     n_files = len(list(cache.rglob("shard-*.npy")))
     # a rewrite would keep the count, so also check that no cached file was written again
     stamps = {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")}
     _small_analysis(tiny_net, cached=True)
+    assert warmups == [12]  # nothing to overlap with: no warm-up (UMAP not even imported)
     assert n_files > 0
     assert len(list(cache.rglob("shard-*.npy"))) == n_files
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.npy")} == stamps

@@ -30,6 +30,24 @@ def _rel(p: Path) -> str:
     return str(p.relative_to(NOTEBOOKS))
 
 
+def execute(path: Path) -> tuple[float, int, nbformat.NotebookNode]:
+    """Run one notebook headless with this process's environment: its wall time in seconds, its
+    kernel's peak RSS in MB, and the executed notebook (in memory; the file is not touched)."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))  # in memory only
+    client = NotebookClient(
+        nb, timeout=TIMEOUT, kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    wall = time.perf_counter() - t0
+    last = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    return wall, int(last.split("@@peak", 1)[1].split()[0]), nb
+
+
 def test_there_are_notebooks() -> None:
     names = {_rel(p) for p in ALL}
     assert {"01-quickstart.ipynb", "02-bring-your-own-model.ipynb",
@@ -60,22 +78,10 @@ def nb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.timeout(BUDGET)
 @pytest.mark.parametrize("path", ALL, ids=_rel)
 def test_runs_top_to_bottom(path: Path, nb_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbclient import NotebookClient
-
     monkeypatch.setenv("FAULTLENS_CACHE", str(nb_cache))
     monkeypatch.setenv("FAULTLENS_NB_SMALL", "1")
     monkeypatch.setenv("FAULTLENS_NB_OFFLINE", "1")  # never wait on a network in CI
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))  # in memory only
-    client = NotebookClient(
-        nb, timeout=TIMEOUT, kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    client.execute()  # raises CellExecutionError on the first failing cell
-    wall = time.perf_counter() - t0
-    last = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    kernel_mb = int(last.split("@@peak", 1)[1].split()[0])
+    wall, kernel_mb, nb = execute(path)
     print(f"\n{_rel(path)}: {wall:.1f} s, kernel peak RSS {kernel_mb} MB")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]  # fmt: skip

@@ -47,6 +47,7 @@ PLANS: dict[str, tuple[str, dict, dict]] = {
     "explorer": ("bench_explorer", {}, {"sizes": [2_000], "repeat": 2}),
     "memory": ("bench_memory", {"n": 100_000}, {"n": 3_000, "dim": 32}),
     "ray": ("bench_ray", {"n": 2000}, {"n": 48, "size": 32}),
+    "notebooks": ("bench_notebooks", {}, {"small": True, "names": ["01-quickstart.ipynb"]}),
 }
 BROWSER_SIZES = {"full": "10000,100000,1000000", "smoke": "2000"}
 

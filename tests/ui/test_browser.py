@@ -8,6 +8,7 @@ indices inside the box (computed from the view transform the map publishes on it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -208,6 +210,24 @@ def _new_page(browser, **kw):
     return page
 
 
+@contextlib.contextmanager
+def _lab_page(name: str, *, width: int, height: int) -> Iterator[Any]:
+    """A page of Debian's Chromium; when the block fails, its screenshot and console are kept in
+    test-artifacts/ as ``failed-<name>``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = _new_page(browser, viewport={"width": width, "height": height})
+        try:
+            yield page
+        except Exception:
+            _dump(page, name)
+            raise
+        finally:
+            browser.close()
+
+
 def _dump(page, name: str) -> None:
     """Keep a screenshot and the browser console of a failure in test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -261,6 +281,17 @@ def _read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _new_entries(log_path: Path, before: int, what: str) -> list[dict]:
+    """The selection log once it has more than ``before`` entries (waits up to 15 s)."""
+    deadline = time.time() + 15
+    entries = _read_log(log_path)
+    while len(entries) <= before and time.time() < deadline:
+        time.sleep(0.1)
+        entries = _read_log(log_path)
+    assert len(entries) > before, f"{what}: no selection reached Python"
+    return entries
+
+
 def _drag(page, a: tuple[float, float], b: tuple[float, float], *, slow: bool) -> None:
     page.mouse.move(*a)
     if slow:
@@ -273,101 +304,84 @@ def _drag(page, a: tuple[float, float], b: tuple[float, float], *, slow: bool) -
 
 
 def test_drag_selection_reaches_python(lab: tuple[str, Path]) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, root = lab
     (root / "explorer.ipynb").write_text(json.dumps(_notebook([SETUP, EXPLORE, PYTHON_SELECT])))
     log_path = root / "selections.jsonl"
     results: list[tuple[int, int, bool]] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = _new_page(browser, viewport={"width": 1400, "height": 1100})
-        try:
-            _open_and_run(page, url, "explorer.ipynb")
-            # A Python change reaches the view: the notebook's last cell selected 200 rows.
+    with _lab_page("drag", width=1400, height=1100) as page:
+        _open_and_run(page, url, "explorer.ipynb")
+        # A Python change reaches the view: the notebook's last cell selected 200 rows.
+        page.wait_for_function(
+            "() => document.querySelector('.fl-selcount')?.dataset.count === '200'",
+            timeout=30000,
+        )
+        deadline = time.time() + 20
+        while len(_read_log(log_path)) < 1 and time.time() < deadline:
+            time.sleep(0.2)
+        xy = np.load(root / "coords.npy")
+        canvas = page.locator("canvas.fl-map")
+        canvas.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        box = canvas.bounding_box()
+        assert box is not None
+        # boxes as fractions of the canvas: clusters, halves, slivers, an empty corner
+        fractions = [
+            (0.05, 0.05, 0.48, 0.48), (0.52, 0.05, 0.95, 0.48), (0.05, 0.52, 0.48, 0.95),
+            (0.52, 0.52, 0.95, 0.95), (0.1, 0.1, 0.9, 0.5), (0.3, 0.3, 0.7, 0.7),
+            (0.2, 0.6, 0.8, 0.7), (0.45, 0.05, 0.55, 0.95), (0.05, 0.05, 0.95, 0.95),
+            (0.6, 0.2, 0.4, 0.8), (0.25, 0.15, 0.35, 0.3), (0.7, 0.7, 0.9, 0.9),
+        ]  # fmt: skip
+        for k, (fx0, fy0, fx1, fy1) in enumerate(fractions):
+            before = len(_read_log(log_path))
+            a = (box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
+            b = (box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"])
+            _drag(page, a, b, slow=k % 2 == 1)
+            entries = _new_entries(log_path, before, f"drag {k}")
+            got = entries[-1]
+            assert got["source"] == "box", got["source"]
+            rows = np.asarray(got["rows"], dtype=int)
+            # expected rows from the view transform the canvas publishes
+            ds = canvas.evaluate("c => ({...c.dataset})")
+            cx, cy, scale = float(ds["cx"]), float(ds["cy"]), float(ds["scale"])
+            w, h = box["width"], box["height"]
+
+            def to_data(pt: tuple[float, float], cx=cx, cy=cy, scale=scale, w=w, h=h):
+                px, py = pt[0] - box["x"], pt[1] - box["y"]
+                return (px - w / 2) / scale + cx, (h / 2 - py) / scale + cy
+
+            (xa, ya), (xb, yb) = to_data(a), to_data(b)
+            xa, xb = sorted((xa, xb))
+            ya, yb = sorted((ya, yb))
+            inside = (xy[:, 0] >= xa) & (xy[:, 0] <= xb) & (xy[:, 1] >= ya) & (xy[:, 1] <= yb)
+            tol = 1.5 / scale  # a pixel and a half of rounding at the edges
+            near = (
+                (np.abs(xy[:, 0] - xa) < tol) | (np.abs(xy[:, 0] - xb) < tol)
+                | (np.abs(xy[:, 1] - ya) < tol) | (np.abs(xy[:, 1] - yb) < tol)
+            )  # fmt: skip
+            expected = set(np.flatnonzero(inside))
+            diff = expected.symmetric_difference(rows.tolist())
+            assert all(near[i] for i in diff), f"drag {k}: {len(diff)} rows differ off the edges"
+            js_count = int(page.locator(".fl-selcount").get_attribute("data-count"))
+            assert js_count == len(rows), (js_count, len(rows))
+            # the grid shows the selection: header total and one tile per row on page 1
             page.wait_for_function(
-                "() => document.querySelector('.fl-selcount')?.dataset.count === '200'",
-                timeout=30000,
+                f"() => document.querySelector('.fl-grid-info')?.dataset.total === '{len(rows)}'",
+                timeout=10000,
             )
-            deadline = time.time() + 20
-            while len(_read_log(log_path)) < 1 and time.time() < deadline:
-                time.sleep(0.2)
-            xy = np.load(root / "coords.npy")
-            canvas = page.locator("canvas.fl-map")
-            canvas.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-            box = canvas.bounding_box()
-            assert box is not None
-            # boxes as fractions of the canvas: clusters, halves, slivers, an empty corner
-            fractions = [
-                (0.05, 0.05, 0.48, 0.48), (0.52, 0.05, 0.95, 0.48), (0.05, 0.52, 0.48, 0.95),
-                (0.52, 0.52, 0.95, 0.95), (0.1, 0.1, 0.9, 0.5), (0.3, 0.3, 0.7, 0.7),
-                (0.2, 0.6, 0.8, 0.7), (0.45, 0.05, 0.55, 0.95), (0.05, 0.05, 0.95, 0.95),
-                (0.6, 0.2, 0.4, 0.8), (0.25, 0.15, 0.35, 0.3), (0.7, 0.7, 0.9, 0.9),
-            ]  # fmt: skip
-            for k, (fx0, fy0, fx1, fy1) in enumerate(fractions):
-                before = len(_read_log(log_path))
-                a = (box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
-                b = (box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"])
-                _drag(page, a, b, slow=k % 2 == 1)
-                deadline = time.time() + 15
-                entries = _read_log(log_path)
-                while len(entries) <= before and time.time() < deadline:
-                    time.sleep(0.1)
-                    entries = _read_log(log_path)
-                assert len(entries) > before, f"drag {k}: no selection reached Python"
-                got = entries[-1]
-                assert got["source"] == "box", got["source"]
-                rows = np.asarray(got["rows"], dtype=int)
-                # expected rows from the view transform the canvas publishes
-                ds = canvas.evaluate("c => ({...c.dataset})")
-                cx, cy, scale = float(ds["cx"]), float(ds["cy"]), float(ds["scale"])
-                w, h = box["width"], box["height"]
-
-                def to_data(pt: tuple[float, float], cx=cx, cy=cy, scale=scale, w=w, h=h):
-                    px, py = pt[0] - box["x"], pt[1] - box["y"]
-                    return (px - w / 2) / scale + cx, (h / 2 - py) / scale + cy
-
-                (xa, ya), (xb, yb) = to_data(a), to_data(b)
-                xa, xb = sorted((xa, xb))
-                ya, yb = sorted((ya, yb))
-                inside = (xy[:, 0] >= xa) & (xy[:, 0] <= xb) & (xy[:, 1] >= ya) & (xy[:, 1] <= yb)
-                tol = 1.5 / scale  # a pixel and a half of rounding at the edges
-                near = (
-                    (np.abs(xy[:, 0] - xa) < tol) | (np.abs(xy[:, 0] - xb) < tol)
-                    | (np.abs(xy[:, 1] - ya) < tol) | (np.abs(xy[:, 1] - yb) < tol)
-                )  # fmt: skip
-                expected = set(np.flatnonzero(inside))
-                diff = expected.symmetric_difference(rows.tolist())
-                assert all(near[i] for i in diff), (
-                    f"drag {k}: {len(diff)} rows differ off the edges"
-                )
-                js_count = int(page.locator(".fl-selcount").get_attribute("data-count"))
-                assert js_count == len(rows), (js_count, len(rows))
-                # the grid shows the selection: header total and one tile per row on page 1
-                page.wait_for_function(
-                    f"() => document.querySelector('.fl-grid-info')?.dataset.total === '{len(rows)}'",
-                    timeout=10000,
-                )
-                n_tiles = page.locator(".fl-tiles .fl-tile").count()
-                assert n_tiles == min(24, len(rows))
-                results.append((k, len(rows), len(diff) == 0))
-            if results[-1][1]:
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('.fl-thumb')].every(i => i.src.startsWith('blob:'))",
-                    timeout=15000,
-                )
-            # select the north-east cluster again for a tidy screenshot
-            _drag(page, (box["x"] + 0.52 * box["width"], box["y"] + 0.05 * box["height"]),
-                  (box["x"] + 0.95 * box["width"], box["y"] + 0.48 * box["height"]), slow=False)  # fmt: skip
-            page.wait_for_timeout(1500)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "explorer.png"))
-        except Exception:
-            _dump(page, "drag")
-            raise
-        finally:
-            browser.close()
+            n_tiles = page.locator(".fl-tiles .fl-tile").count()
+            assert n_tiles == min(24, len(rows))
+            results.append((k, len(rows), len(diff) == 0))
+        if results[-1][1]:
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.fl-thumb')].every(i => i.src.startsWith('blob:'))",
+                timeout=15000,
+            )
+        # select the north-east cluster again for a tidy screenshot
+        _drag(page, (box["x"] + 0.52 * box["width"], box["y"] + 0.05 * box["height"]),
+              (box["x"] + 0.95 * box["width"], box["y"] + 0.48 * box["height"]), slow=False)  # fmt: skip
+        page.wait_for_timeout(1500)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "explorer.png"))
     assert len(results) == len(fractions)
     print(f"\n{len(results)}/{len(fractions)} drags reached Python:", results)
 
@@ -375,92 +389,70 @@ def test_drag_selection_reaches_python(lab: tuple[str, Path]) -> None:
 @pytest.mark.skipif(not DEMO.exists(), reason=f"no demo analysis at {DEMO}")
 def test_demo_screenshot(lab: tuple[str, Path]) -> None:
     """Render the explorer on the real demo analysis and keep a screenshot for the README."""
-    from playwright.sync_api import sync_playwright
-
     url, root = lab
     (root / "demo.ipynb").write_text(json.dumps(_notebook([DEMO_NB % str(DEMO)])))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = _new_page(browser, viewport={"width": 1400, "height": 1700})
-        try:
-            _open_and_run(page, url, "demo.ipynb")
-            page.wait_for_function(
-                "() => Number(document.querySelector('.fl-selcount')?.dataset.count || 0) > 0",
-                timeout=30000,
-            )
-            page.wait_for_function(
-                "() => { const t = [...document.querySelectorAll('.fl-thumb')];"
-                " return t.length > 0 && t.every(i => i.src.startsWith('blob:')); }",
-                timeout=20000,
-            )
-            # hover a tile to fill the inspector
-            page.locator(".fl-tiles .fl-tile").first.click()
-            page.wait_for_timeout(1200)
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "explorer-demo.png"
-            page.locator(".faultlens-explorer").screenshot(path=str(shot))
-        finally:
-            browser.close()
+    with _lab_page("demo", width=1400, height=1700) as page:
+        _open_and_run(page, url, "demo.ipynb")
+        page.wait_for_function(
+            "() => Number(document.querySelector('.fl-selcount')?.dataset.count || 0) > 0",
+            timeout=30000,
+        )
+        page.wait_for_function(
+            "() => { const t = [...document.querySelectorAll('.fl-thumb')];"
+            " return t.length > 0 && t.every(i => i.src.startsWith('blob:')); }",
+            timeout=20000,
+        )
+        # hover a tile to fill the inspector
+        page.locator(".fl-tiles .fl-tile").first.click()
+        page.wait_for_timeout(1200)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "explorer-demo.png"
+        page.locator(".faultlens-explorer").screenshot(path=str(shot))
     shutil.copy(shot, README_SHOT)
 
 
 def test_discovered_slice_click_and_describe(lab: tuple[str, Path]) -> None:
     """Click a discovered-slice row: Python selects its members; "Describe" shows progress, then
     the description with its source label and the captions (as text, never as markup)."""
-    from playwright.sync_api import sync_playwright
-
     url, root = lab
     (root / "slices.ipynb").write_text(json.dumps(_notebook([SLICES_NB])))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = _new_page(browser, viewport={"width": 1400, "height": 1400})
-        try:
-            _open_and_run(page, url, "slices.ipynb")
+    with _lab_page("slices", width=1400, height=1400) as page:
+        _open_and_run(page, url, "slices.ipynb")
+        page.wait_for_function(
+            "() => document.querySelectorAll('.fl-disc-row').length === 3", timeout=30000
+        )
+        members = json.loads((root / "members.json").read_text())
+        log_path = root / "selections.jsonl"
+        for k in (1, 0):
+            before = len(_read_log(log_path))
+            page.locator(f".fl-disc-row[data-index='{k}']").click()
+            entries = _new_entries(log_path, before, f"slice row {k}")
+            assert entries[-1]["source"] == "discovered"
+            assert entries[-1]["rows"] == members[k]
             page.wait_for_function(
-                "() => document.querySelectorAll('.fl-disc-row').length === 3", timeout=30000
+                f"() => document.querySelector('.fl-selcount')?.dataset.count"
+                f" === '{len(members[k])}'",
+                timeout=10000,
             )
-            members = json.loads((root / "members.json").read_text())
-            log_path = root / "selections.jsonl"
-            for k in (1, 0):
-                before = len(_read_log(log_path))
-                page.locator(f".fl-disc-row[data-index='{k}']").click()
-                deadline = time.time() + 15
-                entries = _read_log(log_path)
-                while len(entries) <= before and time.time() < deadline:
-                    time.sleep(0.1)
-                    entries = _read_log(log_path)
-                assert len(entries) > before, f"slice row {k}: no selection reached Python"
-                assert entries[-1]["source"] == "discovered"
-                assert entries[-1]["rows"] == members[k]
-                page.wait_for_function(
-                    f"() => document.querySelector('.fl-selcount')?.dataset.count"
-                    f" === '{len(members[k])}'",
-                    timeout=10000,
-                )
-                page.locator(f".fl-disc-row.fl-active[data-index='{k}']").wait_for(timeout=10000)
-            # describe: progress first, then the source label beside the terms, captions by images
-            page.locator("button.fl-describe").click()
-            page.wait_for_function(
-                "() => document.querySelector('.fl-desc-state')?.textContent === 'describing…'",
-                timeout=5000,
-            )
-            source = page.locator(".fl-desc-item .fl-source").first
-            source.wait_for(timeout=30000)
-            assert source.text_content() == "captions (fake)"
-            assert page.locator(".fl-desc-state").text_content() == ""
-            caption = page.locator(".fl-caplist .fl-captext").first
-            assert caption.text_content() == "a red <b>logo</b>"  # text, not markup
-            assert page.locator(".fl-caplist b").count() == 0
-            assert page.locator(".fl-tile-caption").count() > 0  # under the captioned tiles
-            assert page.locator(".fl-desc-note").count() == 0  # a captioner was given
-            page.wait_for_timeout(800)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "slices.png"))
-        except Exception:
-            _dump(page, "slices")
-            raise
-        finally:
-            browser.close()
+            page.locator(f".fl-disc-row.fl-active[data-index='{k}']").wait_for(timeout=10000)
+        # describe: progress first, then the source label beside the terms, captions by images
+        page.locator("button.fl-describe").click()
+        page.wait_for_function(
+            "() => document.querySelector('.fl-desc-state')?.textContent === 'describing…'",
+            timeout=5000,
+        )
+        source = page.locator(".fl-desc-item .fl-source").first
+        source.wait_for(timeout=30000)
+        assert source.text_content() == "captions (fake)"
+        assert page.locator(".fl-desc-state").text_content() == ""
+        caption = page.locator(".fl-caplist .fl-captext").first
+        assert caption.text_content() == "a red <b>logo</b>"  # text, not markup
+        assert page.locator(".fl-caplist b").count() == 0
+        assert page.locator(".fl-tile-caption").count() > 0  # under the captioned tiles
+        assert page.locator(".fl-desc-note").count() == 0  # a captioner was given
+        page.wait_for_timeout(800)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "slices.png"))
 
 
 FEATURES_NB = r"""
@@ -490,30 +482,104 @@ fb
 def test_feature_browser_images_arrive_and_marks_persist(lab: tuple[str, Path]) -> None:
     """Tiles (each image beside its activation map) arrive as PNG buffers; a click on "spurious" is
     saved to annotations.json in the analysis folder."""
-    from playwright.sync_api import sync_playwright
-
     url, root = lab
     (root / "features.ipynb").write_text(json.dumps(_notebook([SETUP, FEATURES_NB, EXPLORE])))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = _new_page(browser, viewport={"width": 1400, "height": 1400})
-        try:
-            _open_and_run(page, url, "features.ipynb")  # the explorer in the last cell renders last
-            page.wait_for_function(
-                "() => { const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
-                " return t.length >= 16 && t.every(i => i.complete && i.naturalWidth > 0); }",
-                timeout=60000,
-            )
-            assert "null" not in page.locator(".fl-features .fl-groups").inner_text()
-            page.locator(".fl-features button.fl-markbtn", has_text="spurious").click()
-            path = root / "fb-analysis" / "annotations.json"
-            deadline = time.time() + 20
-            while time.time() < deadline and not path.exists():
-                time.sleep(0.2)
-            marks = json.loads(path.read_text())["marks"]
-            assert [m["mark"] for m in marks] == ["spurious"] and marks[0]["layer"] == "conv"
-        except Exception:
-            _dump(page, "features")
-            raise
-        finally:
-            browser.close()
+    with _lab_page("features", width=1400, height=1400) as page:
+        _open_and_run(page, url, "features.ipynb")  # the explorer in the last cell renders last
+        page.wait_for_function(
+            "() => { const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
+            " return t.length >= 16 && t.every(i => i.complete && i.naturalWidth > 0); }",
+            timeout=60000,
+        )
+        assert "null" not in page.locator(".fl-features .fl-groups").inner_text()
+        page.locator(".fl-features button.fl-markbtn", has_text="spurious").click()
+        path = root / "fb-analysis" / "annotations.json"
+        deadline = time.time() + 20
+        while time.time() < deadline and not path.exists():
+            time.sleep(0.2)
+        marks = json.loads(path.read_text())["marks"]
+        assert [m["mark"] for m in marks] == ["spurious"] and marks[0]["layer"] == "conv"
+
+
+AGGREGATE_NB = (
+    r"""
+import json, numpy as np, pandas as pd
+from faultlens.analysis.core import Analysis
+from faultlens.data.sources import ArraySource
+from faultlens.ui.explorer import Explorer
+
+# 4,000 points on two spots: at A every other one is an error, at B none is
+n, names = 4000, ["a", "b"]
+label = np.zeros(n, dtype=np.int64)
+at_a = np.arange(n) < n // 2
+pred = np.where(at_a & (np.arange(n) % 2 == 1), 1, 0)
+xy = np.where(at_a[:, None], [-0.5, 0.0], [0.5, 0.0]).astype(np.float32)
+xy[:4] = [[-1, -1], [1, 1], [-1, 1], [1, -1]]  # corners, so the view is not one pixel wide
+table = pd.DataFrame({
+    "id": [f"p{i}" for i in range(n)], "path": [None] * n, "label": label,
+    "label_name": np.array(names, dtype=object)[label], "pred": pred,
+    "pred_name": np.array(names, dtype=object)[pred], "confidence": np.full(n, 0.9, np.float32),
+    "loss": np.full(n, 0.1, np.float32), "correct": pred == label,
+    "x": xy[:, 0], "y": xy[:, 1], "source_index": np.arange(n),
+})
+analysis = Analysis(table, class_names=names,
+                    source=ArraySource(np.zeros((n, 4, 4, 3), np.uint8), label, class_names=names))
+agg = Explorer(analysis, aggregate_above=1000, height=300)
+json.dump(agg._color_info["colors"], open("colors.json", "w"))
+agg
+""",
+    r"""
+Explorer(analysis, height=300)  # 4,000 points: below the default 200,000, drawn one by one
+""",
+)
+
+
+def _block(page, k: int, data_xy: tuple[float, float]) -> list[tuple[int, int, int]]:
+    """The non-white pixels of map ``k`` in a 7×7 device-pixel block around a data point."""
+    return page.evaluate(
+        """([k, x, y]) => {
+          const c = document.querySelectorAll('canvas.fl-map')[k];
+          const ds = c.dataset, dpr = c.width / c.getBoundingClientRect().width;
+          const s = Number(ds.scale) * dpr;
+          const px = Math.floor((x - Number(ds.cx)) * s + c.width / 2);
+          const py = Math.floor(c.height / 2 - (y - Number(ds.cy)) * s);
+          const d = c.getContext('2d').getImageData(px - 3, py - 3, 7, 7).data;
+          const out = [];
+          for (let i = 0; i < d.length; i += 4)
+            if (!(d[i] === 255 && d[i + 1] === 255 && d[i + 2] === 255)) out.push([d[i], d[i + 1], d[i + 2]]);
+          return out;
+        }""",
+        [k, *data_xy],
+    )
+
+
+def test_large_maps_draw_each_pixel_as_the_mean_of_its_points(lab: tuple[str, Path]) -> None:
+    url, root = lab
+    (root / "aggregate.ipynb").write_text(json.dumps(_notebook(list(AGGREGATE_NB))))
+    with _lab_page("aggregate", width=1200, height=1400) as page:
+        _open_and_run(page, url, "aggregate.ipynb")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('canvas.fl-map')].filter("
+            "c => Number(c.dataset.rendered || 0) > 0).length === 2",
+            timeout=60000,
+        )
+        maps = page.locator("canvas.fl-map")
+        assert [maps.nth(k).get_attribute("data-aggregated") for k in (0, 1)] == [
+            "true",
+            "false",
+        ]
+        ok, bad = (
+            np.array([int(h[i : i + 2], 16) for i in (1, 3, 5)])
+            for h in json.loads((root / "colors.json").read_text())
+        )
+        mean = (ok + bad) / 2
+        # aggregated: spot A is the mean of its correct and wrong points, spot B pure
+        a = np.array(_block(page, 0, (-0.5, 0.0)))
+        b = np.array(_block(page, 0, (0.5, 0.0)))
+        assert len(a) and len(b)
+        assert np.abs(a - mean).max() <= 1, (a[:3], mean)
+        assert np.abs(b - ok).max() == 0, b[:3]
+        # drawn point by point, spot A shows one of its points' colours, not the mix
+        one = np.array(_block(page, 1, (-0.5, 0.0)))
+        assert len(one)
+        assert all(np.abs(c - ok).max() == 0 or np.abs(c - bad).max() == 0 for c in one)

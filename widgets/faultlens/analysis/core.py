@@ -19,7 +19,7 @@ from faultlens.data.decode import decode_image, encode_thumbnail
 from faultlens.data.sources import ArraySource, ImageSource, as_source, load_image
 from faultlens.models.base import BatchModel
 from faultlens.models.classifier import Outputs, outputs_from_logits, outputs_from_probs
-from faultlens.models.runner import run_models, skip_entry
+from faultlens.models.runner import open_outputs, run_models, skip_entry
 from faultlens.store import (
     ArtifactStore,
     ShardedBlobs,
@@ -439,9 +439,6 @@ def analyze(
             raise ValueError(msg)
 
     store = ArtifactStore(cache_dir)
-    start_warmup(
-        n, **{k: v for k, v in (projection or {}).items() if k in ("n_neighbors", "metric")}
-    )
     models: dict[str, BatchModel] = {}
     if classifier is not None:
         models["classifier"] = classifier
@@ -450,11 +447,19 @@ def analyze(
             msg = f"unknown embedder {embedder!r}: use 'offline' or an embedder object"
             raise ValueError(msg)
         models["embedder"] = embedder
-    run_opts: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    ray_engine = None
     if models and engine != "local":
         from faultlens.models.ray_runner import as_engine
 
         ray_engine = as_engine(engine, num_workers)
+    if force or _models_to_run(src, models, store, ray_engine.shard_size if ray_engine else 1024):
+        # compile UMAP's kernels while the models run; with every output cached there is nothing
+        # to overlap, and the map itself may be cached too (then UMAP is never imported)
+        start_warmup(
+            n, **{k: v for k, v in (projection or {}).items() if k in ("n_neighbors", "metric")}
+        )
+    run_opts: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    if ray_engine is not None:
         ray_engine.fill(
             src,
             models,
@@ -536,6 +541,16 @@ def analyze(
         source=src,
         thumbnails=run.thumbnails if run else None,
     )
+
+
+def _models_to_run(
+    src: ImageSource, models: dict[str, BatchModel], store: ArtifactStore, shard_size: int
+) -> bool:
+    """Whether any model still has an output shard to compute over ``src``."""
+    if not models:
+        return False
+    _arrays, missing = open_outputs(src, models, store, shard_size)
+    return any(missing.values())
 
 
 def _projection_fit(emb: np.ndarray, projection: dict[str, Any]) -> dict[str, int]:

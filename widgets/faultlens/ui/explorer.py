@@ -208,6 +208,11 @@ class Explorer(anywidget.AnyWidget):
         ``imagenet_logits``, and the notes say what is missing.
     height:
         Height of the map in CSS pixels.
+    aggregate_above:
+        Above this many points the map is drawn aggregated: each pixel shows the mean colour of
+        the points under it, so a region half full of errors looks half red instead of whichever
+        point was drawn last. Selected points are always drawn on top, one by one. Statistics
+        always use every point.
 
     Examples
     --------
@@ -241,6 +246,11 @@ class Explorer(anywidget.AnyWidget):
     color_options = t.List(t.Unicode(), help="Python writes: colour-by choices.").tag(sync=True)
     sort_options = t.List(t.Unicode(), help="Python writes: grid sort choices.").tag(sync=True)
     height = t.Int(440, help="Python writes: map height in CSS pixels.").tag(sync=True)
+    aggregate_above = t.Int(
+        200_000,
+        help="Python writes: above this many points each map pixel shows the mean colour of its "
+        "points (selected points are still drawn one by one, on top).",
+    ).tag(sync=True)
 
     # --- view state (written by both) -----------------------------------------------------------
     color_by = t.Unicode("correct", help="Both write: the column the map is coloured by.").tag(
@@ -321,6 +331,7 @@ class Explorer(anywidget.AnyWidget):
         descending: bool | None = None,
         page_size: int = 24,
         height: int = 440,
+        aggregate_above: int = 200_000,
         thumb_size: int = 96,
         cache_size: int = 4096,
         slices: Sequence[Any] | None = None,
@@ -410,6 +421,7 @@ class Explorer(anywidget.AnyWidget):
             self._x = x.astype("<f4").tobytes()
             self._y = y.astype("<f4").tobytes()
             self.height = int(height)
+            self.aggregate_above = int(aggregate_above)
             self.page_size = page_size
             self.grid_sort = sort_by
             self.grid_descending = bool(descending)

@@ -253,6 +253,7 @@ function render({ model, el: root }) {
   // ---------------------------------------------------------------- map drawing
   let W = 0, H = 0, dpr = 1;
   let owner = new Int32Array(0);
+  let sumR = new Uint32Array(0), sumG = sumR, sumB = sumR, hits = sumR; // aggregated drawing
   let frame = 0;
 
   function resize() {
@@ -311,10 +312,39 @@ function render({ model, el: root }) {
         }
       }
     };
-    for (let i = 0; i < n; i++) {
-      if (!visible[i] || (hasSel && selMask[i])) continue;
-      if (x[i] !== x[i] || y[i] !== y[i]) continue;
-      plot(i, hasSel ? dimPal[codes[i]] : pal[codes[i]], r);
+    const aggregate = n > (model.get("aggregate_above") ?? 200000);
+    if (aggregate) {
+      // each pixel: the mean colour of the (unselected, visible) points under it
+      if (sumR.length !== W * H) { sumR = new Uint32Array(W * H); sumG = new Uint32Array(W * H); sumB = new Uint32Array(W * H); hits = new Uint32Array(W * H); }
+      sumR.fill(0); sumG.fill(0); sumB.fill(0); hits.fill(0);
+      for (let i = 0; i < n; i++) {
+        if (!visible[i] || (hasSel && selMask[i])) continue;
+        if (x[i] !== x[i] || y[i] !== y[i]) continue;
+        const word = hasSel ? dimPal[codes[i]] : pal[codes[i]];
+        const px = Math.floor(x[i] * s + ox - r / 2), py = Math.floor(oy - y[i] * s - r / 2);
+        if (px >= W || py >= H || px + r <= 0 || py + r <= 0) continue;
+        const xa = Math.max(0, px), xb = Math.min(W, px + r), ya = Math.max(0, py), yb = Math.min(H, py + r);
+        for (let yy = ya; yy < yb; yy++) {
+          for (let xx = xa; xx < xb; xx++) {
+            const p = yy * W + xx;
+            sumR[p] += word & 255; sumG[p] += (word >>> 8) & 255; sumB[p] += (word >>> 16) & 255;
+            hits[p] += 1;
+            owner[p] = i;
+          }
+        }
+      }
+      for (let p = 0; p < W * H; p++) {
+        const c = hits[p];
+        if (!c) continue;
+        const half = c >>> 1; // round to nearest
+        buf[p] = ((255 << 24) | (Math.floor((sumB[p] + half) / c) << 16) | (Math.floor((sumG[p] + half) / c) << 8) | Math.floor((sumR[p] + half) / c)) >>> 0;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        if (!visible[i] || (hasSel && selMask[i])) continue;
+        if (x[i] !== x[i] || y[i] !== y[i]) continue;
+        plot(i, hasSel ? dimPal[codes[i]] : pal[codes[i]], r);
+      }
     }
     if (hasSel) {
       for (let i = 0; i < n; i++) {
@@ -327,6 +357,7 @@ function render({ model, el: root }) {
     canvas.dataset.cy = String(view.cy);
     canvas.dataset.scale = String(view.scale);
     canvas.dataset.rendered = String(Number(canvas.dataset.rendered || 0) + 1);
+    canvas.dataset.aggregated = String(aggregate);
   }
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
 
@@ -731,6 +762,7 @@ function render({ model, el: root }) {
     on("change:" + name, syncControls);
   }
   on("change:height", () => { resize(); fitView(); draw(); });
+  on("change:aggregate_above", schedule);
 
   loadXY();
   loadColor();
