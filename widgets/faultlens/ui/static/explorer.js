@@ -64,7 +64,9 @@ function render({ model, el: root }) {
   let codes = new Uint8Array(0);
   let visible = new Uint8Array(0);
   let selMask = new Uint8Array(0);
+  let selRows = new Uint32Array(0);
   let selCount = 0;
+  let dataVersion = 0; // bumped when positions, colours or the filter change: the base layer is stale
   let pal = new Uint32Array(256);
   let dimPal = new Uint32Array(256);
   let bounds = null;
@@ -76,6 +78,7 @@ function render({ model, el: root }) {
   function loadXY() {
     x = typed(model.get("_x"), Float32Array);
     y = typed(model.get("_y"), Float32Array);
+    dataVersion += 1;
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (let i = 0; i < x.length; i++) {
       const a = x[i], b = y[i];
@@ -90,6 +93,7 @@ function render({ model, el: root }) {
   }
   function loadColor() {
     codes = typed(model.get("_color"), Uint8Array);
+    dataVersion += 1;
     const info = model.get("_color_info") || {};
     const colors = info.colors || [];
     const missing = rgbaWord("#bebebe");
@@ -100,11 +104,13 @@ function render({ model, el: root }) {
   }
   function loadVisible() {
     visible = typed(model.get("_visible"), Uint8Array);
+    dataVersion += 1;
   }
   function loadSelection() {
     const sel = typed(model.get("_selection"), Uint32Array);
     selMask = new Uint8Array(x.length);
     for (let k = 0; k < sel.length; k++) if (sel[k] < selMask.length) selMask[sel[k]] = 1;
+    selRows = sel;
     selCount = sel.length;
   }
 
@@ -285,51 +291,30 @@ function render({ model, el: root }) {
   const toX = (px) => (px - W / dpr / 2) / view.scale + view.cx;
   const toY = (py) => (H / dpr / 2 - py) / view.scale + view.cy;
 
-  function draw() {
-    frame = 0;
-    if (!W || !H) return;
-    const ctx = canvas.getContext("2d");
-    const img = ctx.createImageData(W, H);
-    const buf = new Uint32Array(img.data.buffer);
+  // The base layer (every visible point, dimmed while there is a selection) is kept per view and
+  // data version; a new selection then only copies it and draws the selected points on top.
+  let baseKey = "", baseBuf = new Uint32Array(0), baseOwner = new Int32Array(0), baseAggregated = false;
+  function drawBase(r, s, ox, oy, dim) {
+    if (baseBuf.length !== W * H) { baseBuf = new Uint32Array(W * H); baseOwner = new Int32Array(W * H); }
+    const buf = baseBuf, own = baseOwner, n = x.length, colors = dim ? dimPal : pal;
     buf.fill(rgbaWord("#ffffff"));
-    owner.fill(-1);
-    const n = x.length;
-    const base = n <= 20000 ? 3 : n <= 200000 ? 2 : 1;
-    const r = Math.max(1, Math.round(base * dpr));
-    const s = view.scale * dpr, ox = W / 2 - view.cx * s, oy = H / 2 + view.cy * s;
-    const hasSel = selCount > 0;
-    const plot = (i, word, size) => {
-      const px = Math.floor(x[i] * s + ox - size / 2);
-      const py = Math.floor(oy - y[i] * s - size / 2);
-      if (px >= W || py >= H || px + size <= 0 || py + size <= 0) return;
-      const xa = Math.max(0, px), xb = Math.min(W, px + size);
-      const ya = Math.max(0, py), yb = Math.min(H, py + size);
-      for (let yy = ya; yy < yb; yy++) {
-        const row = yy * W;
-        for (let xx = xa; xx < xb; xx++) {
-          buf[row + xx] = word;
-          owner[row + xx] = i;
-        }
-      }
-    };
+    own.fill(-1);
     const aggregate = n > (model.get("aggregate_above") ?? 200000);
     if (aggregate) {
-      // each pixel: the mean colour of the (unselected, visible) points under it
+      // each pixel: the mean colour of the visible points under it
       if (sumR.length !== W * H) { sumR = new Uint32Array(W * H); sumG = new Uint32Array(W * H); sumB = new Uint32Array(W * H); hits = new Uint32Array(W * H); }
       sumR.fill(0); sumG.fill(0); sumB.fill(0); hits.fill(0);
       for (let i = 0; i < n; i++) {
-        if (!visible[i] || (hasSel && selMask[i])) continue;
-        if (x[i] !== x[i] || y[i] !== y[i]) continue;
-        const word = hasSel ? dimPal[codes[i]] : pal[codes[i]];
-        const px = Math.floor(x[i] * s + ox - r / 2), py = Math.floor(oy - y[i] * s - r / 2);
-        if (px >= W || py >= H || px + r <= 0 || py + r <= 0) continue;
-        const xa = Math.max(0, px), xb = Math.min(W, px + r), ya = Math.max(0, py), yb = Math.min(H, py + r);
-        for (let yy = ya; yy < yb; yy++) {
-          for (let xx = xa; xx < xb; xx++) {
-            const p = yy * W + xx;
-            sumR[p] += word & 255; sumG[p] += (word >>> 8) & 255; sumB[p] += (word >>> 16) & 255;
+        if (!visible[i] || x[i] !== x[i] || y[i] !== y[i]) continue;
+        if (!square(i, r, s, ox, oy)) continue;
+        const q = sq;
+        const word = colors[codes[i]];
+        const cr = word & 255, cg = (word >>> 8) & 255, cb = (word >>> 16) & 255;
+        for (let yy = q[2]; yy < q[3]; yy++) {
+          for (let xx = q[0], p = yy * W + xx; xx < q[1]; xx++, p++) {
+            sumR[p] += cr; sumG[p] += cg; sumB[p] += cb;
             hits[p] += 1;
-            owner[p] = i;
+            own[p] = i;
           }
         }
       }
@@ -341,15 +326,61 @@ function render({ model, el: root }) {
       }
     } else {
       for (let i = 0; i < n; i++) {
-        if (!visible[i] || (hasSel && selMask[i])) continue;
-        if (x[i] !== x[i] || y[i] !== y[i]) continue;
-        plot(i, hasSel ? dimPal[codes[i]] : pal[codes[i]], r);
+        if (!visible[i] || x[i] !== x[i] || y[i] !== y[i]) continue;
+        plot(buf, own, i, colors[codes[i]], r, s, ox, oy);
       }
     }
+    baseAggregated = aggregate;
+  }
+  // sq = [xa, xb, ya, yb]: the pixels of point i's square of `size`, clipped to the canvas;
+  // false when none is on it (one shared array: no allocation per point)
+  const sq = new Int32Array(4);
+  function square(i, size, s, ox, oy) {
+    const px = Math.floor(x[i] * s + ox - size / 2);
+    const py = Math.floor(oy - y[i] * s - size / 2);
+    if (px >= W || py >= H || px + size <= 0 || py + size <= 0) return false;
+    sq[0] = Math.max(0, px); sq[1] = Math.min(W, px + size);
+    sq[2] = Math.max(0, py); sq[3] = Math.min(H, py + size);
+    return true;
+  }
+  function plot(buf, own, i, word, size, s, ox, oy) {
+    if (!square(i, size, s, ox, oy)) return;
+    const q = sq;
+    for (let yy = q[2]; yy < q[3]; yy++) {
+      const row = yy * W;
+      for (let xx = q[0]; xx < q[1]; xx++) {
+        buf[row + xx] = word;
+        own[row + xx] = i;
+      }
+    }
+  }
+
+  function draw() {
+    frame = 0;
+    if (!W || !H) return;
+    const ctx = canvas.getContext("2d");
+    const img = ctx.createImageData(W, H);
+    const buf = new Uint32Array(img.data.buffer);
+    const n = x.length;
+    const base = n <= 20000 ? 3 : n <= 200000 ? 2 : 1;
+    const r = Math.max(1, Math.round(base * dpr));
+    const s = view.scale * dpr, ox = W / 2 - view.cx * s, oy = H / 2 + view.cy * s;
+    const hasSel = selCount > 0;
+    const key = [W, H, s, ox, oy, r, hasSel, dataVersion, model.get("aggregate_above")].join("|");
+    if (key !== baseKey || baseBuf.length !== W * H) {
+      drawBase(r, s, ox, oy, hasSel);
+      baseKey = key;
+    }
+    buf.set(baseBuf);
+    owner.set(baseOwner);
+    const aggregate = baseAggregated;
     if (hasSel) {
-      for (let i = 0; i < n; i++) {
-        if (!visible[i] || !selMask[i] || x[i] !== x[i] || y[i] !== y[i]) continue;
-        plot(i, pal[codes[i]], r + Math.max(1, Math.round(dpr)));
+      // selected points on top, one step larger, so the dimmed square beneath is covered
+      const rs = r + Math.max(1, Math.round(dpr));
+      for (let k = 0; k < selRows.length; k++) {
+        const i = selRows[k];
+        if (i >= n || !visible[i] || x[i] !== x[i] || y[i] !== y[i]) continue;
+        plot(buf, owner, i, pal[codes[i]], rs, s, ox, oy);
       }
     }
     ctx.putImageData(img, 0, 0);
@@ -389,6 +420,7 @@ function render({ model, el: root }) {
     model.save_changes();
     selMask = new Uint8Array(x.length);
     for (let k = 0; k < rows.length; k++) selMask[rows[k]] = 1;
+    selRows = rows;
     selCount = rows.length;
     showCount();
     schedule();
