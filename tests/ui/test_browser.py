@@ -583,3 +583,35 @@ def test_large_maps_draw_each_pixel_as_the_mean_of_its_points(lab: tuple[str, Pa
         one = np.array(_block(page, 1, (-0.5, 0.0)))
         assert len(one)
         assert all(np.abs(c - ok).max() == 0 or np.abs(c - bad).max() == 0 for c in one)
+
+        # select spot B, then spot A instead: the layer of all points is dimmed and reused, the
+        # selected points are drawn on top in full colour
+        def dim(c: np.ndarray) -> np.ndarray:  # the view's dimmed palette: 72 % towards #ebebeb
+            return np.round(c * 0.28 + 235 * 0.72)
+
+        def select_around(data_xy: tuple[float, float], count: int) -> None:
+            px, py = page.evaluate(
+                """([x, y]) => {
+                  const c = document.querySelectorAll('canvas.fl-map')[0], ds = c.dataset;
+                  const r = c.getBoundingClientRect(), s = Number(ds.scale);
+                  return [r.left + r.width / 2 + (x - Number(ds.cx)) * s,
+                          r.top + r.height / 2 - (y - Number(ds.cy)) * s];
+                }""",
+                list(data_xy),
+            )
+            _drag(page, (px - 12, py - 12), (px + 12, py + 12), slow=False)
+            page.wait_for_function(
+                "n => document.querySelectorAll('.fl-selcount')[0].dataset.count === String(n)",
+                arg=count,
+                timeout=15000,
+            )
+            page.wait_for_timeout(300)  # the next animation frame
+
+        select_around((0.5, 0.0), 2000)  # spot B: 2,000 right
+        a, b = np.array(_block(page, 0, (-0.5, 0.0))), np.array(_block(page, 0, (0.5, 0.0)))
+        assert np.abs(a - (dim(ok) + dim(bad)) / 2).max() <= 1, a[:3]
+        assert np.abs(b - ok).max() == 0, b[:3]
+        select_around((-0.5, 0.0), 1996)  # spot A: 998 right and 998 wrong, the last one wrong
+        a, b = np.array(_block(page, 0, (-0.5, 0.0))), np.array(_block(page, 0, (0.5, 0.0)))
+        assert np.abs(a - bad).max() == 0, a[:3]
+        assert np.abs(b - dim(ok)).max() <= 1, b[:3]
