@@ -226,3 +226,31 @@ def test_analyze_can_skip_thumbnails(tmp_path: Path) -> None:
         )
     assert a.thumbnails is None and a.meta["thumbnail_size"] is None
     _check_planted(3, _decode(a.thumbnail(3)))  # rendered on demand instead
+
+
+def test_saving_over_an_analysis_replaces_its_thumbnails(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+
+    def made(offset: int, thumbnails: int | None) -> faultlens.Analysis:
+        imgs = np.stack([_planted(i + offset, 32, 32) for i in range(12)])
+        with pytest.warns(ProjectionWarning, match="too few"):
+            return faultlens.analyze(
+                imgs,
+                labels=np.arange(12) % 3,
+                probs=rng.dirichlet(np.ones(3), 12).astype(np.float32),
+                embeddings=rng.normal(size=(12, 8)).astype(np.float32),
+                cache_dir=tmp_path / "cache",
+                thumbnails=thumbnails,
+                progress=False,
+            )
+
+    out = tmp_path / "saved"
+    made(0, 32).save(out)
+    made(1, 32).save(out)  # the same size and shards, other images: none of the first may remain
+    back = faultlens.load(out)
+    for row in range(12):
+        _check_planted(row + 1, _decode(back.thumbnail(row, 32)))
+    back.save(tmp_path / "saved" / ".." / "saved")  # onto itself, by another spelling: kept
+    assert faultlens.load(out).thumbnail(0, 32) == back.thumbnail(0, 32)
+    made(0, None).save(out)  # an analysis without thumbnails leaves none behind
+    assert faultlens.load(out).thumbnails is None

@@ -284,6 +284,9 @@ class Shards:
         start = shard * self.shard_size
         return start, min(start + self.shard_size, self.n_items)
 
+    def _stem(self, shard: int) -> Path:
+        return self.folder / f"shard-{shard:05d}"
+
     def _files(self, shard: int) -> tuple[Path, ...]:
         raise NotImplementedError
 
@@ -308,7 +311,7 @@ class ShardedArray(Shards):
     """
 
     def _files(self, shard: int) -> tuple[Path, Path]:
-        stem = self.folder / f"shard-{shard:05d}"
+        stem = self._stem(shard)
         return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
     def write(self, shard: int, arr: np.ndarray, notes: dict[str, Any] | None = None) -> None:
@@ -360,7 +363,7 @@ class ShardedBlobs(Shards):
         self._offsets: dict[int, np.ndarray] = {}
 
     def _files(self, shard: int) -> tuple[Path, Path]:
-        stem = self.folder / f"shard-{shard:05d}"
+        stem = self._stem(shard)
         return stem.with_suffix(".bin"), stem.with_suffix(".idx.npy")
 
     def write(self, shard: int, blobs: list[bytes]) -> None:
@@ -406,10 +409,16 @@ class ShardedBlobs(Shards):
         )
 
     def copy_to(self, folder: Path) -> ShardedBlobs:
-        """The stored shards copied (hard-linked where the file system allows) into ``folder``."""
-        out = ShardedBlobs(Path(folder), self.n_items, self.shard_size)
+        """The stored shards copied (hard-linked where the file system allows) into ``folder``,
+        replacing whatever an earlier copy left there."""
+        folder = Path(folder)
+        if folder.resolve() == self.folder.resolve():
+            return self
+        if folder.exists():  # another analysis saved here before: none of it may survive
+            shutil.rmtree(folder)
+        out = ShardedBlobs(folder, self.n_items, self.shard_size)
         for s in range(self.n_shards):
-            if not self.has(s) or out.has(s):
+            if not self.has(s):
                 continue
             for src, dst in zip(self._files(s), out._files(s), strict=True):
                 with atomic_path(dst) as tmp:

@@ -5,6 +5,7 @@ makes it (:func:`analyze`).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -191,8 +192,10 @@ class Analysis:
             write_npy(folder / "arrays" / f"{name}.npy", arr)
         if isinstance(self.source, ArraySource) and isinstance(self.source.images, np.ndarray):
             write_npy(folder / "images.npy", self.source.images)
-        if self.thumbnails is not None and self.thumbnails.folder != folder / "thumbnails":
+        if self.thumbnails is not None:
             self.thumbnails = self.thumbnails.copy_to(folder / "thumbnails")
+        elif (folder / "thumbnails").exists():  # left by an analysis saved here before
+            shutil.rmtree(folder / "thumbnails")
         write_json(folder / "skipped.json", self.skipped)
         write_json(
             folder / "analysis.json",
