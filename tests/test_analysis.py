@@ -12,7 +12,13 @@ import pytest
 
 import faultlens
 from faultlens.analysis import projection as proj_mod
-from faultlens.analysis.projection import ProjectionWarning, exact_knn, project, start_warmup
+from faultlens.analysis.projection import (
+    ProjectionWarning,
+    exact_knn,
+    ivf_knn,
+    project,
+    start_warmup,
+)
 from faultlens.data import demo as demo_data
 from faultlens.models.demo_cnn import accuracy, trained_cnn
 from faultlens.store import ArtifactStore
@@ -70,6 +76,67 @@ def test_exact_knn_matches_a_brute_force_search() -> None:
         assert {3, 7} <= set(idx[3, :2]) and dist[3, 1] < 1e-6
     with pytest.raises(ValueError, match="cosine"):
         exact_knn(X, 5, "manhattan")
+
+
+def _true_recall(idx: np.ndarray, dist: np.ndarray, ref_dist: np.ndarray) -> float:
+    """Share of found neighbours no farther than the exact k-th (ties count as found)."""
+    return float((dist <= ref_dist[:, -1:] + 1e-5).mean())
+
+
+def test_ivf_knn_finds_the_neighbours_of_clustered_points_and_reports_its_recall() -> None:
+    rng = np.random.default_rng(8)
+    n, k = 6000, 10
+    centres = rng.normal(0, 5, (30, 16))
+    X = centres[rng.integers(0, 30, n)] + rng.normal(0, 1, (n, 16))
+    X[11] = X[5]  # a duplicate: both at distance 0 from each other
+    for metric in ("cosine", "euclidean"):
+        idx, dist, recall = ivf_knn(X, k, metric, seed=1)
+        ref_i, ref_d = exact_knn(X, k, metric)
+        assert idx.shape == dist.shape == (n, k) and dist.dtype == np.float32
+        true = _true_recall(idx, dist, ref_d)
+        assert true > 0.97 and abs(recall - true) < 0.03
+        hit = idx == ref_i  # where both found the same neighbour, the distances agree
+        np.testing.assert_allclose(dist[hit], ref_d[hit], atol=1e-4)
+        assert (dist[np.arange(n), (idx == np.arange(n)[:, None]).argmax(1)] == 0).all()
+        assert {5, 11} <= set(idx[5, :2]) and dist[5, 1] < 1e-6
+        again = ivf_knn(X, k, metric, seed=1)
+        np.testing.assert_array_equal(again[0], idx)  # seeded
+    with pytest.raises(ValueError, match="cosine"):
+        ivf_knn(X, 5, "manhattan")
+
+
+def test_ivf_knn_reports_the_low_recall_of_structureless_noise() -> None:
+    """Isotropic 30-d noise has no lists to find neighbours in: the reported recall must say so
+    (it decides the fallback to NN-descent), and match the true one."""
+    X = np.random.default_rng(9).normal(size=(5000, 30))
+    idx, dist, recall = ivf_knn(X, 15, "euclidean", seed=0, check=2000)
+    true = _true_recall(idx, dist, exact_knn(X, 15, "euclidean")[1])
+    assert recall < 0.9 and abs(recall - true) < 0.03
+
+
+def test_maps_above_the_exact_limit_take_the_inverted_file_graph_only_when_its_recall_holds(
+    monkeypatch,
+) -> None:
+    seen: list[dict] = []
+
+    class Reducer:
+        def __init__(self, **opts) -> None:
+            seen.append(opts)
+
+        def fit_transform(self, X: np.ndarray) -> np.ndarray:
+            return X[:, :2]
+
+    monkeypatch.setattr(proj_mod, "_umap", lambda **opts: Reducer(**opts))
+    monkeypatch.setattr(proj_mod, "EXACT_KNN_LIMIT", 1000)
+    rng = np.random.default_rng(10)
+    latent = rng.normal(0, 6, (8, 3))[rng.integers(0, 8, 3000)] + rng.normal(0, 1, (3000, 3))
+    clustered = latent @ rng.normal(size=(3, 32)) + rng.normal(0, 0.01, (3000, 32))  # 3-d inside
+    noise = rng.normal(size=(3000, 32))
+    project(clustered.astype(np.float32), progress=False)
+    project(noise.astype(np.float32), progress=False)
+    knn, none = seen[0].get("precomputed_knn"), seen[1].get("precomputed_knn")
+    assert knn is not None and knn[0].shape == (3000, 15) and knn[2] is None
+    assert none is None  # recall below IVF_MIN_RECALL: UMAP runs its own NN-descent
 
 
 @pytest.mark.slow
