@@ -90,6 +90,29 @@ def test_fit_on_one_split_discover_on_another() -> None:
     assert mix.predict_proba(test.embeddings).shape == (len(test.labels), 3)
 
 
+def test_discover_fewer_slices_than_the_fitted_mixture_keeps_its_top_ranked() -> None:
+    """fitted= with more slices than n_slices used to raise KeyError 'mixture-3' (review bug)."""
+    val = evaluate.planted_problem("rare", 0.1, seed=0)
+    test = evaluate.planted_problem("rare", 0.1, seed=5)
+    mix = slices.ErrorAwareMixture(5, random_state=0).fit(val.embeddings, val.labels, val.probs)
+    args = (test.embeddings, test.labels, test.probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SliceWarning)
+        all5 = slices.discover(*args, n_slices=5, fitted=mix)
+    top2 = slices.discover(*args, n_slices=2, fitted=mix)
+    assert len(top2) == 2 and len(all5) >= 3
+    # the same components, in the mixture's own ranking, as the first two of the full list
+    assert [s.name.split(" ", 2)[2] for s in top2] == [s.name.split(" ", 2)[2] for s in all5[:2]]
+    assert [s.name.split(" (")[0] for s in top2] == ["slice 1", "slice 2"]
+    for a, b in zip(top2, all5[:2], strict=True):
+        assert np.array_equal(a.indices, b.indices)
+    assert top2[0].stats["lift"] > 1  # the top slice is where the errors are
+    # a mixture fitted with fewer slices than asked gives what it has, with a warning
+    mix2 = slices.ErrorAwareMixture(2, random_state=0).fit(val.embeddings, val.labels, val.probs)
+    with pytest.warns(SliceWarning, match="fewer than n_slices=4"):
+        assert len(slices.discover(*args, n_slices=4, fitted=mix2)) <= 2
+
+
 # --------------------------------------------------------------------------- the demo
 
 

@@ -188,6 +188,75 @@ def test_mitigation_raises_the_planted_group(planted: Demo) -> None:
     assert not torch.equal(res.model.head.weight, planted.model.head.weight)
 
 
+def _random_split(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 8, 8, generator=g), np.random.default_rng(seed).integers(0, 3, n)
+
+
+class CastHeadNet(nn.Module):
+    """A float32 conv body feeding a linear head of any dtype, with or without a bias."""
+
+    def __init__(self, dtype: torch.dtype = torch.float32, bias: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.act = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(8, 3, bias=bias).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool(self.act(self.conv(x))).flatten(1)
+        return self.head(h.to(self.head.weight.dtype))
+
+
+def _mitigate_random(model: nn.Module):
+    tr, va, te = _random_split(200, 1), _random_split(100, 2), _random_split(100, 3)
+    nf = sp.NeuralFeatures(model.eval(), "act")
+    res = mitigate(
+        nf, {0: [1, 2], 1: [3], 2: [4]}, tr, va, te,
+        lr=0.1, epochs=15, target_gap=-1e9, max_val_drop=100, k=20,
+    )  # fmt: skip
+    with torch.inference_mode():
+        correct = res.model(te[0]).argmax(1).numpy() == te[1]
+    return res, correct
+
+
+def test_mitigation_keeps_a_bias_free_head_bias_free() -> None:
+    """The preview used to train a bias the returned model then dropped (review bug)."""
+    model = CastHeadNet(bias=False)
+    res, correct = _mitigate_random(model)
+    assert res.info["best_epoch"] > 0  # a retrained head was chosen
+    assert res.model.head.bias is None
+    assert not torch.equal(res.model.head.weight, model.head.weight)
+    # the returned model reproduces the reported after-accuracy image by image
+    assert np.array_equal(correct, res.correct_after)
+    assert res.value("overall accuracy (%)") == pytest.approx(100.0 * correct.mean())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_mitigation_trains_any_head_dtype_on_cpu_float32_features(dtype: torch.dtype) -> None:
+    """Head weights are copied to CPU float32 for training (the features are CPU float32); the
+    returned head keeps its own device and dtype. (A CUDA head takes the same path: ``.cpu()``.)"""
+    from faultlens.analysis.mitigation import _head_params
+
+    model = CastHeadNet(dtype)
+    w, b = _head_params(model.head)
+    assert (w.dtype, w.device, b.dtype, b.device) == (torch.float32, torch.device("cpu")) * 2
+    w.add_(1.0)  # a copy: the model is untouched
+    assert not torch.equal(w, model.head.weight.float())
+    assert _head_params(nn.Linear(4, 2, bias=False))[1] is None
+
+    res, correct = _mitigate_random(model)
+    head = res.model.head
+    assert (head.weight.dtype, head.bias.dtype) == (dtype, dtype)
+    assert head.weight.device == model.head.weight.device
+    assert res.info["best_epoch"] > 0
+    if dtype == torch.float64:  # exact; float16 logits are rounded, so near-ties may flip
+        assert np.array_equal(correct, res.correct_after)
+    else:
+        assert (correct == res.correct_after).mean() >= 0.95
+
+
 # --------------------------------------------------------------------------- Grad-CAM and maps
 
 

@@ -97,9 +97,21 @@ class MitigationResult:
         return float(row[when].iloc[0])
 
 
-def _predict(x: np.ndarray, w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+def _head_params(head: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The head's weight and bias (None when it has none) as float32 CPU copies.
+
+    The preview trains on CPU float32 features (:func:`head_inputs`), whatever the device and dtype
+    of the model (a CUDA or half-precision head must not meet CPU float32 features).
+    """
+    w = head.weight.detach().float().cpu().clone()
+    b = head.bias.detach().float().cpu().clone() if head.bias is not None else None
+    return w, b
+
+
+def _predict(x: np.ndarray, w: torch.Tensor, b: torch.Tensor | None) -> np.ndarray:
     with torch.no_grad():
-        return (torch.from_numpy(x) @ w.T + b).argmax(1).numpy()
+        logits = torch.from_numpy(x) @ w.T
+        return (logits if b is None else logits + b).argmax(1).numpy()
 
 
 def _gap_mean(score: np.ndarray, correct: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -178,9 +190,9 @@ def mitigate(
         raise ValueError(msg)
     tr_h, va_h, te_h = (head_inputs(model, head.module, x, transform=nf.transform)
                         for x in (tr_x, va_x, te_x))  # fmt: skip
-    w0 = head.module.weight.detach().float().clone()
-    b0 = (head.module.bias.detach().float().clone() if head.module.bias is not None
-          else torch.zeros(w0.shape[0]))  # fmt: skip
+    # CPU float32 copies (the features are CPU float32); b0 is None for a bias-free head, which
+    # then stays bias-free in training, in the reported numbers and in the returned model.
+    w0, b0 = _head_params(head.module)
     rng = np.random.default_rng(seed)
 
     tr_score = spuriosity(tr_a, tr_y, spurious)
@@ -204,22 +216,23 @@ def mitigate(
     va_score = spuriosity(va_a, va_y, spurious)
     te_score = spuriosity(te_a, te_y, spurious)
 
-    def val_metrics(w: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    def val_metrics(w: torch.Tensor, b: torch.Tensor | None) -> tuple[float, float]:
         c = _predict(va_h, w, b) == va_y
         return _gap_mean(va_score, c, va_y, k), 100.0 * float(c.mean())
 
     gap0, acc0 = val_metrics(w0, b0)
-    lin = nn.Linear(w0.shape[1], w0.shape[0])
+    lin = nn.Linear(w0.shape[1], w0.shape[0], bias=b0 is not None)  # CPU float32, like tr_h
     with torch.no_grad():
         lin.weight.copy_(w0)
-        lin.bias.copy_(b0)
+        if b0 is not None:
+            lin.bias.copy_(b0)
     opt = torch.optim.Adam(lin.parameters(), lr=lr)
     x = torch.from_numpy(tr_h[train_rows])
     y = torch.from_numpy(tr_y[train_rows])
     wt = torch.from_numpy(weights)
     gen = torch.Generator().manual_seed(seed)
     hist = [{"epoch": 0, "val_gap": gap0, "val_acc": acc0}]
-    best = (gap0, 0, w0.clone(), b0.clone())
+    best = (gap0, 0, w0.clone(), None if b0 is None else b0.clone())
     epochs_run = 0
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(y), generator=gen)
@@ -229,7 +242,8 @@ def mitigate(
             loss = nn.functional.cross_entropy(lin(x[idx]), y[idx], reduction="none") * wt[idx]
             (loss.sum() / wt[idx].sum()).backward()
             opt.step()
-        w, b = lin.weight.detach().clone(), lin.bias.detach().clone()
+        w = lin.weight.detach().clone()
+        b = lin.bias.detach().clone() if lin.bias is not None else None
         gap, acc = val_metrics(w, b)
         hist.append({"epoch": epoch, "val_gap": gap, "val_acc": acc})
         epochs_run = epoch
@@ -238,6 +252,10 @@ def mitigate(
         if gap < target_gap and acc >= acc0 - max_val_drop:
             break
     _, best_epoch, w1, b1 = best
+    # report what the returned model will hold: the new weights rounded to the head's dtype
+    dtype = head.module.weight.dtype
+    w1 = w1.to(dtype).float()
+    b1 = None if b1 is None else b1.to(dtype).float()
 
     c_before = _predict(te_h, w0, b0) == te_y
     c_after = _predict(te_h, w1, b1) == te_y
@@ -266,12 +284,12 @@ def mitigate(
                          "after": ga.get(c, np.nan), "change": ga.get(c, np.nan) - gb[c],
                          "n": int(gb.table.loc[gb.table["class"] == c, "k"].iloc[0])})  # fmt: skip
 
-    new_model = copy.deepcopy(model)
+    new_model = copy.deepcopy(model)  # the head keeps its original device and dtype
     new_head = dict(new_model.named_modules())[head.name]
     with torch.no_grad():
-        new_head.weight.copy_(w1.to(new_head.weight))
+        new_head.weight.copy_(w1.to(device=new_head.weight.device, dtype=new_head.weight.dtype))
         if new_head.bias is not None:
-            new_head.bias.copy_(b1.to(new_head.bias))
+            new_head.bias.copy_(b1.to(device=new_head.bias.device, dtype=new_head.bias.dtype))
     return MitigationResult(
         summary=pd.DataFrame(rows_out, columns=["metric", "before", "after", "change", "n"]),
         correct_before=c_before,

@@ -290,6 +290,10 @@ def discover(
     ``fitted``: a slicer fitted on another split (an :class:`ErrorAwareMixture` for ``"mixture"``,
     :class:`~faultlens.analysis.errors.FailureDirections` for ``"failure_directions"``); without it
     the method is fitted on these items. ``options`` go to the slicer (e.g. ``gamma=``).
+
+    With ``fitted``, ``n_slices`` still caps the result: a mixture fitted with more slices gives
+    its top ``n_slices`` by its own ranking, skipping components without members here (one
+    fitted with fewer gives at most its own count, with a :class:`SliceWarning`).
     """
     if method not in METHODS:
         msg = f"unknown method {method!r}: use one of {METHODS}"
@@ -357,7 +361,7 @@ def discover(
         found.append(Slice(name, method, m.astype(np.float32), members, stats))
     found.sort(key=lambda s: (-s.stats["errors"], -s.stats["error_rate"]))
     if method == "mixture":  # keep Domino's own ranking among components that have members
-        order = {f"mixture-{k}": k for k in range(n_slices)}
+        order = {name: k for k, (name, _) in enumerate(columns)}  # one per fitted component
         found.sort(key=lambda s: order[s.name])
     found = found[:n_slices]
     if len(found) < n_slices:
