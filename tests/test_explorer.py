@@ -744,3 +744,219 @@ def test_explorer_js_never_uses_inner_html() -> None:
     src = (explorer._STATIC / "explorer.js").read_text()
     assert "textContent" in src
     assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML", src)
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def _full_order(key: np.ndarray, rows: np.ndarray, descending: bool) -> np.ndarray:
+    """The grid's order by a full stable sort: by value, ties by row, NaN last either way."""
+    missing = np.isnan(key)
+    k = np.where(missing, 0.0, -key if descending else key)
+    return rows[np.lexsort((rows, k, missing))]
+
+
+def test_grid_pages_show_every_row_once_with_ties_and_nan() -> None:
+    n = 2000
+    a = make_analysis(n)
+    rng = np.random.default_rng(1)
+    tied = rng.integers(0, 3, n).astype(np.float64)  # heavy ties …
+    tied[rng.choice(n, 150, replace=False)] = np.nan  # … and missing values
+    tied[[3, 9]] = [np.inf, -np.inf]
+    a.table["tied"] = tied
+    ex = Explorer(a, page_size=24)
+    sel = np.union1d(rng.choice(n, 1500, replace=False), [3, 9])
+    ex.select(sel)
+    for sort in ("label", "pred", "tied"):
+        for desc in (False, True):
+            ex.grid_sort = sort
+            ex.grid_descending = desc
+            pages = ex._grid["n_pages"]
+            shown = np.concatenate([ex.grid_rows(p) for p in range(pages)])
+            key = a.table[sort].to_numpy(dtype=np.float64)[sel]
+            np.testing.assert_array_equal(shown, _full_order(key, sel, desc), err_msg=(sort, desc))
+            assert len(np.unique(shown)) == len(sel)
+    # NaN last in both directions, ±inf at the two ends of the known values
+    ex.grid_sort, ex.grid_descending = "tied", True
+    assert ex.grid_rows(0)[0] == 3  # +inf first when descending
+    assert np.isnan(tied[ex.grid_rows(ex._grid["n_pages"] - 1)]).all()
+    ex.grid_descending = False
+    assert ex.grid_rows(0)[0] == 9  # -inf first when ascending
+    assert np.isnan(tied[ex.grid_rows(ex._grid["n_pages"] - 1)]).all()
+
+
+def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
+    # saved while the analysis had no folder, then analysis.save(folder) as the status line says:
+    # the next read (here: loading the slice) moves it into <folder>/slices.json
+    b = make_analysis()
+    ex_b = Explorer(b)
+    ex_b.save_slice("hard", rows=[2])
+    assert "memory" in ex_b.status
+    b.save(tmp_path / "b")
+    assert ex_b.load_slice("hard").tolist() == [2]
+    assert "moved 1 slice(s)" in ex_b.status
+    assert "hard" in json.loads((tmp_path / "b" / "slices.json").read_text())["slices"]
+    assert [s["name"] for s in ex_b.slices] == ["hard"]
+    # the folder already holds slices named "clash" (other images) and "same" (same images)
+    a = make_analysis()
+    ex = Explorer(a)
+    ex.save_slice("mine", rows=[1, 2, 3])
+    ex.save_slice("clash", rows=[4, 5])
+    ex.save_slice("same", rows=[6])
+    other = Explorer(make_analysis(folder=tmp_path / "an"))
+    other.save_slice("clash", rows=[7, 8])
+    other.save_slice("same", rows=[6])
+    a.save(tmp_path / "an")
+    ex.refresh_slices()
+    assert [s["name"] for s in ex.slices] == ["clash", "clash-unsaved", "mine", "same"]
+    assert "moved 3 slice(s)" in ex.status and "'clash' -> 'clash-unsaved'" in ex.status
+    stored = json.loads((tmp_path / "an" / "slices.json").read_text())["slices"]
+    assert stored["mine"]["ids"] == ["img-1", "img-2", "img-3"]
+    assert stored["clash"]["rows"] == [7, 8]  # the file's slice keeps its name …
+    assert stored["clash-unsaved"]["rows"] == [4, 5]  # … and the memory one is not lost
+    assert ex._memory_slices == {}
+    assert ex.load_slice("mine").tolist() == [1, 2, 3]
+
+
+def test_infinite_positions_are_sent_as_nan() -> None:
+    a = make_analysis()
+    a.table["x"] = a.table["x"].astype(np.float64)
+    a.table.loc[5, "x"] = np.inf
+    a.table.loc[7, "y"] = -np.inf
+    a.table.loc[9, "x"] = 1e39  # finite in float64, inf in float32
+    a.table.loc[11, "y"] = np.nan
+    ex = Explorer(a)
+    x = np.frombuffer(ex._x, dtype="<f4")
+    y = np.frombuffer(ex._y, dtype="<f4")
+    assert not np.isinf(x).any() and not np.isinf(y).any()
+    for r in (5, 7, 9, 11):  # not placed: NaN in both coordinates
+        assert np.isnan(x[r]) and np.isnan(y[r]), r
+    assert np.isfinite(x[[0, 1, 2]]).all() and np.isfinite(y[[0, 1, 2]]).all()
+    assert "4 point(s) have no map position" in ex.status
+    assert ex.render_png().startswith(b"\x89PNG")
+
+
+class _FakeSlice:
+    def __init__(self, rows: np.ndarray, n: int) -> None:
+        self.membership = np.zeros(n, dtype=np.float32)
+        self.membership[rows] = 1.0
+        self.indices = np.asarray(rows)
+        self.name, self.method, self.stats, self.descriptions = "s0", "fake", {}, {}
+
+
+def test_no_slices_left_while_coloured_by_slice_falls_back_to_correct(analysis: Analysis) -> None:
+    ex = Explorer(analysis, slices=[_FakeSlice(np.arange(20), N)])
+    ex.color_by = "slice"
+    assert ex._color_info["column"] == "slice"
+    ex.set_slices([])  # e.g. a slice search that found nothing
+    assert ex.color_by == "correct"
+    assert ex._color_info["column"] == "correct"
+    assert "slice" not in ex.color_options
+    np.testing.assert_array_equal(
+        np.frombuffer(ex._color, dtype=np.uint8), (~analysis.table.correct).astype(np.uint8)
+    )
+
+
+def test_refresh_columns_refreshes_stats_filter_and_grid(analysis: Analysis) -> None:
+    ex = Explorer(analysis, page_size=50)
+    ex.select(np.arange(40))
+    ex.filter_correct = "incorrect"
+    assert ex.stats["selection"]["errors"] == 20
+    t = analysis.table
+    t["label"] = t["pred"]  # labels cleaned: no error left
+    t["correct"] = True
+    t.loc[3, "x"] = np.nan  # and one point lost its position
+    ex.refresh_columns()
+    assert ex.stats["baseline"]["n"] == 0  # the "incorrect" filter now shows nothing
+    assert np.frombuffer(ex._visible, dtype=np.uint8).sum() == 0
+    assert ex._grid["total"] == 0
+    ex.filter_correct = "all"
+    assert ex.stats["selection"]["errors"] == 0
+    assert all(tile["correct"] for tile in ex._grid["tiles"])
+    assert np.frombuffer(ex._color, dtype=np.uint8).sum() == 0  # map agrees with the stats
+    assert np.isnan(np.frombuffer(ex._x, dtype="<f4")[3])
+    np.testing.assert_array_equal(ex.selection, np.arange(40))  # the selection is kept
+    t["label"] = 7  # out of range: refused, nothing changed
+    with pytest.raises(ValueError, match=r"outside 0\.\.3"):
+        ex.refresh_columns()
+    assert ex.stats["selection"]["errors"] == 0
+
+
+def test_confusions_with_many_classes_need_no_n_squared_table() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    for n_classes in (4000, 50_000):
+        labels = rng.integers(0, n_classes, n)
+        preds = labels.copy()
+        planted = [(n_classes - 1, 5, 30), (17, n_classes - 2, 20), (42, 43, 20), (3, 2, 10)]
+        start = 0
+        for lab, prd, k in planted:
+            labels[start : start + k], preds[start : start + k] = lab, prd
+            start += k
+        noise = np.arange(start, start + 40)  # 40 more errors, each its own pair
+        preds[noise] = (labels[noise] + 1) % n_classes
+        correct = labels == preds
+        names = [f"c{i}" for i in range(n_classes)]
+        tracemalloc.start()
+        out = selection_stats(np.arange(n), np.arange(n), labels=labels, preds=preds,
+                              correct=correct, class_names=names)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16e6, f"{n_classes} classes: peak {peak / 1e6:.0f} MB"
+        got = [(c["label"], c["pred"], c["n"]) for c in out["confusions"]]
+        # by count, ties in (label, pred) order (as before); then the smallest single pair
+        first_single = min((int(labels[i]), int(preds[i])) for i in noise)
+        assert got == [planted[0][:3], (17, n_classes - 2, 20), (42, 43, 20), (3, 2, 10),
+                       (*first_single, 1)]  # fmt: skip
+        assert out["confusions"][0]["share_of_errors"] == pytest.approx(30 / 120)
+
+
+def test_description_is_marked_stale_when_the_selection_changes() -> None:
+    a, cluster = make_planted()
+    ex = Explorer(a, captioner=FakeCaptioner())
+    ex.select(cluster)
+    ex.describe_selection()
+    d = ex.descriptions
+    assert d["n"] == len(cluster) and d["stale"] is False and len(d["rows_hash"]) >= 16
+    ex.select(cluster[:10])
+    assert ex.descriptions["stale"] is True
+    assert ex.descriptions["rows_hash"] == d["rows_hash"]  # still the hash of what was described
+    assert ex.descriptions["items"] == d["items"]
+    assert "earlier selection" in ex.description_html()
+    js_select(ex, cluster)  # the described rows again: current again
+    assert ex.descriptions["stale"] is False
+    js_select(ex, np.r_[cluster[1:], 0])  # same size, other rows
+    assert ex.descriptions["stale"] is True
+    ex.describe_selection(rows=cluster)  # rows other than the selection: stale from the start
+    assert ex.descriptions["stale"] is True
+
+
+def test_hover_tooltip_sends_no_image_and_bad_thumb_rows_get_a_reply(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    sent: list[tuple[dict, list]] = []
+    ex.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
+    calls: list[int] = []
+    thumbnail = ex.thumbnail
+    ex.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
+    ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": -1}, [])  # tooltip only
+    content, buffers = sent[-1]
+    assert content["req"] == -1 and dict(content["info"])["id"] == "img-5"
+    assert not buffers and calls == []  # no 320-px image rendered or sent
+    ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": 3}, [])  # pinned: the image
+    assert sent[-1][1][0].startswith(b"\x89PNG")
+    # a batch with a bad row: the good rows still get their images, the bad one an error
+    ex._on_custom_msg(ex, {"type": "thumbs", "rows": [0, N + 5, 2, -1]}, [])
+    content, buffers = sent[-1]
+    assert content["rows"] == [0, N + 5, 2, -1]
+    assert buffers[0].startswith(b"\x89PNG") and buffers[2].startswith(b"\x89PNG")
+    assert buffers[1] == b"" and buffers[3] == b""
+    assert content["errors"][0] == "" and "out of range" in content["errors"][1]
+    assert "out of range" in content["errors"][3]
+    assert "2 of 4" in ex.status
+    # more than 500 rows: every row still gets an answer
+    ex._on_custom_msg(ex, {"type": "thumbs", "rows": list(range(N)) + list(range(150))}, [])
+    content, buffers = sent[-1]
+    assert len(buffers) == len(content["errors"]) == N + 150
+    assert content["errors"][499] == "" and "at most 500" in content["errors"][500]

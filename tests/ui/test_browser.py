@@ -499,6 +499,30 @@ def test_feature_browser_images_arrive_and_marks_persist(lab: tuple[str, Path]) 
             time.sleep(0.2)
         marks = json.loads(path.read_text())["marks"]
         assert [m["mark"] for m in marks] == ["spurious"] and marks[0]["layer"] == "conv"
+        # keyboard-reachable group titles; the pressed mark says so to assistive technology
+        page.wait_for_function(
+            "() => document.querySelector('.fl-features button.fl-markbtn[aria-pressed=\"true\"]')"
+            "?.textContent === 'spurious'",
+            timeout=10000,
+        )
+        assert page.locator(".fl-features button.fl-gtitle").count() >= 2
+        # another feature, then the Grad-CAM maps: each time every tile gets its images again
+        for action in ("feature", "gradcam"):
+            page.evaluate(
+                "() => document.querySelectorAll('.fl-features .fl-group')"
+                ".forEach(g => { g.dataset.old = '1'; })"
+            )
+            if action == "feature":
+                page.locator(".fl-features button.fl-feat").nth(1).click()
+            else:
+                page.locator(".fl-features select[aria-label='map kind']").select_option("gradcam")
+            page.wait_for_function(
+                "() => { const g = [...document.querySelectorAll('.fl-features .fl-group')];"
+                " const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
+                " return g.length && g.every(x => !x.dataset.old) && t.length >= 16"
+                " && t.every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0); }",
+                timeout=30000,
+            )
 
 
 AGGREGATE_NB = (
@@ -615,3 +639,65 @@ def test_large_maps_draw_each_pixel_as_the_mean_of_its_points(lab: tuple[str, Pa
         a, b = np.array(_block(page, 0, (-0.5, 0.0))), np.array(_block(page, 0, (0.5, 0.0)))
         assert np.abs(a - bad).max() == 0, a[:3]
         assert np.abs(b - dim(ok)).max() <= 1, b[:3]
+
+
+KEYBOARD_NB = r"""
+ex = analysis.explore()
+ex.select(np.arange(0, 2000, 50))
+x = np.frombuffer(ex._x, dtype="<f4").copy()
+x[1] = np.inf  # an infinity reaching the view (Python sends NaN) must not blank the whole map
+ex._x = x.tobytes()
+ex
+"""
+
+
+def test_keyboard_tiles_and_class_boxes_and_infinite_positions(lab: tuple[str, Path]) -> None:
+    """Enter on a grid tile pins it in the inspector; toggling a class checkbox with the keyboard
+    keeps the focus on it; a point at +inf does not blank the map."""
+    url, root = lab
+    (root / "keyboard.ipynb").write_text(json.dumps(_notebook([SETUP, KEYBOARD_NB])))
+    with _lab_page("keyboard", width=1400, height=1200) as page:
+        _open_and_run(page, url, "keyboard.ipynb")
+        canvas = page.locator("canvas.fl-map")
+        canvas.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        scale = float(canvas.get_attribute("data-scale"))
+        assert np.isfinite(scale) and scale > 1, scale
+        coloured = canvas.evaluate(
+            "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let k = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 250) k++; return k; }"
+        )
+        assert coloured > 1000, coloured
+        # Enter on a focused tile pins it, as a click does
+        page.wait_for_function(
+            "() => document.querySelectorAll('.fl-tiles .fl-tile').length > 0", timeout=15000
+        )
+        tile = page.locator(".fl-tiles .fl-tile").first
+        tile.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "() => document.querySelector('.fl-inspector .fl-hint')?.textContent.startsWith('Pinned')"
+            " && document.querySelectorAll('.fl-inspect-meta tr').length > 0",
+            timeout=15000,
+        )
+        # a class checkbox toggled with Space keeps the keyboard focus (updated in place)
+        page.locator(".fl-class-filter summary").click()
+        box = page.locator(".fl-classes input[data-label='1']")
+        box.focus()
+        page.keyboard.press("Space")
+        page.wait_for_function(
+            "() => document.querySelector('.fl-class-filter summary').textContent === "
+            "'classes (3/4)'",
+            timeout=15000,
+        )
+        page.wait_for_timeout(300)
+        focused = "() => document.activeElement?.matches('.fl-classes input[data-label=\"1\"]')"
+        assert page.evaluate(focused)
+        assert not box.is_checked()
+        page.keyboard.press("Space")
+        page.wait_for_function(
+            "() => document.querySelector('.fl-class-filter summary').textContent === "
+            "'classes (all)'",
+            timeout=15000,
+        )
+        assert page.evaluate(focused)

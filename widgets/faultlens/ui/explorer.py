@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import html
 import io
 import math
@@ -227,11 +228,13 @@ class Explorer(anywidget.AnyWidget):
 
     # --- the map (written by Python) ------------------------------------------------------------
     _x = t.Bytes(
-        b"", help="Python writes: float32 little-endian map x per row (NaN: not drawn)."
+        b"",
+        help="Python writes: float32 little-endian map x per row (NaN, with y NaN too: not placed, "
+        "not drawn; never ±inf).",
     ).tag(sync=True, **_BYTES)
-    _y = t.Bytes(b"", help="Python writes: float32 little-endian map y per row.").tag(
-        sync=True, **_BYTES
-    )
+    _y = t.Bytes(
+        b"", help="Python writes: float32 little-endian map y per row (NaN: not placed)."
+    ).tag(sync=True, **_BYTES)
     _color = t.Bytes(b"", help="Python writes: uint8 colour code per row (see _color_info).").tag(
         sync=True, **_BYTES
     )
@@ -309,8 +312,9 @@ class Explorer(anywidget.AnyWidget):
         0, help="JS writes: incremented with every slice-row click, so a re-click fires again."
     ).tag(sync=True, echo_update=False)
     descriptions = t.Dict(
-        help="Python writes: the last description of a selection: {n, rows_hash, items: [{source, "
-        "terms: [[term, score]], captions: [{row, id, caption}]}], notes, error}."
+        help="Python writes: the last description of a selection: {n, rows_hash (of the described "
+        "rows), stale (True once the selection no longer is those rows), items: [{source, terms: "
+        "[[term, score]], captions: [{row, id, caption}]}], notes, error}."
     ).tag(sync=True)
     describing = t.Bool(
         False, help="Python writes: True while a description is being computed (JS shows progress)."
@@ -361,30 +365,11 @@ class Explorer(anywidget.AnyWidget):
             if arr is not None and len(arr) != n:
                 msg = f"analysis.{name} has {len(arr)} rows but the table has {n}: they must align"
                 raise ValueError(msg)
-        x = table["x"].to_numpy(dtype=np.float32, na_value=np.nan)
-        y = table["y"].to_numpy(dtype=np.float32, na_value=np.nan)
-        placed = np.isfinite(x) & np.isfinite(y)
-        if not placed.any():
-            msg = (
-                "this analysis has no 2-D map (x/y are all NaN): compute a projection, e.g. "
-                "faultlens.analysis.projection.project(analysis.embeddings), and store it in "
-                "analysis.table['x'] / ['y']"
-            )
-            raise ValueError(msg)
-        labels = table["label"].to_numpy()
-        preds = table["pred"].to_numpy()
-        n_classes = len(analysis.class_names)
-        for name, arr in (("label", labels), ("pred", preds)):
-            if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
-                msg = f"table column {name!r} has values outside 0..{n_classes - 1} (class_names)"
-                raise ValueError(msg)
+        cols = _read_columns(table, len(analysis.class_names))
+        placed = cols["placed"]
 
         self.analysis = analysis
-        self._labels = labels.astype(np.int32)
-        self._preds = preds.astype(np.int32)
-        self._correct = table["correct"].to_numpy(dtype=bool)
-        self._conf = table["confidence"].to_numpy(dtype=np.float32)
-        self._placed = placed
+        self._set_columns(cols)
         self._visible_mask = np.ones(n, dtype=bool)
         self._visible_rows = np.arange(n, dtype=np.intp)
         self._sel = np.zeros(0, dtype=np.uint32)
@@ -396,6 +381,7 @@ class Explorer(anywidget.AnyWidget):
         self._cache_size = int(cache_size)
         self._color_cache: dict[str, tuple[np.ndarray, dict]] = {}
         self._memory_slices: dict[str, dict[str, Any]] = {}
+        self._slice_note = ""  # what moving the in-memory slices into the folder did, once
         self.last_latency_ms = math.nan
         #: Captioner / CLIP text encoder / extra phrases used by :meth:`describe_selection`.
         self.captioner = captioner
@@ -418,8 +404,8 @@ class Explorer(anywidget.AnyWidget):
             self._set_column_options()
             if slices:
                 self.set_slices(slices)
-            self._x = x.astype("<f4").tobytes()
-            self._y = y.astype("<f4").tobytes()
+            self._x = cols["x"].tobytes()
+            self._y = cols["y"].tobytes()
             self.height = int(height)
             self.aggregate_above = int(aggregate_above)
             self.page_size = page_size
@@ -450,6 +436,13 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_page, names=["grid_page"])
         self.observe(self._on_slice_click, names=["_slice_click_counter"])
         self.on_msg(self._on_custom_msg)
+
+    def _set_columns(self, cols: dict[str, np.ndarray]) -> None:
+        self._labels = cols["labels"]
+        self._preds = cols["preds"]
+        self._correct = cols["correct"]
+        self._conf = cols["conf"]
+        self._placed = cols["placed"]
 
     def __repr__(self) -> str:
         return (
@@ -616,6 +609,7 @@ class Explorer(anywidget.AnyWidget):
             self.grid_page = 0
             self._update_stats()
             self._update_grid()
+            self._mark_description_stale()
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
         sel = self.selection
         for cb in list(self._callbacks):
@@ -625,6 +619,17 @@ class Explorer(anywidget.AnyWidget):
                 text = f"selection callback {getattr(cb, '__name__', cb)!r} failed: {exc!r}"
                 self.callback_errors.append(text)
                 self.status = text
+
+    def _mark_description_stale(self) -> None:
+        """Flag the shown description ``stale`` when the selection is no longer the rows it
+        described (and unflag it when the user selects those rows again)."""
+        d = self.descriptions
+        if not d or "rows_hash" not in d:
+            return
+        same = d.get("n") == len(self._sel) and d["rows_hash"] == _rows_hash(self._sel)
+        if bool(d.get("stale")) == (not same):
+            return
+        self.descriptions = {**d, "stale": not same}
 
     # ------------------------------------------------------------------ filter & colour
 
@@ -676,12 +681,16 @@ class Explorer(anywidget.AnyWidget):
         return mask
 
     def _on_filter(self, _change: dict | None) -> None:
+        self._refilter(reset_page=True)
+
+    def _refilter(self, *, reset_page: bool) -> None:
         mask = self._filter_mask()
         self._visible_mask = mask
         self._visible_rows = np.flatnonzero(mask)
         with self.hold_sync():
             self._visible = mask.astype(np.uint8).tobytes()
-            self.grid_page = 0
+            if reset_page:
+                self.grid_page = 0
             self._update_stats()
             self._update_grid()
 
@@ -733,15 +742,21 @@ class Explorer(anywidget.AnyWidget):
             ordered = rows[::-1] if self.grid_descending else rows
             return ordered[start : start + size]
         key = self.analysis.table[self.grid_sort].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
-        key = np.where(np.isnan(key), -np.inf if self.grid_descending else np.inf, key)
-        if self.grid_descending:
-            key = -key
+        # the order: by value (largest first when descending), ties by row, NaN last either way
+        missing = np.isnan(key)
+        key = np.where(missing, 0.0, -key if self.grid_descending else key)
         stop = min(start + size, len(rows))
-        if stop < len(rows) // 4:  # partial sort: only the first `stop` keys need ordering
-            part = np.argpartition(key, stop - 1)[:stop]
-            order = part[np.lexsort((rows[part], key[part]))]
+        n_known = len(rows) - int(missing.sum())
+        if stop <= n_known and stop < len(rows) // 4:
+            # partial sort of the first `stop` rows: every row whose key is <= the stop-th smallest
+            # known key (ties included, so the cut never picks an arbitrary subset of equal keys),
+            # then the same (key, row) order as the full sort
+            known = np.flatnonzero(~missing)
+            kth = np.partition(key[known], stop - 1)[stop - 1]
+            cand = known[key[known] <= kth]
+            order = cand[np.lexsort((rows[cand], key[cand]))]
         else:
-            order = np.lexsort((rows, key))
+            order = np.lexsort((rows, key, missing))
         return rows[order[start:stop]]
 
     def _tile(self, row: int) -> dict[str, Any]:
@@ -834,9 +849,26 @@ class Explorer(anywidget.AnyWidget):
         self.sort_options = sort_cols
 
     def refresh_columns(self) -> None:
-        """Re-read the table's columns after it changed (e.g. ``analysis.failure_scores()`` added
-        ``failure_score``): refreshes the colour and sort choices and recolours the map."""
+        """Re-read the table after it changed (e.g. ``analysis.failure_scores()`` added
+        ``failure_score``, or labels were corrected): refreshes the cached labels, predictions,
+        correctness, confidence and map positions, the colour and sort choices, the map colours,
+        the filter, the statistics and the grid (the selection is kept)."""
+        table = self.analysis.table
+        if len(table) != self.n_points:
+            msg = (
+                f"the table now has {len(table)} rows, not {self.n_points}: make a new Explorer "
+                "(refresh_columns only re-reads columns of the same rows)"
+            )
+            raise ValueError(msg)
+        missing = [c for c in _CORE_NEEDED if c not in table.columns]
+        if missing:
+            msg = f"the analysis table lacks column(s) {missing}"
+            raise ValueError(msg)
+        cols = _read_columns(table, len(self.class_names))  # checked before anything changes
         with self.hold_sync():
+            self._set_columns(cols)
+            self._x = cols["x"].tobytes()
+            self._y = cols["y"].tobytes()
             self._color_cache.clear()
             self._set_column_options()
             if self.color_by not in self.color_options:
@@ -844,7 +876,7 @@ class Explorer(anywidget.AnyWidget):
             if self.grid_sort not in (*self.sort_options, "index"):
                 self.grid_sort = "loss"
             self._apply_color()
-            self._update_grid()
+            self._refilter(reset_page=False)
 
     def compute_failure_scores(self, **options: Any) -> np.ndarray:
         """Run ``analysis.failure_scores(**options)`` (adds the ``failure_score`` column), offer it
@@ -918,12 +950,20 @@ class Explorer(anywidget.AnyWidget):
             self._set_column_options()
             self.active_slice = -1
             self.discovered = [self._slice_row(i, sl) for i, sl in enumerate(found)]
+            note = ""
             if self.color_by == self._slice_option:
-                self._apply_color()
-            self.status = (
-                f"found {len(found)} slice(s): click a row to select it; colour by "
-                f"'{self._slice_option}' to see them on the map"
-            )
+                if found:
+                    self._apply_color()
+                else:  # no slice left to colour by: back to the default colour
+                    self.color_by = "correct"  # runs _apply_color
+                    note = "; colour reset to 'correct'"
+            if found:
+                self.status = (
+                    f"found {len(found)} slice(s): click a row to select it; colour by "
+                    f"'{self._slice_option}' to see them on the map"
+                )
+            else:
+                self.status = f"found no slices{note}"
 
     def _slice_row(self, i: int, sl: Any) -> dict[str, Any]:
         st = getattr(sl, "stats", {}) or {}
@@ -1006,6 +1046,8 @@ class Explorer(anywidget.AnyWidget):
         phrases = tuple(phrases) or self.phrases
         sel = self._sel if rows is None else self._coerce_rows(rows)
         n = len(sel)
+        described = {"n": n, "rows_hash": _rows_hash(sel),
+                     "stale": not np.array_equal(sel, self._sel)}  # fmt: skip
         # sent to the view at once (not held), so the front end shows progress first
         self.describing = True
         what = (
@@ -1022,7 +1064,7 @@ class Explorer(anywidget.AnyWidget):
         except Exception as exc:
             with self.hold_sync():
                 self.describing = False
-                self.descriptions = {"n": n, "items": [], "notes": [], "error": str(exc)}
+                self.descriptions = {**described, "items": [], "notes": [], "error": str(exc)}
                 self.status = f"describe failed: {exc}"
             raise
         self.last_description = (descs, notes)
@@ -1041,8 +1083,8 @@ class Explorer(anywidget.AnyWidget):
             })  # fmt: skip
         self._captions = captions
         with self.hold_sync():
-            self.descriptions = {"n": n, "items": items, "notes": [str(x) for x in notes],
-                                 "error": ""}  # fmt: skip
+            self.descriptions = {**described, "items": items,
+                                 "notes": [str(x) for x in notes], "error": ""}  # fmt: skip
             self.describing = False
             self._update_grid()
             sources = ", ".join(d["source"] for d in items) or "no description"
@@ -1057,6 +1099,8 @@ class Explorer(anywidget.AnyWidget):
             return "<p>no description yet</p>"
         parts = [f"<div class=\"faultlens-descriptions\"><p>description of {int(d.get('n', 0))} "
                  "images</p>"]  # fmt: skip
+        if d.get("stale"):
+            parts.append("<p><i>described an earlier selection</i></p>")
         if d.get("error"):
             parts.append(f"<p>error: {e(str(d['error']))}</p>")
         for item in d.get("items", []):
@@ -1099,15 +1143,16 @@ class Explorer(anywidget.AnyWidget):
         kind = content.get("type")
         try:
             if kind == "thumbs":
-                self._send_thumbs([int(r) for r in content.get("rows", [])][:500])
+                self._send_thumbs(list(content.get("rows", [])))
             elif kind == "inspect":
                 row = int(content["row"])
                 self._check_row(row)
-                try:
-                    png = [self.thumbnail(row, 320)]
-                    err = ""
-                except Exception as exc:  # one unreadable image must not break the view
-                    png, err = [b""], f"cannot show this image: {exc}"
+                png, err = [], ""
+                if content.get("req") != -1:  # -1: the tooltip of a hover while pinned, no image
+                    try:
+                        png = [self.thumbnail(row, 320)]
+                    except Exception as exc:  # one unreadable image must not break the view
+                        png, err = [b""], f"cannot show this image: {exc}"
                 self.send(
                     {"type": "inspect", "req": content.get("req"), "row": row,
                      "info": self.row_info(row), "error": err},
@@ -1130,17 +1175,26 @@ class Explorer(anywidget.AnyWidget):
             msg = f"row {row} out of range 0..{self.n_points - 1}"
             raise IndexError(msg)
 
-    def _send_thumbs(self, rows: list[int]) -> None:
-        buffers, errors = [], []
-        for r in rows:
-            self._check_row(r)
+    def _send_thumbs(self, rows: list[Any], limit: int = 500) -> None:
+        """Answer a ``thumbs`` request: one buffer and one error text per requested row, in order,
+        so the view can settle every tile it waits for (an empty buffer + error for a bad row)."""
+        buffers, errors, bad = [], [], 0
+        for k, r in enumerate(rows):
             try:
-                buffers.append(self.thumbnail(r))
+                if k >= limit:
+                    msg = f"not sent: at most {limit} thumbnails per request"
+                    raise ValueError(msg)
+                self._check_row(int(r))
+                buffers.append(self.thumbnail(int(r)))
                 errors.append("")
-            except Exception as exc:  # one unreadable image must not break the page
+            except Exception as exc:  # one bad row or unreadable image must not break the page
                 buffers.append(b"")
                 errors.append(str(exc))
+                bad += 1
         self.send({"type": "thumbs", "rows": rows, "errors": errors}, buffers=buffers)
+        if bad:
+            first = next(e for e in errors if e)
+            self.status = f"thumbs: {bad} of {len(rows)} image(s) not sent ({first})"
 
     def _slice_action(self, content: dict) -> None:
         op, name = content.get("op"), content.get("name", "")
@@ -1152,7 +1206,7 @@ class Explorer(anywidget.AnyWidget):
             self.delete_slice(name)
         elif op == "export":
             path = self.export_slice(name, fmt=content.get("fmt", "csv"))
-            self.status = f"exported slice {name!r} to {path}"
+            self.status = self._noted(f"exported slice {name!r} to {path}")
 
     # ------------------------------------------------------------------ named slices
 
@@ -1166,13 +1220,54 @@ class Explorer(anywidget.AnyWidget):
         path = self.slices_path
         if path is None:
             return self._memory_slices
-        if not path.exists():
-            return {}
-        data = read_json(path)
-        if not isinstance(data, dict) or not isinstance(data.get("slices"), dict):
-            msg = f"{path} is not a faultlens slices file (no 'slices' object)"
-            raise ValueError(msg)
-        return data["slices"]
+        stored: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            data = read_json(path)
+            if not isinstance(data, dict) or not isinstance(data.get("slices"), dict):
+                msg = f"{path} is not a faultlens slices file (no 'slices' object)"
+                raise ValueError(msg)
+            stored = data["slices"]
+        if self._memory_slices:  # kept before the analysis had a folder: move them into it
+            stored = self._move_memory_slices(path, stored)
+        return stored
+
+    def _move_memory_slices(
+        self, path: Path, stored: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """Merge the slices kept in memory (saved while the analysis had no folder) into the
+        folder's ``slices.json``, write it, and forget the memory copy. A slice of the same name
+        and the same images is stored once; one with other images keeps its file name, and the
+        memory one is stored under a new name (``<name>-unsaved``, …), said in ``status``."""
+        merged = dict(stored)
+        renamed = []
+        for name, entry in self._memory_slices.items():
+            old = merged.get(name)
+            if old is None:
+                merged[name] = entry
+            elif (old.get("ids"), old.get("rows")) != (entry.get("ids"), entry.get("rows")):
+                new = _free_slice_name(name, merged)
+                merged[new] = entry
+                renamed.append(f"{name!r} -> {new!r}")
+        n = len(self._memory_slices)
+        try:
+            write_json(path, {"format": 1, "slices": merged})
+        except OSError as exc:  # keep the memory copy: nothing is lost, try again next time
+            self._slice_note = f"could not store {n} unsaved slice(s) in {path}: {exc}"
+            self.status = self._slice_note
+            return merged
+        self._memory_slices = {}
+        note = f"moved {n} slice(s) kept in memory into {path}"
+        if renamed:
+            note += f" (a different slice had the same name: {', '.join(renamed)})"
+        self._slice_note = note
+        self.status = note
+        self.slices = _slice_list(merged)
+        return merged
+
+    def _noted(self, text: str) -> str:
+        """``text``, after the note of moving the in-memory slices when there is one (once)."""
+        note, self._slice_note = self._slice_note, ""
+        return f"{note}; {text}" if note else text
 
     def _write_slices(self, slices: dict[str, dict[str, Any]]) -> None:
         path = self.slices_path
@@ -1180,18 +1275,23 @@ class Explorer(anywidget.AnyWidget):
             self._memory_slices = slices
         else:
             write_json(path, {"format": 1, "slices": slices})
+            self._memory_slices = {}  # `slices` holds them all now
         self._refresh_slices(slices)
 
+    def refresh_slices(self) -> None:
+        """Re-read the saved slices, e.g. after ``analysis.save(folder)``: the slices kept in
+        memory until then move into ``<folder>/slices.json``."""
+        self._refresh_slices()
+
     def _refresh_slices(self, slices: dict[str, dict[str, Any]] | None = None) -> None:
-        try:
-            slices = self._read_slices() if slices is None else slices
-        except (ValueError, OSError) as exc:
-            self.status = f"cannot read saved slices: {exc}"
-            slices = {}
-        self.slices = [
-            {"name": k, "n": len(v.get("rows", [])), "created": v.get("created", "")}
-            for k, v in sorted(slices.items())
-        ]
+        if slices is None:
+            try:
+                slices = self._read_slices()
+            except (ValueError, OSError) as exc:
+                self.status = f"cannot read saved slices: {exc}"
+                slices = dict(self._memory_slices)
+            self._slice_note = ""  # already in `status`
+        self.slices = _slice_list(slices)
 
     def save_slice(self, name: str, rows: Any = None) -> None:
         """Save the selection (or ``rows``) under ``name`` in ``<folder>/slices.json`` (atomically).
@@ -1213,7 +1313,7 @@ class Explorer(anywidget.AnyWidget):
         }
         self._write_slices(slices)
         where = self.slices_path or "memory (the analysis has no folder: analysis.save(folder))"
-        self.status = f"saved slice {name!r} ({len(sel)} images) in {where}"
+        self.status = self._noted(f"saved slice {name!r} ({len(sel)} images) in {where}")
 
     def slice_rows(self, name: str) -> np.ndarray:
         """Row indices of the saved slice ``name`` (matched by image id when ids are stored)."""
@@ -1242,7 +1342,7 @@ class Explorer(anywidget.AnyWidget):
         """Select the saved slice ``name``; returns the selection."""
         rows = self.slice_rows(name)
         self._set_selection(rows, source="slice", push=True)
-        self.status = f"loaded slice {name!r} ({len(rows)} images)"
+        self.status = self._noted(f"loaded slice {name!r} ({len(rows)} images)")
         return self.selection
 
     def delete_slice(self, name: str) -> None:
@@ -1254,7 +1354,7 @@ class Explorer(anywidget.AnyWidget):
             raise KeyError(msg)
         del slices[name]
         self._write_slices(slices)
-        self.status = f"deleted slice {name!r}"
+        self.status = self._noted(f"deleted slice {name!r}")
 
     def slice_frame(self, name: str) -> pd.DataFrame:
         """``id``, ``path``, ``label``/``label_name``, ``pred``/``pred_name``, ``confidence``,
@@ -1303,6 +1403,9 @@ class Explorer(anywidget.AnyWidget):
         pal = _palette_rgb(info)
         x = np.frombuffer(self._x, dtype="<f4")
         y = np.frombuffer(self._y, dtype="<f4")
+        if not self._placed.all():  # NaN for points without a position: not drawn (ok is False)
+            x = np.where(self._placed, x, np.float32(0))
+            y = np.where(self._placed, y, np.float32(0))
         legend_w = 170
         w_map = max(64, width - legend_w)
         img = np.full((height, width, 3), 255, dtype=np.uint8)
@@ -1399,6 +1502,64 @@ class Explorer(anywidget.AnyWidget):
         except Exception as exc:  # the live widget matters more than the static copy
             data["text/plain"] = f"{data.get('text/plain', '')} (static image failed: {exc})"
         return data, meta
+
+
+def _read_columns(table: pd.DataFrame, n_classes: int) -> dict[str, np.ndarray]:
+    """The per-row arrays the explorer caches (labels, preds, correct, confidence, map position),
+    checked. A point without a finite x and y is not placed: both its x and y become NaN, so the
+    view never sees an infinity (which would blow up its bounds)."""
+    with np.errstate(over="ignore"):  # beyond float32: inf, so not placed
+        x = table["x"].to_numpy(dtype=np.float32, na_value=np.nan)
+        y = table["y"].to_numpy(dtype=np.float32, na_value=np.nan)
+    placed = np.isfinite(x) & np.isfinite(y)
+    if not placed.any():
+        msg = (
+            "this analysis has no 2-D map (x/y are all NaN): compute a projection, e.g. "
+            "faultlens.analysis.projection.project(analysis.embeddings), and store it in "
+            "analysis.table['x'] / ['y']"
+        )
+        raise ValueError(msg)
+    labels = table["label"].to_numpy()
+    preds = table["pred"].to_numpy()
+    for name, arr in (("label", labels), ("pred", preds)):
+        if len(arr) and (arr.min() < 0 or arr.max() >= n_classes):
+            msg = f"table column {name!r} has values outside 0..{n_classes - 1} (class_names)"
+            raise ValueError(msg)
+    return {
+        "x": np.where(placed, x, np.float32(np.nan)).astype("<f4"),
+        "y": np.where(placed, y, np.float32(np.nan)).astype("<f4"),
+        "placed": placed,
+        "labels": labels.astype(np.int32),
+        "preds": preds.astype(np.int32),
+        "correct": table["correct"].to_numpy(dtype=bool),
+        "conf": table["confidence"].to_numpy(dtype=np.float32),
+    }
+
+
+def _slice_list(slices: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``slices`` trait: name, size and creation time of each saved slice, by name."""
+    return [
+        {"name": k, "n": len(v.get("rows", [])), "created": v.get("created", "")}
+        for k, v in sorted(slices.items())
+    ]
+
+
+def _free_slice_name(name: str, taken: dict[str, Any]) -> str:
+    """A valid slice name like ``name`` that is not in ``taken``: ``<name>-unsaved``, then
+    ``<name>-unsaved-2``, … (shortened to stay within 64 characters)."""
+    for k in range(1, 10_000):
+        suffix = "-unsaved" if k == 1 else f"-unsaved-{k}"
+        new = name[: 64 - len(suffix)].rstrip() + suffix
+        if new not in taken:
+            return new
+    msg = f"no free name for slice {name!r}"
+    raise ValueError(msg)
+
+
+def _rows_hash(rows: np.ndarray) -> str:
+    """A short digest of sorted unique row indices (to tell whether a description is current)."""
+    data = np.ascontiguousarray(rows, dtype="<u4").tobytes()
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def encode_slices(found: Sequence[Any], n: int) -> tuple[np.ndarray, dict]:

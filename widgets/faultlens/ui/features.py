@@ -325,10 +325,59 @@ class FeatureBrowser(anywidget.AnyWidget):
         path = self.annotations_path
         if path is None:
             return list(self._memory_marks)
-        if not path.exists():
-            return []
-        data = read_json(path)
-        return list(data.get("marks", [])) if isinstance(data, dict) else []
+        marks: list[dict[str, Any]] = []
+        if path.exists():
+            data = read_json(path)
+            marks = list(data.get("marks", [])) if isinstance(data, dict) else []
+        if self._memory_marks:  # made before the analysis had a folder: move them into it
+            marks = self._move_memory_marks(path, marks)
+        return marks
+
+    def _move_memory_marks(self, path: Path, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Merge the marks kept in memory (made while the analysis had no folder) into the
+        folder's annotations file, write it and forget the memory copy. Where both mark the same
+        (layer, class, feature) differently, the more recently updated mark is kept (the memory one
+        on a tie) and ``status`` names the ones replaced."""
+        merged = {_mark_key(m): m for m in stored}
+        replaced = []
+        for m in self._memory_marks:
+            key = _mark_key(m)
+            old = merged.get(key)
+            if old is not None and old.get("mark") != m.get("mark"):
+                if str(old.get("updated", "")) > str(m.get("updated", "")):
+                    replaced.append(f"{key[1]}/{key[2]}: kept the file's newer {old['mark']!r}, "
+                                    f"not {m['mark']!r}")  # fmt: skip
+                    continue
+                replaced.append(f"{key[1]}/{key[2]}: {m['mark']!r} replaced the file's "
+                                f"{old['mark']!r}")  # fmt: skip
+            merged[key] = m
+        marks = list(merged.values())
+        n = len(self._memory_marks)
+        try:
+            write_json(path, {"format": 1, "marks": marks})
+        except OSError as exc:  # keep the memory copy: nothing is lost, try again next time
+            self.status = f"could not store {n} unsaved mark(s) in {path}: {exc}"
+            return marks
+        self._memory_marks = []
+        note = f"moved {n} mark(s) kept in memory into {path.name}"
+        self.status = note + (f" (conflicts: {'; '.join(replaced)})" if replaced else "")
+        self.annotations = [m for m in marks if m.get("layer") == self.layer]
+        return marks
+
+    def refresh_marks(self) -> None:
+        """Re-read the marks, e.g. after ``analysis.save(folder)``: marks kept in memory until then
+        move into ``<folder>/annotations.json``."""
+        with self.hold_sync():
+            self.annotations = self._layer_marks()
+            lookup = self._mark_lookup()
+            self.features = [{**f, "mark": lookup.get((self.class_index, f["feature"]), "")}
+                             for f in self.features]  # fmt: skip
+            self._update_strip()
+            self._syncing = True
+            try:
+                self.mark = lookup.get((self.class_index, self.feature), "")
+            finally:
+                self._syncing = False
 
     def _layer_marks(self) -> list[dict[str, Any]]:
         return [m for m in self._all_marks() if m.get("layer") == self.layer]
@@ -459,7 +508,7 @@ class FeatureBrowser(anywidget.AnyWidget):
                 pairs = self.tile_pngs(rows)
                 self.send(
                     {"type": "tiles", "req": content.get("req"), "rows": rows,
-                     "kind": self.map_kind, "feature": self.feature},
+                     "kind": self.map_kind, "feature": self.feature, "class": self.class_index},
                     buffers=[b for pair in pairs for b in pair],
                 )  # fmt: skip
             elif kind == "export":
@@ -497,6 +546,10 @@ class FeatureBrowser(anywidget.AnyWidget):
             f"<table><tr><th>rank</th><th>feature</th><th>importance</th><th>mark</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+def _mark_key(m: dict[str, Any]) -> tuple[str, int, int]:
+    return (str(m.get("layer")), int(m["class"]), int(m["feature"]))
 
 
 def _png(rgb: np.ndarray) -> bytes:

@@ -100,21 +100,20 @@ def selection_stats(
     confusions: list[dict[str, Any]] = []
     if sel["errors"]:
         wrong = selected[~correct[selected]]
-        pair = labels[wrong].astype(np.int64) * n_classes + preds[wrong]
-        pc = np.bincount(pair, minlength=n_classes * n_classes)
-        order = np.argsort(-pc, kind="stable")[:top]
-        for code in order:
-            if pc[code] == 0:
-                break
-            lab, prd = divmod(int(code), n_classes)
+        pair = labels[wrong].astype(np.int64) * n_classes + preds[wrong].astype(np.int64)
+        # only the pairs that occur (O(errors), not a table of n_classes² counts); codes come out
+        # sorted, so a stable sort by count keeps ties in (label, pred) order
+        codes, pc = np.unique(pair, return_counts=True)
+        for j in np.argsort(-pc, kind="stable")[:top]:
+            lab, prd = divmod(int(codes[j]), n_classes)
             confusions.append(
                 {
                     "label": lab,
                     "pred": prd,
                     "label_name": str(class_names[lab]),
                     "pred_name": str(class_names[prd]),
-                    "n": int(pc[code]),
-                    "share_of_errors": float(pc[code] / sel["errors"]),
+                    "n": int(pc[j]),
+                    "share_of_errors": float(pc[j] / sel["errors"]),
                 }
             )
     return {

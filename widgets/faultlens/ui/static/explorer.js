@@ -82,7 +82,7 @@ function render({ model, el: root }) {
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (let i = 0; i < x.length; i++) {
       const a = x[i], b = y[i];
-      if (a !== a || b !== b) continue; // NaN: not placed
+      if (!Number.isFinite(a) || !Number.isFinite(b)) continue; // NaN (or ±inf): not placed
       if (a < x0) x0 = a;
       if (a > x1) x1 = a;
       if (b < y0) y0 = b;
@@ -221,6 +221,16 @@ function render({ model, el: root }) {
     orderBtn.setAttribute("aria-label", model.get("grid_descending") ? "Largest first" : "Smallest first");
     const names = model.get("class_names") || [];
     const chosen = new Set(model.get("filter_classes") || []);
+    const namesKey = JSON.stringify(names);
+    classDetails.querySelector("summary").textContent = chosen.size ? `classes (${chosen.size}/${names.length})` : "classes (all)";
+    if (classBox.dataset.names === namesKey) {
+      // same classes: update the boxes in place, so keyboard focus stays on the one just toggled
+      for (const box of classBox.querySelectorAll("input[type=checkbox]")) {
+        box.checked = chosen.size === 0 || chosen.has(Number(box.dataset.label));
+      }
+      return;
+    }
+    classBox.dataset.names = namesKey;
     classBox.replaceChildren(
       el("button", { type: "button", class: "fl-all", text: "all", onclick: () => { model.set("filter_classes", []); model.save_changes(); } }),
       ...names.map((name, i) => {
@@ -234,7 +244,6 @@ function render({ model, el: root }) {
         return el("label", { class: "fl-class" }, [box, el("span", { text: name })]);
       }),
     );
-    classDetails.querySelector("summary").textContent = chosen.size ? `classes (${chosen.size}/${names.length})` : "classes (all)";
   }
   colorSelect.addEventListener("change", () => { model.set("color_by", colorSelect.value); model.save_changes(); });
   sortSelect.addEventListener("change", () => { model.set("grid_sort", sortSelect.value); model.save_changes(); });
@@ -677,7 +686,9 @@ function render({ model, el: root }) {
           tile.caption ? el("div", { class: "fl-tile-caption", title: "caption from the describe step", text: `“${tile.caption}”` }) : null,
         ]),
       ]);
-      node.addEventListener("click", () => { pinned = tile.row; requestInspect(tile.row, true); });
+      const pin = () => { pinned = tile.row; requestInspect(tile.row, true); };
+      node.addEventListener("click", pin);
+      node.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); pin(); } });
       return node;
     }));
     if (want.length) model.send({ type: "thumbs", rows: want });
@@ -756,6 +767,7 @@ function render({ model, el: root }) {
     }
     const want = [];
     const parts = [el("div", { class: "fl-sub", text: `${d.n || 0} images described` })];
+    if (d.stale) parts.push(el("div", { class: "fl-desc-stale", role: "status", text: "described an earlier selection — Describe again" }));
     if (d.error) parts.push(el("div", { class: "fl-desc-error", role: "alert", text: `error: ${d.error}` }));
     for (const item of d.items || []) {
       const terms = (item.terms || []).map(([t]) => t);

@@ -16,11 +16,17 @@ function el(tag, attrs = {}, children = []) {
 }
 
 const pct = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : (100 * v).toFixed(1) + "%");
+// group titles are buttons (keyboard reachable) that look like the titles they were
+const TITLE_STYLE = "display:block;background:none;border:0;padding:0;font:inherit;color:inherit;text-align:left";
 const num = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toPrecision(d));
 
 function render({ model, el: root }) {
   const urls = new Map(); // row → [originalURL, overlayURL] for the current map settings
   let req = 0;
+  let gen = 0; // bumped by resetImages: the shown images went stale (feature, class, map kind, opacity)
+  const reqGen = new Map(); // request id → the generation it was sent in
+  const pending = new Set(); // rows asked for in this generation, not yet answered
+  let flushQueued = false;
   const cleanup = [];
   const on = (ev, fn) => { model.on(ev, fn); cleanup.push(() => model.off(ev, fn)); };
 
@@ -65,7 +71,7 @@ function render({ model, el: root }) {
   function drawMark() {
     const cur = model.get("mark");
     const btn = (m, label) => el("button", {
-      class: "fl-markbtn" + (cur === m ? " fl-on" : ""), "aria-label": `mark ${label}`, text: label,
+      class: "fl-markbtn" + (cur === m ? " fl-on" : ""), "aria-label": `mark ${label}`, "aria-pressed": String(cur === m), text: label,
       onclick: () => { model.set("mark", cur === m ? "" : m); model.save_changes(); },
     });
     const f = model.get("feature");
@@ -89,7 +95,8 @@ function render({ model, el: root }) {
     const g = model.get("groups");
     if (!g || !g.top) { groupsEl.replaceChildren(el("p", { text: "Choose a feature." })); return; }
     const block = (name, grp) => el("div", { class: "fl-group" }, [
-      el("div", { class: "fl-gtitle", text: `${name} ${grp.rows.length} by activation · accuracy ${pct(grp.accuracy)}`,
+      el("button", { type: "button", class: "fl-gtitle", style: TITLE_STYLE, title: "select these images",
+        text: `${name} ${grp.rows.length} by activation · accuracy ${pct(grp.accuracy)}`,
         onclick: () => model.send({ type: "select", group: name === "most activating" ? "top" : "bottom" }) }),
       el("div", { class: "fl-tiles" }, grp.rows.map((r, i) => tile(r, grp.correct[i], `${grp.correct[i] ? "✓" : "✗"} ${num(grp.acts[i])}`))),
     ]);
@@ -99,7 +106,7 @@ function render({ model, el: root }) {
       ...(g.note ? [el("div", { class: "fl-note", text: g.note })] : []),
       block("most activating", g.top), block("least activating", g.bottom),
     );
-    request([...g.top.rows, ...g.bottom.rows]);
+    request();
   }
 
   function drawStrip() {
@@ -107,35 +114,76 @@ function render({ model, el: root }) {
     if (!s || !s.rows || !s.rows.length) { stripEl.replaceChildren(el("p", { class: "fl-note", text: (s && s.note) || "" })); return; }
     const gap = s.gap || {};
     stripEl.replaceChildren(
-      el("div", { class: "fl-gtitle", text: `spuriosity ranking (features ${s.features.join(", ")}): least → most spurious · gap ${num(gap.gap)} points [${num(gap.ci_low)}, ${num(gap.ci_high)}]`,
+      el("button", { type: "button", class: "fl-gtitle", style: TITLE_STYLE, title: "select these images",
+        text: `spuriosity ranking (features ${s.features.join(", ")}): least → most spurious · gap ${num(gap.gap)} points [${num(gap.ci_low)}, ${num(gap.ci_high)}]`,
         onclick: () => model.send({ type: "select", group: "strip" }) }),
       el("div", { class: "fl-note", text: s.note }),
       el("div", { class: "fl-tiles fl-striprow" }, s.rows.map((r, i) => tile(r, s.correct[i], `${s.correct[i] ? "✓" : "✗"} ${num(s.score[i], 2)}`))),
     );
-    request(s.rows);
+    request();
   }
 
-  function request(rows) {
-    const want = rows.filter((r) => !urls.has(r));
-    if (want.length) model.send({ type: "tiles", rows: want, req: ++req });
+  // Images are asked for once the current batch of model changes has been applied (a microtask
+  // later), for the tiles then on the page: so whatever order a batch's change events come in,
+  // the request is made for the final feature / class / map settings and nothing is left blank.
+  function request() {
+    if (flushQueued) return;
+    flushQueued = true;
+    queueMicrotask(flush);
+  }
+  function fill() {
+    for (const img of wrap.querySelectorAll("img.fl-img")) {
+      const pair = urls.get(Number(img.dataset.row));
+      const url = pair ? (img.alt.startsWith("map") ? pair[1] : pair[0]) : null;
+      if (url && img.getAttribute("src") !== url) img.src = url;
+      else if (!url && img.getAttribute("src")) img.removeAttribute("src"); // a revoked URL
+    }
+  }
+  function flush() {
+    flushQueued = false;
+    fill();
+    const want = new Set();
+    for (const img of wrap.querySelectorAll("img.fl-img")) {
+      const row = Number(img.dataset.row);
+      if (!urls.has(row) && !pending.has(row)) want.add(row);
+    }
+    const rows = [...want];
+    for (let i = 0; i < rows.length; i += 200) { // Python answers at most 200 rows a request
+      const chunk = rows.slice(i, i + 200);
+      req += 1;
+      reqGen.set(req, gen);
+      for (const r of chunk) pending.add(r);
+      model.send({ type: "tiles", rows: chunk, req });
+    }
   }
 
-  function resetImages() { for (const [a, b] of urls.values()) { URL.revokeObjectURL(a); URL.revokeObjectURL(b); } urls.clear(); }
+  function revoke(pair) { URL.revokeObjectURL(pair[0]); URL.revokeObjectURL(pair[1]); }
+  function resetImages() {
+    gen += 1; // replies to earlier requests are dropped from now on
+    reqGen.clear();
+    pending.clear();
+    for (const pair of urls.values()) revoke(pair);
+    urls.clear(); // the tiles drawn next (or redrawn now) ask for images with the new settings
+  }
 
   on("msg:custom", (msg, buffers) => {
     if (!msg || msg.type !== "tiles") return;
+    const sentIn = reqGen.get(msg.req);
+    reqGen.delete(msg.req);
+    // a late reply for another feature, class, map kind or opacity must not fill this view
+    if (sentIn !== gen || msg.feature !== model.get("feature") || msg.kind !== model.get("map_kind")
+        || (msg.class !== undefined && msg.class !== model.get("class_index"))) return;
     msg.rows.forEach((row, i) => {
       const mk = (buf) => URL.createObjectURL(new Blob([buf], { type: "image/png" }));
+      pending.delete(row);
+      if (urls.has(row)) revoke(urls.get(row)); // overlapping requests: never leak a blob URL
       urls.set(row, [mk(buffers[2 * i]), mk(buffers[2 * i + 1])]);
     });
-    for (const img of wrap.querySelectorAll("img.fl-img")) {
-      const pair = urls.get(Number(img.dataset.row));
-      if (pair && !img.src) img.src = img.alt.startsWith("map") ? pair[1] : pair[0];
-    }
+    fill();
   });
 
   on("change:class_names", fillClasses);
-  on("change:class_index", () => { classSel.value = String(model.get("class_index")); });
+  on("change:class_index", () => { classSel.value = String(model.get("class_index")); resetImages(); });
   on("change:features", drawFeatures);
   on("change:feature", () => { resetImages(); drawFeatures(); drawMark(); });
   on("change:mark", drawMark);
@@ -150,7 +198,7 @@ function render({ model, el: root }) {
   opacity.value = String(model.get("opacity"));
   status.textContent = model.get("status") || "";
   drawFeatures(); drawMark(); drawGroups(); drawStrip();
-  return () => { cleanup.forEach((f) => f()); resetImages(); };
+  return () => { cleanup.forEach((f) => f()); resetImages(); flushQueued = true; /* no more requests */ };
 }
 
 export default { render };
