@@ -16,8 +16,6 @@ function el(tag, attrs = {}, children = []) {
 }
 
 const pct = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : (100 * v).toFixed(1) + "%");
-// group titles are buttons (keyboard reachable) that look like the titles they were
-const TITLE_STYLE = "display:block;background:none;border:0;padding:0;font:inherit;color:inherit;text-align:left";
 const num = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toPrecision(d));
 
 function render({ model, el: root }) {
@@ -95,7 +93,7 @@ function render({ model, el: root }) {
     const g = model.get("groups");
     if (!g || !g.top) { groupsEl.replaceChildren(el("p", { text: "Choose a feature." })); return; }
     const block = (name, grp) => el("div", { class: "fl-group" }, [
-      el("button", { type: "button", class: "fl-gtitle", style: TITLE_STYLE, title: "select these images",
+      el("button", { type: "button", class: "fl-gtitle", title: "select these images",
         text: `${name} ${grp.rows.length} by activation · accuracy ${pct(grp.accuracy)}`,
         onclick: () => model.send({ type: "select", group: name === "most activating" ? "top" : "bottom" }) }),
       el("div", { class: "fl-tiles" }, grp.rows.map((r, i) => tile(r, grp.correct[i], `${grp.correct[i] ? "✓" : "✗"} ${num(grp.acts[i])}`))),
@@ -114,7 +112,7 @@ function render({ model, el: root }) {
     if (!s || !s.rows || !s.rows.length) { stripEl.replaceChildren(el("p", { class: "fl-note", text: (s && s.note) || "" })); return; }
     const gap = s.gap || {};
     stripEl.replaceChildren(
-      el("button", { type: "button", class: "fl-gtitle", style: TITLE_STYLE, title: "select these images",
+      el("button", { type: "button", class: "fl-gtitle", title: "select these images",
         text: `spuriosity ranking (features ${s.features.join(", ")}): least → most spurious · gap ${num(gap.gap)} points [${num(gap.ci_low)}, ${num(gap.ci_high)}]`,
         onclick: () => model.send({ type: "select", group: "strip" }) }),
       el("div", { class: "fl-note", text: s.note }),
