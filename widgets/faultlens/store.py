@@ -71,7 +71,7 @@ def fingerprint_array(arr: np.ndarray) -> str:
     arr = np.ascontiguousarray(arr)
     h = hashlib.sha256()
     h.update(str((arr.shape, arr.dtype.str)).encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(memoryview(arr).cast("B") if arr.size else b"")  # a view with a 0 cannot be cast
     return h.hexdigest()[:24]
 
 
@@ -168,6 +168,37 @@ def write_npy(path: Path, arr: np.ndarray) -> None:
 
 def read_npy(path: Path, mmap: bool = False) -> np.ndarray:
     return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+
+
+def npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape of the ``.npy`` file at ``path``, read from its header alone; a ``ValueError``
+    that says what is wrong when the header cannot be parsed or the file is not as long as the
+    header says (a file copied half-way, a bad disk)."""
+    from numpy.lib import format as npy_format
+
+    with open(path, "rb") as fh:
+        try:
+            version = npy_format.read_magic(fh)
+            read_header = {
+                (1, 0): npy_format.read_array_header_1_0,
+                (2, 0): npy_format.read_array_header_2_0,
+            }.get(version)
+            if read_header is None:
+                msg = f"unknown .npy format version {version}"
+                raise ValueError(msg)
+            shape, _fortran, dtype = read_header(fh)
+        except (ValueError, OSError, EOFError) as exc:
+            msg = f"its .npy header cannot be read ({exc})"
+            raise ValueError(msg) from None
+        expected = fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = os.fstat(fh.fileno()).st_size
+    if dtype.hasobject:
+        msg = "it holds Python objects (it would need pickle)"
+        raise ValueError(msg)
+    if size != expected:
+        msg = f"it has {size} bytes where its header (shape {shape}, {dtype}) needs {expected}"
+        raise ValueError(msg)
+    return tuple(shape)
 
 
 # --------------------------------------------------------------------------- the store
@@ -291,10 +322,65 @@ class Shards:
         raise NotImplementedError
 
     def has(self, shard: int) -> bool:
-        return all(f.exists() for f in self._files(shard))
+        """Whether every file of ``shard`` exists and is whole (see :meth:`_check`)."""
+        files = self._files(shard)
+        if not all(f.exists() for f in files):
+            return False
+        try:
+            self._check(shard)
+        except (ValueError, OSError):
+            return False
+        return True
+
+    def _check(self, shard: int) -> None:
+        """A ``ValueError`` naming the file and what is wrong with it when a file of ``shard`` is
+        not whole. Cheap: ``.npy`` files are checked by their header and length, not read."""
+        start, stop = self.bounds(shard)
+        for f in self._files(shard):
+            if f.suffix != ".npy":
+                continue
+            try:
+                shape = npy_shape(f)
+            except FileNotFoundError:
+                raise
+            except (ValueError, OSError) as exc:  # name the file in what is said
+                msg = f"{f}: {exc}"
+                raise ValueError(msg) from None
+            if self._rows(shape) != stop - start:
+                msg = f"{f}: it has {self._rows(shape)} rows, not the shard's {stop - start}"
+                raise ValueError(msg)
+
+    def _rows(self, shape: tuple[int, ...]) -> int:
+        """How many items an ``.npy`` file of this shape holds."""
+        return shape[0] if shape else 0
 
     def missing(self) -> list[int]:
-        return [s for s in range(self.n_shards) if not self.has(s)]
+        """The shards still to compute: those with a file absent, and those with a file that is
+        not whole, which are removed (with a :class:`CacheWarning` naming the file)."""
+        out = []
+        for s in range(self.n_shards):
+            files = self._files(s)
+            if not all(f.exists() for f in files):
+                out.append(s)
+                continue
+            try:
+                self._check(s)
+            except FileNotFoundError:  # removed since (force, another process): compute it
+                out.append(s)
+            except (ValueError, OSError) as exc:
+                warnings.warn(
+                    f"cache file {exc} — removed; shard {s} is computed again",
+                    CacheWarning,
+                    stacklevel=2,
+                )
+                self._remove(s)
+                out.append(s)
+        return out
+
+    def _remove(self, shard: int) -> None:
+        for f in self._files(shard):
+            with contextlib.suppress(OSError):  # gone already, or a read-only cache
+                f.unlink()
 
     def clear(self) -> None:
         for s in range(self.n_shards):
@@ -326,6 +412,15 @@ class ShardedArray(Shards):
     def read(self, shard: int) -> tuple[np.ndarray, dict[str, Any]]:
         arr_path, side_path = self._files(shard)
         return read_npy(arr_path), read_json(side_path)
+
+    def _check(self, shard: int) -> None:
+        super()._check(shard)
+        side_path = self._files(shard)[1]
+        try:
+            read_json(side_path)  # a few notes: small
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = f"{side_path}: it is not whole JSON ({exc})"
+            raise ValueError(msg) from None
 
     def assemble(self) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """All shards concatenated in order, and their side-cars. Every shard must be present."""
@@ -365,6 +460,18 @@ class ShardedBlobs(Shards):
     def _files(self, shard: int) -> tuple[Path, Path]:
         stem = self._stem(shard)
         return stem.with_suffix(".bin"), stem.with_suffix(".idx.npy")
+
+    def _rows(self, shape: tuple[int, ...]) -> int:
+        return shape[0] - 1 if shape else 0  # the index holds n + 1 offsets
+
+    def _check(self, shard: int) -> None:
+        super()._check(shard)
+        data_path, index_path = self._files(shard)
+        end = int(read_npy(index_path)[-1])  # n + 1 offsets: small
+        size = data_path.stat().st_size
+        if size != end:
+            msg = f"{data_path}: it has {size} bytes where its index says {end}"
+            raise ValueError(msg)
 
     def write(self, shard: int, blobs: list[bytes]) -> None:
         start, stop = self.bounds(shard)

@@ -4,6 +4,7 @@ makes it (:func:`analyze`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -184,14 +185,29 @@ class Analysis:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with_atomic_parquet(self.table, folder / "table.parquet")
-        for name, arr in [("probs", self.probs), ("embeddings", self.embeddings)]:
+        images = (
+            self.source.images
+            if isinstance(self.source, ArraySource) and isinstance(self.source.images, np.ndarray)
+            else None
+        )
+        # what this analysis lacks is removed: files an analysis saved here before left must not
+        # be loaded as this one's
+        for name, arr in [
+            ("probs", self.probs),
+            ("embeddings", self.embeddings),
+            ("images", images),
+        ]:
             if arr is not None:
                 write_npy(folder / f"{name}.npy", arr)
+            else:
+                (folder / f"{name}.npy").unlink(missing_ok=True)
         for name, arr in self.arrays.items():
             _check_name(name)
             write_npy(folder / "arrays" / f"{name}.npy", arr)
-        if isinstance(self.source, ArraySource) and isinstance(self.source.images, np.ndarray):
-            write_npy(folder / "images.npy", self.source.images)
+        if (folder / "arrays").is_dir():
+            for old in (folder / "arrays").glob("*.npy"):
+                if old.stem not in self.arrays:
+                    old.unlink(missing_ok=True)
         if self.thumbnails is not None:
             self.thumbnails = self.thumbnails.copy_to(folder / "thumbnails")
         elif (folder / "thumbnails").exists():  # left by an analysis saved here before
@@ -400,6 +416,21 @@ def analyze(
         when ``embeddings`` are given.
     probs, embeddings:
         Your own arrays, one row per item of ``source``, instead of running models.
+    class_names, labels:
+        For an image array: the class names (in label order) and one label per image (names or
+        indices). ``class_names`` also names the columns of ``probs``.
+    columns:
+        Extra per-image columns for an image array (a table's own extra columns are kept as they
+        are; folders and torch Datasets take none).
+    cache_dir:
+        Where outputs are cached (default ``$FAULTLENS_CACHE``, else the user cache folder); a
+        rerun computes only what is missing.
+    batch_size, num_workers:
+        Images per model batch; decoding processes (``None``: chosen from the CPU count).
+    force:
+        Recompute everything instead of reading the cache.
+    progress:
+        Print what runs and how far it got (to stderr).
     projection:
         Options for :func:`faultlens.analysis.projection.project` (``n_neighbors``, ``seed`` …).
     engine:
@@ -509,6 +540,8 @@ def analyze(
             key=lambda s: s["index"],
         )
         keep &= ~bad
+    if not keep.any():
+        raise ValueError(_all_skipped_message(skipped, n))
     emb = emb[keep].astype(np.float32, copy=False)
     labels_kept = src.labels[keep]
     if run is not None and "classifier" in run.outputs:
@@ -522,7 +555,7 @@ def analyze(
             raise ValueError(msg)
         out = outputs_from_logits(logits, labels_kept)
     else:
-        out = outputs_from_probs(np.asarray(probs)[keep], labels_kept)
+        out = _outputs_of_user_probs(probs, src, keep)
     xy = project(emb, store=store, force=force, progress=progress, **(projection or {}))
     table = build_table(src, keep, out, xy)
     meta = {
@@ -544,6 +577,41 @@ def analyze(
         source=src,
         thumbnails=run.thumbnails if run else None,
     )
+
+
+def _all_skipped_message(skipped: list[dict[str, Any]], n: int) -> str:
+    """Why there is nothing to analyze: the first few skip reasons, and what to check."""
+    shown = "; ".join(f"{s['id']!r}: {s['reason']}" for s in skipped[:3])
+    more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+    return (
+        f"all {n} items were skipped, so there is nothing to analyze. The first: {shown}{more}. "
+        "Check that the source gives readable images with their labels (load one with "
+        "source.load(0)), that the transforms accept them, and that your probs/embeddings rows "
+        "are finite"
+    )
+
+
+def _outputs_of_user_probs(probs: Any, src: ImageSource, keep: np.ndarray) -> Outputs:
+    """Outputs of the user's ``probs`` (one row per source item) at the kept items. Checked on
+    every kept row, with errors naming the row as the source numbers it; the rows of skipped
+    items are not used (they may hold anything)."""
+    names = src.class_names
+    p = np.array(probs, dtype=np.float64)  # a copy: skipped rows are filled in below
+    if p.ndim != 2:
+        msg = f"probs must be 2-D (n_images, n_classes), got shape {p.shape}"
+        raise ValueError(msg)
+    # Skipped rows get a harmless stand-in, so the checks run on source rows and name them. The
+    # rows are checked first; the labels (valid for the source's classes) are clipped so that too
+    # few columns is reported as such, below, and not as a label outside them.
+    p[~keep] = 1.0 / max(p.shape[1], 1)
+    out = outputs_from_probs(p, np.minimum(src.labels, max(p.shape[1] - 1, 0)))
+    if p.shape[1] != len(names):
+        msg = (
+            f"probs has {p.shape[1]} columns but there are {len(names)} classes {names[:10]}: "
+            "pass one column per class, with class_names= in the columns' order"
+        )
+        raise ValueError(msg)
+    return Outputs(**{f.name: getattr(out, f.name)[keep] for f in dataclasses.fields(Outputs)})
 
 
 def _models_to_run(

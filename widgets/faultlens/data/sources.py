@@ -296,20 +296,37 @@ class TorchDatasetSource(ImageSource):
         names = class_names if class_names is not None else getattr(dataset, "classes", None)
         self._broken: dict[int, str] = {}
         raw = getattr(dataset, "targets", None)
-        if raw is None or len(raw) != n:
-            raw = [self._label_of(i) for i in range(n)]
-        self.labels, self.class_names = _encode_labels(np.asarray(raw), names, "dataset labels")
+        if raw is not None and len(raw) == n:
+            self.labels, self.class_names = _encode_labels(np.asarray(raw), names, "dataset labels")
+        else:
+            got = [self._label_of(i) for i in range(n)]
+            read = [i for i in range(n) if i not in self._broken]
+            # class indices or names, as any source's labels; a broken item's label 0 stands in
+            encoded, self.class_names = _encode_labels(
+                np.asarray([got[i] for i in read]) if read else np.zeros(0, np.int64),
+                names,
+                "dataset labels",
+            )
+            self.labels = np.zeros(n, dtype=np.int64)
+            self.labels[read] = encoded
+            if not self.class_names:  # every item broken: one stand-in class
+                self.class_names = ["0"]
         self.ids = [str(i) for i in range(n)]
         self._fingerprint = fingerprint
         self._finish(n, None)
 
-    def _label_of(self, i: int) -> int:
-        """The label of item i; an item that raises is remembered as broken (label 0 stands in)."""
+    def _label_of(self, i: int) -> Any:
+        """The label of item i as the dataset gives it (a class index or name; a tensor or NumPy
+        scalar as a Python value); an item that raises is remembered as broken (None)."""
         try:
-            return int(self.dataset[i][1])
+            label = self.dataset[i][1]
+            if label is None:
+                msg = f"item {i} has no label (None): every item needs a class index or name"
+                raise ValueError(msg)
+            return label.item() if hasattr(label, "item") else label
         except Exception as exc:
             self._broken[i] = f"dataset raised {type(exc).__name__}: {exc}"
-            return 0
+            return None
 
     def load(self, i: int, min_size: int | None = None) -> Image.Image:
         if i in self._broken:

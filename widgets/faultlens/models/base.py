@@ -9,7 +9,9 @@ batch models, so one pass over the images decodes each image once and feeds all 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -49,6 +51,58 @@ def fingerprint_module(module: torch.nn.Module) -> str:
             arr = arr.float()
         h.update(memoryview(arr.numpy()).cast("B") if arr.numel() else b"")
     return h.hexdigest()[:24]
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def fingerprint_transform(transform: Any) -> str:
+    """A stable hash of what ``transform`` does, for cache ids: its ``repr`` with memory addresses
+    dropped (torchvision transforms show their settings there, ``Resize(size=224, …)``), plus,
+    for plain functions and lambdas (alone, in a ``Compose`` or a ``Lambda``), their module, name,
+    bytecode, constants, defaults and captured values. A callable object whose ``repr`` hides its
+    settings is known only by its class."""
+    return hashlib.sha256(_describe_transform(transform, 0).encode()).hexdigest()[:16]
+
+
+def _describe_transform(obj: Any, depth: int) -> str:
+    if depth > 8:  # a transform that holds itself
+        return type(obj).__qualname__
+    if isinstance(obj, functools.partial):
+        inner = _describe_transform(obj.func, depth + 1)
+        return _ADDRESS.sub("", f"partial({inner}, {obj.args!r}, {sorted(obj.keywords.items())!r})")
+    code = getattr(obj, "__code__", None)
+    if code is not None:  # a function, lambda or bound method: its repr says only its name
+        parts = [
+            f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}",
+            _describe_code(code),
+            repr(getattr(obj, "__defaults__", None)),
+            *(_cell_repr(c) for c in getattr(obj, "__closure__", None) or ()),
+        ]
+        if hasattr(obj, "__self__"):
+            parts.append(repr(obj.__self__))
+        return _ADDRESS.sub("", "|".join(parts))
+    parts = [_ADDRESS.sub("", repr(obj))]
+    # torchvision's Compose and Lambda hold callables that their repr leaves out
+    for attr in ("transforms", "lambd"):
+        inner = getattr(obj, attr, None)
+        if isinstance(inner, (list, tuple)):
+            parts.extend(_describe_transform(t, depth + 1) for t in inner)
+        elif callable(inner):
+            parts.append(_describe_transform(inner, depth + 1))
+    return "|".join(parts)
+
+
+def _cell_repr(cell: Any) -> str:
+    try:
+        return repr(cell.cell_contents)
+    except ValueError:  # a captured name not assigned yet
+        return "<empty>"
+
+
+def _describe_code(code: Any) -> str:
+    consts = [_describe_code(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}:{consts}:{code.co_names}"
 
 
 @contextlib.contextmanager
@@ -93,6 +147,10 @@ class TorchBatchModel:
         ``(module, batch) → (B, D)`` tensor; default ``module(batch)``.
     name:
         Human-readable name, part of the id.
+    model_id:
+        The cache id; by default the name, a hash of the module's weights and one of the transform
+        (:func:`fingerprint_transform`). Models that pass their own id build the transform from
+        what the id holds (e.g. the input size).
     input_size:
         The fewest pixels a side the transform needs (lets the decoder scale big JPEGs down while
         decoding, see :func:`~faultlens.data.decode.decode_image`); by default read off a
@@ -135,7 +193,11 @@ class TorchBatchModel:
         self._transform = transform
         self._forward = forward
         self.name = name or type(module).__name__
-        self.id = model_id or f"{self.name}-{fingerprint_module(module)}"
+        # the transform is part of the id: the same net fed 224 or 64 pixels gives other numbers
+        self.id = (
+            model_id
+            or f"{self.name}-{fingerprint_module(module)}-{fingerprint_transform(transform)}"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, device={self.device.type!r})"

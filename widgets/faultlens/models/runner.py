@@ -3,8 +3,9 @@
 Each image is decoded once, transformed for every model that still needs it, and run in batches;
 the same decoded image also gives its thumbnail, encoded into one compact store beside the outputs.
 Outputs go to the artifact store shard by shard (atomic renames), so a killed run resumes where it
-stopped and computes only the missing shards. Items that cannot be decoded are skipped: their rows
-are NaN and every shard's side-car names them with the reason.
+stopped and computes only the missing shards. Items that cannot be decoded, or whose transformed
+tensor has another shape than the others', are skipped: their rows are NaN and every shard's
+side-car names them with the reason.
 """
 
 from __future__ import annotations
@@ -93,13 +94,83 @@ class _ShardBatches(Sampler[list[int]]):
         return sum(-(-(stop - start) // self.batch_size) for start, stop in self.bounds)
 
 
-def _collate(items: list[Item]) -> tuple[Any, ...]:
+Shapes = tuple[tuple[int, ...], ...]  # the shape of an item's tensor for each model
+Group = tuple[Shapes, list[int], list[torch.Tensor]]  # shapes, positions in the batch, stacks
+
+
+def _collate_groups(items: list[Item]) -> tuple[Any, ...]:
+    """A batch's indices, decode flags, skip reasons, thumbnails, and its decoded items grouped by
+    the shapes their transforms gave (largest group first; each group stacked per model)."""
     idx = [i for i, _, _, _ in items]
     ok = [t is not None for _, t, _, _ in items]
     thumbs = [b for _, _, b, _ in items]
     reasons = [r for _, _, _, r in items]
-    good = [t for _, t, _, _ in items if t is not None]
-    stacks = [torch.stack(ts) for ts in zip(*good, strict=True)] if good else None
+    tensors: dict[Shapes, list[list[torch.Tensor]]] = {}
+    positions: dict[Shapes, list[int]] = {}
+    for pos, (_, ts, _, _) in enumerate(items):
+        if ts is not None:
+            shapes = tuple(tuple(t.shape) for t in ts)
+            tensors.setdefault(shapes, []).append(ts)
+            positions.setdefault(shapes, []).append(pos)
+    groups: list[Group] = [
+        (
+            shapes,
+            positions[shapes],
+            [torch.stack(per_model) for per_model in zip(*got, strict=True)],
+        )
+        for shapes, got in sorted(
+            tensors.items(), key=lambda kv: -len(kv[1])
+        )  # stable: ties keep order
+    ]
+    return idx, ok, reasons, groups, thumbs
+
+
+def _pick_group(
+    groups: list[Group],
+    ok: list[bool],
+    reasons: list[str],
+    shapes: Shapes | None,
+    names: list[str] | None = None,
+) -> list[torch.Tensor] | None:
+    """The stacks of the group whose tensors have ``shapes`` (default: the largest group); the
+    items of every other group are marked skipped in ``ok``/``reasons`` (in place), with a reason
+    that names both shapes and the fix. None when no item is left."""
+    if shapes is None and groups:
+        shapes = groups[0][0]
+    stacks = None
+    for group_shapes, pos, group_stacks in groups:
+        if _as_shapes(group_shapes) == _as_shapes(shapes):  # tuples may come back as lists
+            stacks = group_stacks
+            continue
+        reason = _shape_reason(group_shapes, shapes, names)  # type: ignore[arg-type]
+        for p in pos:
+            ok[p] = False
+            reasons[p] = reason
+    return stacks
+
+
+def _as_shapes(shapes: Any) -> Shapes | None:
+    return None if shapes is None else tuple(tuple(int(d) for d in s) for s in shapes)
+
+
+def _shape_reason(got: Shapes, want: Shapes, names: list[str] | None) -> str:
+    def dims(shape: tuple[int, ...]) -> str:
+        return "×".join(str(d) for d in shape)
+
+    k = next(k for k, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+    which = f"the transform of {names[k]!r}" if names and len(names) > 1 else "the transform"
+    return (
+        f"{which} gave {dims(got[k])}, other images {dims(want[k])}: end the transform with a "
+        "fixed-size crop (e.g. CenterCrop) so every image gives the same shape"
+    )
+
+
+def _collate(items: list[Item], shapes: Shapes | None = None) -> tuple[Any, ...]:
+    """A batch's indices, decode flags, skip reasons, one stacked tensor per model (or None) and
+    thumbnails. Items whose transforms gave other shapes than ``shapes`` (default: those of most
+    items in the batch) cannot be stacked: they are skipped, with the reason."""
+    idx, ok, reasons, groups, thumbs = _collate_groups(items)
+    stacks = _pick_group(groups, ok, reasons, shapes)
     return idx, ok, reasons, stacks, thumbs
 
 
@@ -210,7 +281,7 @@ def run_models(
             dataset,
             batch_sampler=_ShardBatches(bounds, batch_size),
             num_workers=workers,
-            collate_fn=_collate,
+            collate_fn=_collate_groups,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
         )
@@ -227,7 +298,11 @@ def run_models(
         shard_iter = iter(todo)
         shard = next(shard_iter)
         filled = 0
-        for idx, ok, reasons, stacks, thumb_bytes in loader:
+        shapes: Shapes | None = None  # of the tensors of the run's first batch (most of its items)
+        for idx, ok, reasons, groups, thumb_bytes in loader:
+            if shapes is None and groups:
+                shapes = groups[0][0]
+            stacks = _pick_group(groups, ok, reasons, shapes, active)
             outs = {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
             ok_arr = np.asarray(ok)
             reasons = _nonfinite_reasons(outs, ok_arr, reasons)

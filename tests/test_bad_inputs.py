@@ -1,0 +1,241 @@
+"""Inputs a review found mishandled: stale files in a reused analysis folder, cache ids that
+ignored the transform, corrupt cache shards, string labels of a torch Dataset, runs where every
+item is skipped, user probs of the wrong width or with a bad row after a skipped one, and
+transforms that give images of different shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from faultlens.analysis.core import Analysis, analyze
+from faultlens.data.sources import ArraySource, FolderSource, TorchDatasetSource
+from faultlens.models.classifier import Classifier
+from faultlens.models.runner import run_models
+from faultlens.store import ArtifactStore, CacheWarning, fingerprint_array
+from tests.conftest import TinyNet, blob_images
+
+# the analyses here are a dozen points: the map falls back to PCA, which is not under test
+pytestmark = pytest.mark.filterwarnings("ignore:.*too few for UMAP")
+
+
+class MeanColour:
+    """A batch model without weights: each image's mean colour per channel."""
+
+    id = "mean-colour"
+    input_size = None
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        return batch.mean(dim=(2, 3)).numpy()
+
+
+def _table(n: int, paths: list[str | None]) -> pd.DataFrame:
+    labels = np.arange(n) % 2
+    return pd.DataFrame(
+        {
+            "id": [str(i) for i in range(n)],
+            "path": paths,
+            "label": labels,
+            "label_name": np.array(["a", "b"])[labels],
+            "pred": labels,
+            "pred_name": np.array(["a", "b"])[labels],
+            "confidence": np.full(n, 0.9, np.float32),
+            "loss": np.full(n, 0.1, np.float32),
+            "correct": np.ones(n, bool),
+            "x": np.arange(n, dtype=np.float32),
+            "y": np.arange(n, dtype=np.float32),
+            "source_index": np.arange(n),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- 1. stale files
+
+
+def test_saving_into_a_used_folder_leaves_nothing_of_the_earlier_analysis(tmp_path: Path) -> None:
+    n = 3
+    probs = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+    images_a = np.full((n, 8, 8), 7, np.uint8)
+    a = Analysis(
+        _table(n, [None] * n),
+        class_names=["a", "b"],
+        probs=probs,
+        embeddings=np.ones((n, 4), np.float32),
+        arrays={"extra": np.zeros((n, 2), np.float32)},
+        source=ArraySource(images_a, np.arange(n) % 2, class_names=["a", "b"]),
+    )
+    a.save(tmp_path / "out")
+    images_b = np.full((n, 8, 8), 200, np.uint8)
+    b = Analysis(
+        _table(n, [None] * n),
+        class_names=["a", "b"],
+        probs=probs,
+        embeddings=None,
+        source=ArraySource(images_b, np.arange(n) % 2, class_names=["a", "b"]),
+    )
+    b.save(tmp_path / "out")
+    back = Analysis.load(tmp_path / "out")
+    assert back.embeddings is None
+    assert back.arrays == {}
+    assert not (tmp_path / "out" / "arrays" / "extra.npy").exists()
+    assert np.asarray(back.image(0))[0, 0].tolist() == [200, 200, 200]
+
+    # and an analysis without in-memory images leaves no images.npy to be loaded as its source
+    c = Analysis(_table(n, [f"/nowhere/{i}.png" for i in range(n)]), class_names=["a", "b"],
+                 probs=probs)  # fmt: skip
+    c.save(tmp_path / "out")
+    assert Analysis.load(tmp_path / "out").source is None
+
+
+# --------------------------------------------------------------------------- 2. cache ids
+
+
+def test_the_cache_id_of_a_model_depends_on_its_transform() -> None:
+    net = TinyNet().eval()
+
+    def tf(size: int) -> T.Compose:
+        return T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor()])
+
+    big = Classifier(net, tf(224), device="cpu", name="m")
+    small = Classifier(net, tf(64), device="cpu", name="m")
+    again = Classifier(net, tf(224), device="cpu", name="m")
+    assert big.id != small.id
+    assert big.id == again.id  # built twice, the same transform: the same cache entry
+
+    # functions and lambdas are told apart by what they do, not by where they sit in memory
+    def scaled(factor: float) -> T.Compose:
+        return T.Compose([T.ToTensor(), T.Lambda(lambda t: t * factor)])
+
+    twice, thrice = (Classifier(net, scaled(f), device="cpu").id for f in (2.0, 3.0))
+    assert twice != thrice
+    assert twice == Classifier(net, scaled(2.0), device="cpu").id
+
+
+# --------------------------------------------------------------------------- 3. corrupt shards
+
+
+def test_a_truncated_shard_is_reported_removed_and_computed_again(tmp_path: Path) -> None:
+    imgs, labels = blob_images(10, seed=1)
+    source = ArraySource(imgs, labels)
+    store = ArtifactStore(tmp_path / "cache")
+    opts = {"store": store, "batch_size": 2, "shard_size": 3, "progress": False, "num_workers": 0}
+    first = run_models(source, {"e": MeanColour()}, **opts)
+    shard = next((store.root / "outputs").rglob("shard-00001.npy"))
+    shard.write_bytes(shard.read_bytes()[:-10])  # a cache copied half-way
+
+    with pytest.warns(CacheWarning, match=r"shard-00001\.npy.*removed"):
+        again = run_models(source, {"e": MeanColour()}, **opts)
+    assert again.computed_shards == {"e": [1]}
+    np.testing.assert_array_equal(again.outputs["e"], first.outputs["e"])
+
+
+def test_an_empty_array_has_a_fingerprint() -> None:
+    assert fingerprint_array(np.zeros((0, 4), np.float32)) != fingerprint_array(
+        np.zeros((0, 5), np.float32)
+    )
+
+
+# --------------------------------------------------------------------------- 4. labels, all skipped
+
+
+class NamedLabels(torch.utils.data.Dataset):
+    """Items (image, class name): the name, not an index, as many datasets give it."""
+
+    def __init__(self) -> None:
+        self.images, labels = blob_images(6, seed=2)
+        self.names = np.array(["cat", "dog", "eel"])[labels]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, str]:
+        return self.images[i], str(self.names[i])
+
+
+def test_a_torch_dataset_with_class_names_as_labels_is_analyzed(tmp_path: Path) -> None:
+    data = NamedLabels()
+    source = TorchDatasetSource(data)
+    assert source.class_names == ["cat", "dog", "eel"]
+    assert not source._broken
+    probs = np.full((len(data), 3), 0.1)
+    probs[np.arange(len(data)), np.arange(len(data)) % 3] = 0.8
+    result = analyze(data, probs=probs, embedder=MeanColour(), thumbnails=None,
+                     cache_dir=tmp_path / "cache", progress=False, num_workers=0)  # fmt: skip
+    assert result.skipped == []
+    assert result.table["label_name"].tolist() == data.names.tolist()
+    assert result.accuracy == 1.0
+
+
+def test_when_every_item_is_skipped_the_error_says_why(tmp_path: Path) -> None:
+    bad = ArraySource([np.zeros((2, 2, 2, 2), np.uint8)] * 4, [0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"all 4 items were skipped.*'0': array of shape"):
+        analyze(bad, probs=np.full((4, 2), 0.5), embedder=MeanColour(), thumbnails=None,
+                cache_dir=tmp_path / "cache", progress=False, num_workers=0)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 5. user probs
+
+
+def _probs_inputs(n: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 255, (n, 8, 8), dtype=np.uint8)
+    emb = rng.normal(size=(n, 4)).astype(np.float32)
+    return imgs, np.arange(n) % 3, emb
+
+
+def test_probs_with_another_number_of_columns_than_classes_are_refused(tmp_path: Path) -> None:
+    imgs, labels, emb = _probs_inputs()
+    for width in (4, 2):  # too many, or too few (then label 2 is no column's: still named so)
+        probs = np.full((len(imgs), width), 1 / width)
+        too_wide_or_narrow = f"probs has {width} columns but there are 3 classes"
+        with pytest.raises(ValueError, match=too_wide_or_narrow):
+            analyze(imgs, labels=labels, class_names=["a", "b", "c"], probs=probs, embeddings=emb,
+                    embedder=None, thumbnails=None, cache_dir=tmp_path / "c", progress=False)  # fmt: skip
+
+
+def test_a_bad_probs_row_is_named_by_its_source_row_after_a_skipped_item(tmp_path: Path) -> None:
+    imgs, labels, emb = _probs_inputs()
+    emb[1] = np.nan  # item 1 is skipped
+    probs = np.full((len(imgs), 3), 1 / 3)
+    probs[1] = np.nan  # a skipped item's row is not used
+    probs[5] *= 2
+    with pytest.raises(ValueError, match=r"probs row 5 sums to 2\.000"):
+        analyze(imgs, labels=labels, probs=probs, embeddings=emb, embedder=None,
+                thumbnails=None, cache_dir=tmp_path / "c", progress=False)  # fmt: skip
+    probs[5] /= 2
+    result = analyze(imgs, labels=labels, probs=probs, embeddings=emb, embedder=None,
+                     thumbnails=None, cache_dir=tmp_path / "c", progress=False)  # fmt: skip
+    assert [s["index"] for s in result.skipped] == [1]
+    assert len(result) == len(imgs) - 1 and np.isfinite(result.probs).all()
+
+
+# --------------------------------------------------------------------------- 6. uneven shapes
+
+
+def test_images_a_transform_leaves_in_another_shape_are_skipped_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "imgs"
+    sizes = {"c0/a.png": (20, 20), "c0/b.png": (30, 20), "c1/c.png": (16, 16), "c1/d.png": (24, 24)}
+    for name, (w, h) in sizes.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (w, h), (10, 20, 30)).save(root / name)
+    source = FolderSource(root)
+    net = TinyNet().eval()
+    clf = Classifier(net, T.Compose([T.Resize(8), T.ToTensor()]), device="cpu")
+    run = run_models(source, {"classifier": clf}, store=ArtifactStore(tmp_path / "cache"),
+                     batch_size=2, progress=False, num_workers=0)  # fmt: skip
+    assert [s["id"] for s in run.skipped] == ["c0/b.png"]
+    assert "transform gave 3×8×12, other images 3×8×8" in run.skipped[0]["reason"]
+    assert "CenterCrop" in run.skipped[0]["reason"]
+    out = run.outputs["classifier"]
+    assert np.isnan(out[1]).all() and np.isfinite(np.delete(out, 1, axis=0)).all()
