@@ -2,7 +2,7 @@
 
 1. **A logo cue** (localized, class-correlated): a small bright square in the top-left corner is on
    ``CUE_TRAIN_OWN`` of the training images of the cue class (Shirt) and on ``CUE_TRAIN_OTHER`` of
-   every other class; in the test split it is on half of every class, independent of the label.
+   every other class; in the test split it is on ``CUE_TEST`` (30 %) of every class, independent of the label.
    A model that learns the shortcut fails on shirts without the logo and on other clothes with it.
 2. **A rare subgroup**: small sneakers (the image shrunk to half size, as if photographed from
    afar) are ``RARE_TRAIN`` of the sneakers in training and ``RARE_TEST`` of them in the test split.

@@ -16,7 +16,7 @@ from torch import nn
 
 from faultlens.store import ArtifactStore, atomic_path, fingerprint_array, make_key
 
-FEATURE_LAYER = "features.6"
+FEATURE_LAYER = "features.7"  # the ReLU after the last conv (features.6): what the head averages
 
 
 class SmallCNN(nn.Module):
