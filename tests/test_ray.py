@@ -204,6 +204,36 @@ def test_a_stopped_run_resumes_with_only_the_missing_shards(
     assert done.skipped == ref.skipped
 
 
+def test_ray_skips_images_a_transform_leaves_in_another_shape(
+    local_ray: object, tmp_path: Path
+) -> None:
+    """As the local engine: the shape of an actor's first batch holds for its whole run, so the
+    images kept all have one shape (a batch where the other shape is the majority does not switch
+    it), every other image is skipped with the fix, and the run goes on."""
+    from torchvision import transforms as T
+
+    root = tmp_path / "imgs"
+    square, wide = (20, 20), (30, 20)
+    sizes = {"c0/a.png": square, "c0/b.png": square, "c0/c.png": square,
+             "c1/d.png": wide, "c1/e.png": wide, "c1/f.png": square}  # fmt: skip
+    for name, size in sizes.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", size, (10, 20, 30)).save(root / name)
+    source = as_source(root)
+    models = {"classifier": Classifier(TinyNet().eval(), T.Compose([T.Resize(8), T.ToTensor()]))}
+    store = ArtifactStore(tmp_path / "cache")
+    RayEngine(workers=1, shard_size=3).fill(
+        source, models, store=store, batch_size=3, progress=False
+    )
+    run = run_models(source, models, store=store, shard_size=3, progress=False)  # assembles only
+    skipped = {s["id"] for s in run.skipped}
+    kept = {sizes[i] for i in source.ids if i not in skipped}
+    assert skipped and len(kept) == 1, (skipped, kept)
+    assert all("CenterCrop" in s["reason"] for s in run.skipped)
+    out = run.outputs["classifier"]
+    assert all(np.isnan(out[k]).all() == (i in skipped) for k, i in enumerate(source.ids))
+
+
 def test_cli_prepare_with_the_ray_engine(local_ray: object, tmp_path: Path) -> None:
     imgs, labels = blob_images(12)
     for i, (img, y) in enumerate(zip(imgs, labels, strict=True)):

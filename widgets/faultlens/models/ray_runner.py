@@ -41,9 +41,10 @@ from faultlens.data.sources import ImageSource, _FileSource
 from faultlens.models.base import BatchModel, TorchBatchModel
 from faultlens.models.runner import (
     _assemble,
-    _collate,
+    _collate_groups,
     _Items,
     _nonfinite_reasons,
+    _pick_group,
     open_outputs,
     open_thumbnails,
 )
@@ -296,6 +297,7 @@ class _ModelActor:
         self.threads = threads
         self.thumb_size = thumb_size
         self.widths: dict[int, int] = {}
+        self.shapes: Any = None  # of the tensors of this actor's first batch (most of its items)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = batch["index"].astype(np.int64)
@@ -311,7 +313,10 @@ class _ModelActor:
                 got = list(pool.map(items.__getitem__, keys))
         else:
             got = [items[k] for k in keys]
-        _, ok, reasons, stacks, thumbs = _collate(got)
+        _, ok, reasons, groups, thumbs = _collate_groups(got)
+        if self.shapes is None and groups:  # as the local engine: the first batch's shapes hold
+            self.shapes = groups[0][0]
+        stacks = _pick_group(groups, ok, reasons, self.shapes, self.names)
         ok_arr = np.asarray(ok)
         runs = (
             {n: self.models[k].run(stacks[k]) for k, n in enumerate(self.names)} if stacks else {}

@@ -165,15 +165,6 @@ def _shape_reason(got: Shapes, want: Shapes, names: list[str] | None) -> str:
     )
 
 
-def _collate(items: list[Item], shapes: Shapes | None = None) -> tuple[Any, ...]:
-    """A batch's indices, decode flags, skip reasons, one stacked tensor per model (or None) and
-    thumbnails. Items whose transforms gave other shapes than ``shapes`` (default: those of most
-    items in the batch) cannot be stacked: they are skipped, with the reason."""
-    idx, ok, reasons, groups, thumbs = _collate_groups(items)
-    stacks = _pick_group(groups, ok, reasons, shapes)
-    return idx, ok, reasons, stacks, thumbs
-
-
 def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> int:
     """Worker processes for decoding: none for in-memory arrays; when a model runs on a GPU,
     every spare core up to 16 (decoding is then the bottleneck: on an H200 with 16 cores, 4
