@@ -323,14 +323,20 @@ class Shards:
 
     def has(self, shard: int) -> bool:
         """Whether every file of ``shard`` exists and is whole (see :meth:`_check`)."""
-        files = self._files(shard)
-        if not all(f.exists() for f in files):
-            return False
+        return self._problem(shard) == ""
+
+    def _problem(self, shard: int) -> str | None:
+        """None when a file of ``shard`` is absent, ``""`` when all are whole, else what is wrong
+        (naming the file)."""
+        if not all(f.exists() for f in self._files(shard)):
+            return None
         try:
             self._check(shard)
-        except (ValueError, OSError):
-            return False
-        return True
+        except FileNotFoundError:  # removed since (force, another process)
+            return None
+        except (ValueError, OSError) as exc:
+            return str(exc)
+        return ""
 
     def _check(self, shard: int) -> None:
         """A ``ValueError`` naming the file and what is wrong with it when a file of ``shard`` is
@@ -359,21 +365,15 @@ class Shards:
         not whole, which are removed (with a :class:`CacheWarning` naming the file)."""
         out = []
         for s in range(self.n_shards):
-            files = self._files(s)
-            if not all(f.exists() for f in files):
-                out.append(s)
-                continue
-            try:
-                self._check(s)
-            except FileNotFoundError:  # removed since (force, another process): compute it
-                out.append(s)
-            except (ValueError, OSError) as exc:
+            problem = self._problem(s)
+            if problem:
                 warnings.warn(
-                    f"cache file {exc} — removed; shard {s} is computed again",
+                    f"cache file {problem} — removed; shard {s} is computed again",
                     CacheWarning,
                     stacklevel=2,
                 )
                 self._remove(s)
+            if problem != "":
                 out.append(s)
         return out
 
