@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="local: decoding processes; ray: model actors (default 2)",
+        help="local: worker processes (on CPU they decode and run the models); ray: model actors "
+        "(default 2)",
     )
     r.add_argument(
         "--engine",

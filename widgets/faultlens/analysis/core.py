@@ -426,7 +426,10 @@ def analyze(
         Where outputs are cached (default ``$FAULTLENS_CACHE``, else the user cache folder); a
         rerun computes only what is missing.
     batch_size, num_workers:
-        Images per model batch; decoding processes (``None``: chosen from the CPU count).
+        Images per model batch; worker processes (``None``: chosen from the CPU count; 0: all
+        in this process). On CPU each worker decodes its batches and runs the models on them
+        with one torch thread; with a GPU (or a model that is not a ``TorchBatchModel``) the
+        workers only decode and the models run here.
     force:
         Recompute everything instead of reading the cache.
     progress:
@@ -434,7 +437,7 @@ def analyze(
     projection:
         Options for :func:`faultlens.analysis.projection.project` (``n_neighbors``, ``seed`` …).
     engine:
-        Where the models run: ``"local"`` (this process; ``num_workers`` decoding processes),
+        Where the models run: ``"local"`` (this machine; ``num_workers`` worker processes),
         ``"ray"`` (Ray Data with ``num_workers`` actors, default 2) or a
         :class:`faultlens.models.ray_runner.RayEngine` (actors, CPUs/GPUs per actor, cluster
         address). Both fill the same cache, so the result is the same analysis.

@@ -44,7 +44,7 @@ from faultlens.models.runner import (
     _collate_groups,
     _Items,
     _nonfinite_reasons,
-    _pick_group,
+    _run_batch,
     open_outputs,
     open_thumbnails,
 )
@@ -313,14 +313,11 @@ class _ModelActor:
                 got = list(pool.map(items.__getitem__, keys))
         else:
             got = [items[k] for k in keys]
-        _, ok, reasons, groups, thumbs = _collate_groups(got)
-        if self.shapes is None and groups:  # as the local engine: the first batch's shapes hold
-            self.shapes = groups[0][0]
-        stacks = _pick_group(groups, ok, reasons, self.shapes, self.names)
-        ok_arr = np.asarray(ok)
-        runs = (
-            {n: self.models[k].run(stacks[k]) for k, n in enumerate(self.names)} if stacks else {}
+        # as the local engine: the shapes of the first batch (most of its items) hold
+        _, ok, reasons, runs, thumbs, self.shapes = _run_batch(
+            _collate_groups(got), self.models, self.names, self.shapes
         )
+        ok_arr = np.asarray(ok)
         reasons = _nonfinite_reasons(runs, ok_arr, reasons)  # as the local engine: NaN out → skip
         out: dict[str, np.ndarray] = {"index": index, "reason": np.asarray(reasons, dtype=object)}
         if self.thumb_size:

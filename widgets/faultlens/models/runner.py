@@ -2,6 +2,8 @@
 
 Each image is decoded once, transformed for every model that still needs it, and run in batches;
 the same decoded image also gives its thumbnail, encoded into one compact store beside the outputs.
+Worker processes decode (and, for torch models on the CPU, run the models too: see
+:func:`runs_in_workers`); this process writes what they give back.
 Outputs go to the artifact store shard by shard (atomic renames), so a killed run resumes where it
 stopped and computes only the missing shards. Items that cannot be decoded, or whose transformed
 tensor has another shape than the others', are skipped: their rows are NaN and every shard's
@@ -149,6 +151,35 @@ def _pick_group(
     return stacks
 
 
+Ran = tuple[list[int], list[bool], list[str], dict[str, np.ndarray], list[bytes], "Shapes | None"]
+
+
+def _run_batch(
+    collated: tuple[Any, ...], models: list[BatchModel], names: list[str], shapes: Shapes | None
+) -> Ran:
+    """Run every model on the group of a collated batch whose tensors have ``shapes`` (None: the
+    batch's largest group, whose shapes then hold for the run): the batch's indices, decode flags,
+    skip reasons, outputs by model name, thumbnails and the shapes."""
+    idx, ok, reasons, groups, thumbs = collated
+    if shapes is None and groups:
+        shapes = groups[0][0]
+    stacks = _pick_group(groups, ok, reasons, shapes, names)
+    outs: dict[str, np.ndarray] = {}
+    if stacks:
+        outs = {a: m.run(stacks[k]) for k, (a, m) in enumerate(zip(names, models, strict=True))}
+    return idx, ok, reasons, outs, thumbs, shapes
+
+
+class _CollateAndRun:
+    """A worker's collate step when the workers run the models: collate, then run them."""
+
+    def __init__(self, models: list[BatchModel], names: list[str], shapes: Shapes | None) -> None:
+        self.models, self.names, self.shapes = models, names, shapes
+
+    def __call__(self, items: list[Item]) -> Ran:
+        return _run_batch(_collate_groups(items), self.models, self.names, self.shapes)
+
+
 def _as_shapes(shapes: Any) -> Shapes | None:
     return None if shapes is None else tuple(tuple(int(d) for d in s) for s in shapes)
 
@@ -166,10 +197,11 @@ def _shape_reason(got: Shapes, want: Shapes, names: list[str] | None) -> str:
 
 
 def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> int:
-    """Worker processes for decoding: none for in-memory arrays; when a model runs on a GPU,
-    every spare core up to 16 (decoding is then the bottleneck: on an H200 with 16 cores, 4
-    workers gave 708 images/s and 8 gave 1136, against 13,800 for the model alone); on CPU up
-    to 4 spare cores (the model needs the rest)."""
+    """Worker processes: none for in-memory arrays; when a model runs on a GPU, every spare core
+    up to 16 to decode (decoding is then the bottleneck: on an H200 with 16 cores, 4 workers gave
+    708 images/s and 8 gave 1136, against 13,800 for the model alone); when the models run in the
+    workers (:func:`runs_in_workers`), one per core up to 8; else (decoding only, the model in this
+    process) up to 4 spare cores."""
     from faultlens.data.sources import ArraySource
 
     if isinstance(source, ArraySource):
@@ -178,8 +210,29 @@ def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> i
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    on_gpu = any(getattr(getattr(m, "device", None), "type", "cpu") == "cuda" for m in models)
-    return max(0, min(16 if on_gpu else 4, cores - 1))
+    models = list(models)
+    if any(getattr(getattr(m, "device", None), "type", "cpu") == "cuda" for m in models):
+        return max(0, min(16, cores - 1))
+    if runs_in_workers(models):
+        return min(8, cores)
+    return max(0, min(4, cores - 1))
+
+
+def runs_in_workers(models: Iterable[BatchModel]) -> bool:
+    """Whether worker processes run the models too, not only decode: when every model is a
+    :class:`~faultlens.models.base.TorchBatchModel` on the CPU. Each worker then decodes its own
+    batches and runs them with one torch thread, so decoding never waits on the model nor steals
+    its cores, and one thread per image batch wastes less than threads splitting each operation
+    (2 cores, EfficientNet-Lite0 @224 over 256² PNGs: 0.99 of the bare forward pass's images/s
+    against 0.82 with one decoding worker and the model here; ``bench_embed``). One thread, because
+    a worker forked after this process used OpenMP hangs in its first multi-threaded operation.
+    Other models (a GPU, a model of your own) run in this process."""
+    from faultlens.models.base import TorchBatchModel
+
+    models = list(models)
+    return bool(models) and all(
+        isinstance(m, TorchBatchModel) and m.device.type == "cpu" for m in models
+    )
 
 
 def output_key(fingerprint: str, model_id: str, shard_size: int) -> str:
@@ -261,21 +314,13 @@ def run_models(
     computed: dict[str, list[int]] = {name: [] for name in models}
     if todo:
         active = [name for name in models if missing[name]]
-        dataset = _Items(
-            source, [models[a] for a in active], thumbnails if thumbs_missing else None
-        )
+        mods = [models[a] for a in active]
+        dataset = _Items(source, mods, thumbnails if thumbs_missing else None)
         first = arrays[active[0]] if active else thumbs
         assert first is not None  # todo is not empty: a model or the thumbnails miss a shard
         bounds = [first.bounds(s) for s in todo]
-        workers = default_workers(source, models.values()) if num_workers is None else num_workers
-        loader = DataLoader(
-            dataset,
-            batch_sampler=_ShardBatches(bounds, batch_size),
-            num_workers=workers,
-            collate_fn=_collate_groups,
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=False,
-        )
+        workers = default_workers(source, mods) if num_workers is None else num_workers
+        results = _batches(dataset, list(_ShardBatches(bounds, batch_size)), mods, active, workers)
         bar = tqdm(
             total=sum(b - a for a, b in bounds),
             desc="images",
@@ -289,12 +334,7 @@ def run_models(
         shard_iter = iter(todo)
         shard = next(shard_iter)
         filled = 0
-        shapes: Shapes | None = None  # of the tensors of the run's first batch (most of its items)
-        for idx, ok, reasons, groups, thumb_bytes in loader:
-            if shapes is None and groups:
-                shapes = groups[0][0]
-            stacks = _pick_group(groups, ok, reasons, shapes, active)
-            outs = {a: models[a].run(stacks[k]) for k, a in enumerate(active)} if stacks else {}
+        for idx, ok, reasons, outs, thumb_bytes, _ in results:
             ok_arr = np.asarray(ok)
             reasons = _nonfinite_reasons(outs, ok_arr, reasons)
             ok = [good and not r for good, r in zip(ok, reasons, strict=True)]
@@ -338,6 +378,48 @@ def run_models(
         keys={name: arr.folder.name for name, arr in arrays.items()},
         thumbnails=thumbs,
     )
+
+
+def _batches(
+    dataset: _Items,
+    batches: list[list[int]],
+    models: list[BatchModel],
+    names: list[str],
+    workers: int,
+) -> Iterator[Ran]:
+    """Every batch decoded, transformed and run, in order. The shapes of the tensors of the first
+    batch with a decodable item (most of its items) hold for the run; items of other shapes are
+    skipped. With workers that run the models (:func:`runs_in_workers`), this process runs the
+    batches up to that one, so every worker starts with the same shapes."""
+    shapes: Shapes | None = None
+    if workers > 0 and runs_in_workers(models):
+        done = 0
+        while shapes is None and done < len(batches):
+            ran = _run_batch(
+                _collate_groups([dataset[i] for i in batches[done]]), models, names, None
+            )
+            shapes = ran[-1]
+            done += 1
+            yield ran
+        if done < len(batches):
+            yield from DataLoader(
+                dataset,
+                batch_sampler=batches[done:],
+                num_workers=workers,
+                collate_fn=_CollateAndRun(models, names, shapes),
+            )
+        return
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=_collate_groups,
+        pin_memory=torch.cuda.is_available(),
+    )
+    for collated in loader:
+        ran = _run_batch(collated, models, names, shapes)
+        shapes = ran[-1]
+        yield ran
 
 
 def skip_entry(source: ImageSource, i: int, reason: str) -> dict[str, Any]:
