@@ -36,8 +36,8 @@ END = "<!-- bench:end -->"
 PLANS: dict[str, tuple[str, dict, dict]] = {
     "embed": (
         "bench_embed",
-        {"n": 256, "repeats": 3},
-        {"n": 16, "repeats": 1, "batch": 8, "workers": 0, "vit": False, "jpegs": 4},
+        {"n": 1024, "repeats": 3},
+        {"n": 16, "repeats": 1, "batch": 8, "workers": 2, "vit": False, "jpegs": 4},
     ),
     "projection": (
         "bench_projection",
