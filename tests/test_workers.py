@@ -5,6 +5,8 @@ and the skip report are the same as with everything run in this process."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +131,32 @@ def test_other_models_run_here_while_workers_decode(tmp_path: Path) -> None:
     assert (run.outputs["m"][:, 3] == os.getpid()).all()
     expected = [np.asarray(source.load(i), np.float32).mean(axis=(0, 1)) for i in range(9)]
     np.testing.assert_allclose(run.outputs["m"][:, :3], expected, rtol=1e-5)
+
+
+def test_workers_are_forked_whatever_the_default_start_method(tmp_path: Path) -> None:
+    """Under forkserver (Python 3.14's default on Linux) or spawn, workers that were started that
+    way would have to pickle the models, and a lambda in them fails to; forked workers inherit them."""
+    script = f"""
+import multiprocessing, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from faultlens.models.runner import run_models
+from faultlens.store import ArtifactStore
+from tests.test_workers import _model, _write
+
+for method in ("forkserver", "spawn"):
+    multiprocessing.set_start_method(method, force=True)
+    root = Path({str(tmp_path)!r}) / method
+    source = _write(root / "imgs", {{f"c/{{i}}.png": (12, 12) for i in range(9)}})
+    model = _model()
+    model._forward = lambda net, x: net(x)
+    run = run_models(source, {{"m": model}}, store=ArtifactStore(root / "cache"), batch_size=2,
+                     num_workers=2, progress=False)
+    assert run.outputs["m"].shape == (9, 3) and not run.skipped
+    print(method, "ok")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["forkserver", "ok", "spawn", "ok"]

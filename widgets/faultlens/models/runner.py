@@ -197,14 +197,14 @@ def _shape_reason(got: Shapes, want: Shapes, names: list[str] | None) -> str:
 
 
 def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> int:
-    """Worker processes: none for in-memory arrays; when a model runs on a GPU, every spare core
-    up to 16 to decode (decoding is then the bottleneck: on an H200 with 16 cores, 4 workers gave
-    708 images/s and 8 gave 1136, against 13,800 for the model alone); when the models run in the
-    workers (:func:`runs_in_workers`), one per core up to 8; else (decoding only, the model in this
-    process) up to 4 spare cores."""
+    """Worker processes: none for in-memory arrays or where processes cannot be forked; when a
+    model runs on a GPU, every spare core up to 16 to decode (decoding is then the bottleneck: on
+    an H200 with 16 cores, 4 workers gave 708 images/s and 8 gave 1136, against 13,800 for the
+    model alone); when the models run in the workers (:func:`runs_in_workers`), one per core up
+    to 8; else (decoding only, the model in this process) up to 4 spare cores."""
     from faultlens.data.sources import ArraySource
 
-    if isinstance(source, ArraySource):
+    if isinstance(source, ArraySource) or _worker_context() is None:
         return 0
     try:
         cores = len(os.sched_getaffinity(0))
@@ -216,6 +216,19 @@ def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> i
     if runs_in_workers(models):
         return min(8, cores)
     return max(0, min(4, cores - 1))
+
+
+def _worker_context() -> Any:
+    """Workers are forked: they inherit the models and transforms, so nothing needs to pickle
+    (lambdas, forward hooks). Python 3.14 starts processes with forkserver on Linux by default,
+    which would pickle them. None where fork does not exist (Windows): no workers by default."""
+    import multiprocessing
+
+    return (
+        multiprocessing.get_context("fork")
+        if "fork" in multiprocessing.get_all_start_methods()
+        else None
+    )
 
 
 def runs_in_workers(models: Iterable[BatchModel]) -> bool:
@@ -407,6 +420,7 @@ def _batches(
                 batch_sampler=batches[done:],
                 num_workers=workers,
                 collate_fn=_CollateAndRun(models, names, shapes),
+                multiprocessing_context=_worker_context(),
             )
         return
     loader = DataLoader(
@@ -415,6 +429,7 @@ def _batches(
         num_workers=workers,
         collate_fn=_collate_groups,
         pin_memory=torch.cuda.is_available(),
+        multiprocessing_context=_worker_context() if workers > 0 else None,
     )
     for collated in loader:
         ran = _run_batch(collated, models, names, shapes)
