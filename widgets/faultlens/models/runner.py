@@ -235,9 +235,10 @@ def runs_in_workers(models: Iterable[BatchModel]) -> bool:
     """Whether worker processes run the models too, not only decode: when every model is a
     :class:`~faultlens.models.base.TorchBatchModel` on the CPU. Each worker then decodes its own
     batches and runs them with one torch thread, so decoding never waits on the model nor steals
-    its cores, and one thread per image batch wastes less than threads splitting each operation
-    (2 cores, EfficientNet-Lite0 @224 over 256² PNGs: 0.99 of the bare forward pass's images/s
-    against 0.82 with one decoding worker and the model here; ``bench_embed``). One thread, because
+    its cores, and one thread per image batch wastes less than threads splitting each operation.
+    On 2 cores over 1024 PNGs of 256², against one decoding worker and the model here with 2
+    threads (fresh processes, alternated, medians of 3): EfficientNet-Lite0 @224 1.06×, @112
+    1.23×, ViT-B-32 1.08×; ResNet-18 @64 + Lite0 @112 over 96² PNGs 1.04×. One thread, because
     a worker forked after this process used OpenMP hangs in its first multi-threaded operation.
     Other models (a GPU, a model of your own) run in this process."""
     from faultlens.models.base import TorchBatchModel
