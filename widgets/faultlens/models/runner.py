@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from faultlens.data.decode import ImageDecodeError, encode_thumbnail
@@ -80,20 +80,13 @@ class _Items(Dataset):
             return i, None, thumb, reason
 
 
-class _ShardBatches(Sampler[list[int]]):
-    """Batches that never cross a shard boundary, over the given shards only."""
-
-    def __init__(self, bounds: list[tuple[int, int]], batch_size: int) -> None:
-        self.bounds = bounds
-        self.batch_size = batch_size
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for start, stop in self.bounds:
-            for b in range(start, stop, self.batch_size):
-                yield list(range(b, min(b + self.batch_size, stop)))
-
-    def __len__(self) -> int:
-        return sum(-(-(stop - start) // self.batch_size) for start, stop in self.bounds)
+def _shard_batches(bounds: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Batches of item indices that never cross a shard boundary, over the given shards only."""
+    return [
+        list(range(b, min(b + batch_size, stop)))
+        for start, stop in bounds
+        for b in range(start, stop, batch_size)
+    ]
 
 
 Shapes = tuple[tuple[int, ...], ...]  # the shape of an item's tensor for each model
@@ -334,7 +327,7 @@ def run_models(
         assert first is not None  # todo is not empty: a model or the thumbnails miss a shard
         bounds = [first.bounds(s) for s in todo]
         workers = default_workers(source, mods) if num_workers is None else num_workers
-        results = _batches(dataset, list(_ShardBatches(bounds, batch_size)), mods, active, workers)
+        results = _batches(dataset, _shard_batches(bounds, batch_size), mods, active, workers)
         bar = tqdm(
             total=sum(b - a for a, b in bounds),
             desc="images",
