@@ -139,6 +139,7 @@ def test_decode_workers_use_every_spare_core_when_a_model_is_on_a_gpu(
     from types import SimpleNamespace
 
     from faultlens.data.sources import ArraySource, FolderSource
+    from faultlens.models.base import TorchBatchModel
     from faultlens.models.runner import default_workers
 
     (tmp_path / "a").mkdir()
@@ -148,6 +149,8 @@ def test_decode_workers_use_every_spare_core_when_a_model_is_on_a_gpu(
     gpu = SimpleNamespace(device=torch.device("cuda"))
     cpu = SimpleNamespace(device=torch.device("cpu"))
     assert default_workers(folder, [cpu]) == 4  # the model needs the other cores
+    net = TorchBatchModel(torch.nn.Linear(2, 2), lambda im: im, device="cpu", model_id="l")
+    assert default_workers(folder, [net]) == 8  # each worker runs it: one per core, up to 8
     assert default_workers(folder, [cpu, gpu]) == 11  # decoding is the bottleneck
     assert default_workers(ArraySource(np.zeros((2, 4, 4, 3), np.uint8), [0, 1]), [gpu]) == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)

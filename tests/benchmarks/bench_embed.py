@@ -26,7 +26,7 @@ from PIL import Image
 
 from faultlens.data.sources import FolderSource
 from faultlens.models.embedders import EfficientNetLiteEmbedder, OpenClipEmbedder
-from faultlens.models.runner import run_models
+from faultlens.models.runner import available_cores, run_models
 from faultlens.store import ArtifactStore
 
 
@@ -136,14 +136,7 @@ def cpu_ceiling(model, source: FolderSource, tensors: torch.Tensor, batch: int) 
         forward = time.process_time() - t0
     finally:
         torch.set_num_threads(threads)
-    return _cores() * len(source) / (decode + forward)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return available_cores() * len(source) / (decode + forward)
 
 
 def pipeline(
@@ -233,10 +226,12 @@ def collect(
     if vit:
         models["open_clip ViT-B-32 (random)"] = OpenClipEmbedder("ViT-B-32", pretrained=None)
     rows = []
+    layouts: dict[str, int] = {}  # workers per model
     with tempfile.TemporaryDirectory() as tmp:
-        source = make_folder(Path(tmp) / "imgs", n, 256, processes=_cores())
+        source = make_folder(Path(tmp) / "imgs", n, 256, processes=available_cores())
         for name, model in models.items():
             w = default_workers(source, [model]) if workers is None else workers
+            layouts[name] = w
             tensors = torch.stack([model.transform(source.load(i)) for i in range(len(source))])
             bare(model, tensors[:batch], batch)  # warm-up
             b = statistics.median(bare(model, tensors, batch) for _ in range(repeats))
@@ -258,11 +253,7 @@ def collect(
                 f"from the model: {ceiling:.2f}; medians of {repeats}",
             })  # fmt: skip
     if jpegs:  # the layout of the Lite0 rows above
-        w = (
-            default_workers(source, [models["EfficientNet-Lite0 @224"]])
-            if workers is None
-            else workers
-        )
+        w = layouts["EfficientNet-Lite0 @224"]
         rows.append(jpeg_row(jpegs, repeats, batch, w))
         rows.extend(thumbnail_rows(jpegs, repeats, batch, w))
     return rows

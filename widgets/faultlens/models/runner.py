@@ -199,16 +199,21 @@ def default_workers(source: ImageSource, models: Iterable[BatchModel] = ()) -> i
 
     if isinstance(source, ArraySource) or _worker_context() is None:
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     models = list(models)
     if any(getattr(getattr(m, "device", None), "type", "cpu") == "cuda" for m in models):
         return max(0, min(16, cores - 1))
     if runs_in_workers(models):
         return min(8, cores)
     return max(0, min(4, cores - 1))
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _worker_context() -> Any:
