@@ -9,43 +9,15 @@ memory (``VmHWM``, read by one extra cell appended in memory, never saved).
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-ALL = sorted(NOTEBOOKS.rglob("*.ipynb"), key=lambda p: (p.parent != NOTEBOOKS, str(p)))
-TIMEOUT = 600  # per cell
+from tests.notebook_run import ALL, execute
+from tests.notebook_run import rel as _rel
+
 BUDGET = 900  # per notebook, on 2 cores (the slowest, 01, takes about 65 s alone)
-PEAK_CELL = """
-with open("/proc/self/status") as f:
-    hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-print(f"@@peak {hwm / 1024:.0f}")
-"""
-
-
-def _rel(p: Path) -> str:
-    return str(p.relative_to(NOTEBOOKS))
-
-
-def execute(path: Path) -> tuple[float, int, nbformat.NotebookNode]:
-    """Run one notebook headless with this process's environment: its wall time in seconds, its
-    kernel's peak RSS in MB, and the executed notebook (in memory; the file is not touched)."""
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(PEAK_CELL))  # in memory only
-    client = NotebookClient(
-        nb, timeout=TIMEOUT, kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    client.execute()  # raises CellExecutionError on the first failing cell
-    wall = time.perf_counter() - t0
-    last = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    return wall, int(last.split("@@peak", 1)[1].split()[0]), nb
 
 
 def test_there_are_notebooks() -> None:
@@ -81,9 +53,10 @@ def test_runs_top_to_bottom(path: Path, nb_cache: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("FAULTLENS_CACHE", str(nb_cache))
     monkeypatch.setenv("FAULTLENS_NB_SMALL", "1")
     monkeypatch.setenv("FAULTLENS_NB_OFFLINE", "1")  # never wait on a network in CI
-    wall, kernel_mb, nb = execute(path)
-    print(f"\n{_rel(path)}: {wall:.1f} s, kernel peak RSS {kernel_mb} MB")
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]  # fmt: skip
-    assert not errors
+    run = execute(path)
+    print(
+        f"\n{_rel(path)}: {run.wall_s:.1f} s, kernel peak RSS {run.peak_mb} MB "
+        f"({run.cuda_only_mb} MB of it CUDA-only libraries)"
+    )
+    assert not run.errors
     assert os.environ["FAULTLENS_CACHE"] == str(nb_cache)
