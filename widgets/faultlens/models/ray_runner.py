@@ -40,10 +40,8 @@ from faultlens.data.decode import decode_image
 from faultlens.data.sources import ImageSource, _FileSource
 from faultlens.models.base import BatchModel, TorchBatchModel
 from faultlens.models.runner import (
-    _assemble,
     _collate_groups,
     _Items,
-    _nonfinite_reasons,
     _run_batch,
     open_outputs,
     open_thumbnails,
@@ -247,17 +245,17 @@ class _ShardWriter:
         del self.filled[shard]
         index = np.concatenate([p["index"] for p in parts])
         order = np.argsort(index)
-        reasons = np.concatenate([p["reason"] for p in parts])[order]
         if not np.array_equal(index[order], np.arange(start, start + len(index))):
             msg = f"shard {shard}: the rows that came back are not the shard's items, one each"
             raise RuntimeError(msg)
-        notes = [
-            [int(i), self.source.describe(int(i)), str(r)]
-            for i, r in zip(index[order], reasons, strict=True)
-            if r
-        ]
         for k, name in enumerate(active):
-            if shard in self.missing[name]:
+            if shard in self.missing[name]:  # each model's cache records its own skips only
+                reasons = np.concatenate([p[f"reason_{k}"] for p in parts])[order]
+                notes = [
+                    [int(i), self.source.describe(int(i)), str(r)]
+                    for i, r in zip(index[order], reasons, strict=True)
+                    if r
+                ]
                 out = np.concatenate([p[f"model_{k}"] for p in parts])[order]
                 self.arrays[name].write(shard, out.astype(np.float32), {"skipped": notes})
         if self.thumbs is not None and shard in self.thumbs_missing:
@@ -314,20 +312,21 @@ class _ModelActor:
         else:
             got = [items[k] for k in keys]
         # as the local engine: the shapes of the first batch (most of its items) hold
-        _, ok, reasons, runs, thumbs, self.shapes = _run_batch(
+        # as the local engine: each model's own skips, NaN or inf out included
+        _, _oks, reasons, runs, thumbs, self.shapes = _run_batch(
             _collate_groups(got), self.models, self.names, self.shapes
         )
-        ok_arr = np.asarray(ok)
-        reasons = _nonfinite_reasons(runs, ok_arr, reasons)  # as the local engine: NaN out → skip
-        out: dict[str, np.ndarray] = {"index": index, "reason": np.asarray(reasons, dtype=object)}
+        out: dict[str, np.ndarray] = {"index": index}
         if self.thumb_size:
             out["thumb"] = np.asarray(thumbs, dtype=object)
         for k, name in enumerate(self.names):
+            out[f"reason_{k}"] = np.asarray(reasons[k], dtype=object)
             result = runs.get(name)
-            if result is not None:
-                self.widths[k] = result.shape[1]
-            width = self.widths[k] if k in self.widths else self._probe_width(k)
-            out[f"model_{k}"] = _assemble([(result, ok_arr, width)])
+            if result is None:  # the model ran on nothing here: NaN rows of its width
+                width = self.widths[k] if k in self.widths else self._probe_width(k)
+                result = np.full((len(index), width), np.nan, dtype=np.float32)
+            self.widths[k] = result.shape[1]
+            out[f"model_{k}"] = result
         return out
 
     def _probe_width(self, k: int) -> int:

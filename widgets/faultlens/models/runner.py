@@ -5,9 +5,10 @@ the same decoded image also gives its thumbnail, encoded into one compact store 
 Worker processes decode (and, for torch models on the CPU, run the models too: see
 :func:`runs_in_workers`); this process writes what they give back.
 Outputs go to the artifact store shard by shard (atomic renames), so a killed run resumes where it
-stopped and computes only the missing shards. Items that cannot be decoded, or whose transformed
-tensor has another shape than the others', are skipped: their rows are NaN and every shard's
-side-car names them with the reason.
+stopped and computes only the missing shards. Items that cannot be decoded are skipped for every
+model; an item a model cannot take (its transform fails or gives another shape than the others',
+or the model gives NaN or inf) is skipped for that model alone. A skipped item's rows are NaN and
+the side-car of the model's shard names it with the reason.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class RunResult:
     thumbnails: ShardedBlobs | None = None  # one encoded thumbnail per source item, when asked
 
 
-Item = tuple[int, "list[torch.Tensor] | None", bytes, str]  # index, tensors, thumbnail, reason
+# index, one tensor per model (None where its transform failed, all None where decoding did), the
+# encoded thumbnail, and one skip reason per model ("" where the item is fine for it)
+Item = tuple[int, "list[torch.Tensor | None]", bytes, list[str]]
 
 
 class _Items(Dataset):
@@ -63,21 +66,27 @@ class _Items(Dataset):
         return len(self.source)
 
     def __getitem__(self, i: int) -> Item:
+        n = len(self.models)
         try:
             img = load_image(self.source, i, self.min_size)
         except ImageDecodeError as exc:
-            return i, None, b"", str(exc) or "could not be decoded"
+            return i, [None] * n, b"", [str(exc) or "could not be decoded"] * n
         except Exception as exc:
-            return i, None, b"", f"could not be decoded ({type(exc).__name__}: {exc})"
+            return i, [None] * n, b"", [f"could not be decoded ({type(exc).__name__}: {exc})"] * n
         thumb = b""
         if self.thumb_size:
             with contextlib.suppress(Exception):  # no thumbnail is no reason to skip the item
                 thumb = encode_thumbnail(img, self.thumb_size)
-        try:
-            return i, [m.transform(img) for m in self.models], thumb, ""
-        except Exception as exc:
-            reason = f"could not be prepared for the model ({type(exc).__name__}: {exc})"
-            return i, None, thumb, reason
+        tensors: list[torch.Tensor | None] = []
+        reasons: list[str] = []
+        for m in self.models:  # a transform that fails skips the item for its model alone
+            try:
+                tensors.append(m.transform(img))
+                reasons.append("")
+            except Exception as exc:
+                tensors.append(None)
+                reasons.append(f"could not be prepared for the model ({type(exc).__name__}: {exc})")
+        return i, tensors, thumb, reasons
 
 
 def _shard_batches(bounds: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
@@ -89,78 +98,76 @@ def _shard_batches(bounds: list[tuple[int, int]], batch_size: int) -> list[list[
     ]
 
 
-Shapes = tuple[tuple[int, ...], ...]  # the shape of an item's tensor for each model
-Group = tuple[Shapes, list[int], list[torch.Tensor]]  # shapes, positions in the batch, stacks
+Shape = tuple[int, ...]
+Shapes = tuple["Shape | None", ...]  # per model, the shape its tensors must have (None: not yet)
+Group = tuple[Shape, list[int], torch.Tensor]  # a shape, positions in the batch, their stack
+# per model: each item's skip reason so far, and its tensors grouped by shape (largest first)
+Collated = tuple[list[int], list[bytes], list[tuple[list[str], list[Group]]]]
 
 
-def _collate_groups(items: list[Item]) -> tuple[Any, ...]:
-    """A batch's indices, decode flags, skip reasons, thumbnails, and its decoded items grouped by
-    the shapes their transforms gave (largest group first; each group stacked per model)."""
-    idx = [i for i, _, _, _ in items]
-    ok = [t is not None for _, t, _, _ in items]
-    thumbs = [b for _, _, b, _ in items]
-    reasons = [r for _, _, _, r in items]
-    tensors: dict[Shapes, list[list[torch.Tensor]]] = {}
-    positions: dict[Shapes, list[int]] = {}
-    for pos, (_, ts, _, _) in enumerate(items):
-        if ts is not None:
-            shapes = tuple(tuple(t.shape) for t in ts)
-            tensors.setdefault(shapes, []).append(ts)
-            positions.setdefault(shapes, []).append(pos)
-    groups: list[Group] = [
-        (
-            shapes,
-            positions[shapes],
-            [torch.stack(per_model) for per_model in zip(*got, strict=True)],
-        )
-        for shapes, got in sorted(
-            tensors.items(), key=lambda kv: -len(kv[1])
-        )  # stable: ties keep order
-    ]
-    return idx, ok, reasons, groups, thumbs
+def _collate_groups(items: list[Item]) -> Collated:
+    """A batch's indices, thumbnails, and per model the items' skip reasons and their tensors
+    grouped by shape (largest group first, ties in batch order; each group stacked)."""
+    idx = [it[0] for it in items]
+    thumbs = [it[2] for it in items]
+    per_model = []
+    for k in range(len(items[0][1]) if items else 0):
+        positions: dict[Shape, list[int]] = {}
+        for pos, it in enumerate(items):
+            t = it[1][k]
+            if t is not None:
+                positions.setdefault(tuple(t.shape), []).append(pos)
+        groups: list[Group] = [
+            (shape, pos, torch.stack([items[p][1][k] for p in pos]))  # type: ignore[misc]
+            for shape, pos in sorted(positions.items(), key=lambda kv: -len(kv[1]))
+        ]
+        per_model.append(([it[3][k] for it in items], groups))
+    return idx, thumbs, per_model
 
 
-def _pick_group(
-    groups: list[Group],
-    ok: list[bool],
-    reasons: list[str],
-    shapes: Shapes | None,
-    names: list[str] | None = None,
-) -> list[torch.Tensor] | None:
-    """The stacks of the group whose tensors have ``shapes`` (default: the largest group); the
-    items of every other group are marked skipped in ``ok``/``reasons`` (in place), with a reason
-    that names both shapes and the fix. None when no item is left."""
-    if shapes is None and groups:
-        shapes = groups[0][0]
-    stacks = None
-    for group_shapes, pos, group_stacks in groups:
-        if _as_shapes(group_shapes) == _as_shapes(shapes):  # tuples may come back as lists
-            stacks = group_stacks
-            continue
-        reason = _shape_reason(group_shapes, shapes, names)  # type: ignore[arg-type]
-        for p in pos:
-            ok[p] = False
-            reasons[p] = reason
-    return stacks
-
-
-Ran = tuple[list[int], list[bool], list[str], dict[str, np.ndarray], list[bytes], "Shapes | None"]
+# a batch's indices, per model its ok flags and skip reasons, outputs by model name (one row per
+# item of the batch, NaN where it was skipped), thumbnails, and the shapes that hold for the run
+Ran = tuple[
+    list[int], list[list[bool]], list[list[str]], dict[str, np.ndarray], list[bytes], Shapes
+]
 
 
 def _run_batch(
-    collated: tuple[Any, ...], models: list[BatchModel], names: list[str], shapes: Shapes | None
+    collated: Collated, models: list[BatchModel], names: list[str], shapes: Shapes | None
 ) -> Ran:
-    """Run every model on the group of a collated batch whose tensors have ``shapes`` (None: the
-    batch's largest group, whose shapes then hold for the run): the batch's indices, decode flags,
-    skip reasons, outputs by model name, thumbnails and the shapes."""
-    idx, ok, reasons, groups, thumbs = collated
-    if shapes is None and groups:
-        shapes = groups[0][0]
-    stacks = _pick_group(groups, ok, reasons, shapes, names)
-    outs: dict[str, np.ndarray] = {}
-    if stacks:
-        outs = {a: m.run(stacks[k]) for k, (a, m) in enumerate(zip(names, models, strict=True))}
-    return idx, ok, reasons, outs, thumbs, shapes
+    """Run each model on the items of a collated batch whose tensors have the model's shape in
+    ``shapes`` (None: the largest group of the batch, whose shape then holds for the run).
+
+    An item is skipped for one model alone when that model cannot take it: its transform failed,
+    gave another shape, or the model gave NaN or inf for it. Only an item that cannot be decoded
+    is skipped for every model. Each model's cache then records only its own skips, so a model
+    that failed never marks items as skipped for another one."""
+    idx, thumbs, per_model = collated
+    want = [None] * len(models) if shapes is None else [_as_shape(x) for x in shapes]
+    oks, reasons, outs = [], [], {}
+    for k, (name, model) in enumerate(zip(names, models, strict=True)):
+        why, groups = list(per_model[k][0]), per_model[k][1]
+        ok = [False] * len(idx)
+        if want[k] is None and groups:
+            want[k] = tuple(groups[0][0])
+        for shape, pos, stack in groups:
+            if tuple(shape) != want[k]:
+                for p in pos:
+                    why[p] = _shape_reason(shape, want[k], name, len(models) > 1)  # type: ignore[arg-type]
+                continue
+            out = np.asarray(model.run(stack), dtype=np.float32)
+            out = out.reshape(len(out), -1)
+            finite = np.isfinite(out).all(axis=1)
+            block = np.full((len(idx), out.shape[1]), np.nan, dtype=np.float32)
+            block[np.asarray(pos)[finite]] = out[finite]
+            outs[name] = block
+            for j, p in enumerate(pos):
+                ok[p] = bool(finite[j])
+                if not finite[j]:
+                    why[p] = f"model {name!r} gave NaN or inf for it"
+        oks.append(ok)
+        reasons.append(why)
+    return idx, oks, reasons, outs, thumbs, tuple(want)
 
 
 class _CollateAndRun:
@@ -173,18 +180,17 @@ class _CollateAndRun:
         return _run_batch(_collate_groups(items), self.models, self.names, self.shapes)
 
 
-def _as_shapes(shapes: Any) -> Shapes | None:
-    return None if shapes is None else tuple(tuple(int(d) for d in s) for s in shapes)
+def _as_shape(shape: Any) -> Shape | None:
+    return None if shape is None else tuple(int(d) for d in shape)  # lists after a round trip
 
 
-def _shape_reason(got: Shapes, want: Shapes, names: list[str] | None) -> str:
-    def dims(shape: tuple[int, ...]) -> str:
+def _shape_reason(got: Shape, want: Shape, name: str, several: bool) -> str:
+    def dims(shape: Shape) -> str:
         return "×".join(str(d) for d in shape)
 
-    k = next(k for k, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
-    which = f"the transform of {names[k]!r}" if names and len(names) > 1 else "the transform"
+    which = f"the transform of {name!r}" if several else "the transform"
     return (
-        f"{which} gave {dims(got[k])}, other images {dims(want[k])}: end the transform with a "
+        f"{which} gave {dims(got)}, other images {dims(want)}: end the transform with a "
         "fixed-size crop (e.g. CenterCrop) so every image gives the same shape"
     )
 
@@ -315,6 +321,10 @@ def run_models(
     With ``thumbnails`` (pixels a side), each image's thumbnail is encoded in the same pass and
     stored beside the outputs (``RunResult.thumbnails``); ``models`` may then be empty.
     """
+    for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            msg = f"{name}={value!r}: pass a whole number, at least 1"
+            raise ValueError(msg)
     store = store or ArtifactStore()
     arrays, missing = open_outputs(source, models, store, shard_size, force=force)
     thumbs, thumbs_missing = (
@@ -340,24 +350,20 @@ def run_models(
             disable=not progress,
             mininterval=0.5,
         )
-        pending: dict[str, list[np.ndarray]] = {a: [] for a in active}
+        pending: dict[str, list[tuple[np.ndarray | None, int]]] = {a: [] for a in active}
         pending_thumbs: list[bytes] = []
-        notes: list[list[Any]] = []
+        notes: dict[str, list[list[Any]]] = {a: [] for a in active}
         shard_iter = iter(todo)
         shard = next(shard_iter)
         filled = 0
-        for idx, ok, reasons, outs, thumb_bytes, _ in results:
-            ok_arr = np.asarray(ok)
-            reasons = _nonfinite_reasons(outs, ok_arr, reasons)
-            ok = [good and not r for good, r in zip(ok, reasons, strict=True)]
-            for a in active:
-                width = outs[a].shape[1] if a in outs else None
-                pending[a].append((outs.get(a), ok_arr, width))  # type: ignore[arg-type]
-            notes.extend(
-                [i, source.describe(i), r]
-                for i, good, r in zip(idx, ok, reasons, strict=True)
-                if not good
-            )
+        for idx, oks, reasons, outs, thumb_bytes, _ in results:
+            for k, a in enumerate(active):  # each model's cache records its own skips only
+                pending[a].append((outs.get(a), len(idx)))
+                notes[a].extend(
+                    [i, source.describe(i), r]
+                    for i, good, r in zip(idx, oks[k], reasons[k], strict=True)
+                    if not good
+                )
             pending_thumbs.extend(thumb_bytes)
             filled += len(idx)
             bar.update(len(idx))
@@ -365,13 +371,13 @@ def run_models(
             if filled == stop - start:
                 for a in active:
                     if shard in missing[a]:
-                        arrays[a].write(shard, _assemble(pending[a]), {"skipped": notes})
+                        arrays[a].write(shard, _assemble(pending[a]), {"skipped": notes[a]})
                         computed[a].append(shard)
                 if thumbs is not None and shard in thumbs_missing:
                     thumbs.write(shard, pending_thumbs)
                 pending = {a: [] for a in active}
                 pending_thumbs = []
-                notes = []
+                notes = {a: [] for a in active}
                 filled = 0
                 shard = next(shard_iter, -1)
         bar.close()
@@ -380,9 +386,9 @@ def run_models(
     for name, arr in arrays.items():
         full, sides = arr.assemble()
         outputs[name] = full
-        for side in sides:
+        for side in sides:  # an item skipped for several models: the first model's reason
             for i, _desc, reason in side.get("skipped", []):
-                skipped[int(i)] = skip_entry(source, int(i), reason)
+                skipped.setdefault(int(i), skip_entry(source, int(i), reason))
     return RunResult(
         outputs=outputs,
         skipped=[skipped[i] for i in sorted(skipped)],
@@ -399,16 +405,17 @@ def _batches(
     names: list[str],
     workers: int,
 ) -> Iterator[Ran]:
-    """Every batch decoded, transformed and run, in order. The shapes of the tensors of the first
-    batch with a decodable item (most of its items) hold for the run; items of other shapes are
-    skipped. With workers that run the models (:func:`runs_in_workers`), this process runs the
-    batches up to that one, so every worker starts with the same shapes."""
+    """Every batch decoded, transformed and run, in order. For each model, the shape of its
+    tensors in the first batch that has any (most of them) holds for the run; its items of other
+    shapes are skipped. With workers that run the models (:func:`runs_in_workers`), this process
+    runs the batches until every model's shape is fixed, so every worker starts with the same
+    shapes."""
     shapes: Shapes | None = None
     if workers > 0 and runs_in_workers(models):
         done = 0
-        while shapes is None and done < len(batches):
+        while (shapes is None or None in shapes) and done < len(batches):
             ran = _run_batch(
-                _collate_groups([dataset[i] for i in batches[done]]), models, names, None
+                _collate_groups([dataset[i] for i in batches[done]]), models, names, shapes
             )
             shapes = ran[-1]
             done += 1
@@ -446,29 +453,10 @@ def skip_entry(source: ImageSource, i: int, reason: str) -> dict[str, Any]:
     }
 
 
-def _nonfinite_reasons(
-    outs: dict[str, np.ndarray], ok: np.ndarray, reasons: list[str]
-) -> list[str]:
-    """Skip reasons, plus one for every decoded item a model gave NaN or inf for (its row stays
-    NaN in the cache like any skipped item's, and the side-car names it)."""
-    reasons = list(reasons)
-    decoded = np.flatnonzero(ok)
-    for name, out in outs.items():
-        bad = ~np.isfinite(np.asarray(out, dtype=np.float64).reshape(len(out), -1)).all(axis=1)
-        for j in np.flatnonzero(bad):
-            i = int(decoded[j])
-            if not reasons[i]:
-                reasons[i] = f"model {name!r} gave NaN or inf for it"
-    return reasons
-
-
-def _assemble(parts: list[tuple[np.ndarray | None, np.ndarray, int | None]]) -> np.ndarray:
-    """Rows for one shard: model outputs where decoding worked, NaN rows where it did not."""
-    width = next((w for _, _, w in parts if w is not None), 0)  # 0: nothing decoded
-    rows = []
-    for out, ok, _ in parts:
-        block = np.full((len(ok), width), np.nan, dtype=np.float32)
-        if out is not None:
-            block[ok] = out
-        rows.append(block)
-    return np.concatenate(rows)
+def _assemble(parts: list[tuple[np.ndarray | None, int]]) -> np.ndarray:
+    """Rows for one shard from its batches' output blocks; a batch in which the model ran on
+    nothing (``None``) gives NaN rows of the width the others have."""
+    width = next((out.shape[1] for out, _ in parts if out is not None), 0)  # 0: nothing ran
+    return np.concatenate(
+        [out if out is not None else np.full((n, width), np.nan, np.float32) for out, n in parts]
+    )
