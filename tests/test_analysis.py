@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
 import faultlens
 from faultlens.analysis import projection as proj_mod
@@ -324,3 +327,92 @@ def test_demo_planted_groups_fail_as_planted(demo_cache: Path) -> None:
         rest = np.isin(te.labels, np.unique(te.labels[sel])) & ~sel
         gap = ok[rest].mean() - ok[sel].mean()
         assert gap >= 0.20, f"{g}: accuracy {ok[sel].mean():.2f} vs rest {ok[rest].mean():.2f}"
+
+
+class _DominantColour(torch.nn.Module):
+    """Outputs in the order (blue, red, green): the logit of each is that channel's mean."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(2, 3))
+        return torch.stack([m[:, 2], m[:, 0], m[:, 1]], 1) * 10
+
+
+def _colour_folder(root: Path) -> Path:
+    imgs, labels = blob_images(9)
+    for k, name in enumerate(["red", "green", "blue"]):  # folders sort blue, green, red
+        (root / name).mkdir(parents=True)
+        for j in np.flatnonzero(labels == k):
+            Image.fromarray(imgs[j]).save(root / name / f"{j}.png")
+    return root
+
+
+def test_classifier_class_names_are_matched_to_the_folders_by_name(tmp_path: Path) -> None:
+    """The model's outputs are (blue, red, green); the folders sort (blue, green, red). Matched by
+    name every image is right; taken in folder order, the red and green ones would all be wrong."""
+    root = _colour_folder(tmp_path / "imgs")
+    emb = np.random.default_rng(0).normal(size=(9, 4))
+
+    def run(module: torch.nn.Module, names: list[str] | None) -> faultlens.Analysis:
+        clf = faultlens.Classifier(module, tiny_transform, class_names=names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ProjectionWarning)  # 9 points: PCA
+            return faultlens.analyze(root, classifier=clf, embeddings=emb, embedder=None,
+                                     progress=False, num_workers=0)  # fmt: skip
+
+    a = run(_DominantColour(), ["blue", "red", "green"])
+    assert a.class_names == ["blue", "red", "green"]
+    assert a.table["correct"].all()
+    assert (a.table["label_name"] == [i.split("/")[0] for i in a.table["id"]]).all()
+    # without names the folders' sorted order is taken as the outputs' order: 6 of 9 wrong
+    b = run(_DominantColour(), None)
+    assert b.class_names == ["blue", "green", "red"] and b.table["correct"].sum() == 3
+    # a model with more classes than the folders hold (the folders are a subset)
+    wide = torch.nn.Sequential(_DominantColour(), torch.nn.ConstantPad1d((0, 1), -50.0))
+    c = run(wide, ["blue", "red", "green", "zebra"])
+    assert c.class_names == ["blue", "red", "green", "zebra"] and c.table["correct"].all()
+    assert c.probs.shape == (9, 4)
+
+
+def test_classifier_class_names_bad_input(tmp_path: Path) -> None:
+    root = _colour_folder(tmp_path / "imgs")
+    emb = np.zeros((9, 4))
+    clf = faultlens.Classifier(
+        _DominantColour(), tiny_transform, class_names=["blue", "red", "teal"]
+    )
+    with pytest.raises(ValueError, match=r"classes \['green'\] are not among the classifier's"):
+        faultlens.analyze(root, classifier=clf, embeddings=emb, embedder=None, progress=False)
+    clf = faultlens.Classifier(_DominantColour(), tiny_transform, class_names=["blue", "red"])
+    with pytest.raises(
+        ValueError, match=r"outputs of shape \(3,\) per image but has 2 class_names"
+    ):
+        clf.run(torch.zeros(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"unique.*repeated: \['red'\]"):
+        faultlens.Classifier(_DominantColour(), tiny_transform, class_names=["red", "red", "b"])
+    with pytest.raises(TypeError, match="not one string"):
+        faultlens.Classifier(_DominantColour(), tiny_transform, class_names="rgb")
+    # analyze(class_names=) and the classifier's must agree
+    imgs, labels = blob_images(9)
+    clf = faultlens.Classifier(_DominantColour(), tiny_transform, class_names=["b", "r", "g"])
+    with pytest.raises(ValueError, match="differ: pass one list"):
+        faultlens.analyze(imgs, labels=labels, class_names=["r", "g", "b"], classifier=clf,
+                          embeddings=emb, embedder=None, progress=False)  # fmt: skip
+    # integer labels without names are output indices, and must be in range
+    with pytest.raises(ValueError, match="label 3 is outside the classifier's 3 outputs"):
+        faultlens.analyze(imgs, labels=np.arange(9) % 4, classifier=clf, embeddings=emb,
+                          embedder=None, progress=False)  # fmt: skip
+
+
+def test_embedder_and_embeddings_together_is_refused(tiny_net) -> None:
+    imgs, labels = blob_images(6)
+    emb = faultlens.LayerEmbedder(tiny_net, "conv", tiny_transform)
+    with pytest.raises(TypeError, match="either embedder= or embeddings="):
+        faultlens.analyze(imgs, labels=labels, probs=np.full((6, 3), 1 / 3),
+                          embeddings=np.zeros((6, 4)), embedder=emb)  # fmt: skip
+
+
+def test_save_expands_the_home_folder(tiny_net, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    a = _small_analysis(tiny_net)
+    where = a.save("~/saved")
+    assert where == tmp_path / "saved" and (where / "analysis.json").exists()
+    assert faultlens.load("~/saved").class_names == a.class_names

@@ -1,10 +1,12 @@
 """Inputs a review found mishandled: stale files in a reused analysis folder, cache ids that
 ignored the transform, corrupt cache shards, string labels of a torch Dataset, runs where every
-item is skipped, user probs of the wrong width or with a bad row after a skipped one, and
-transforms that give images of different shapes."""
+item is skipped, user probs of the wrong width or with a bad row after a skipped one,
+transforms that give images of different shapes, and one model's failures recorded as skips in
+every model's cache."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from faultlens.data.sources import ArraySource, FolderSource, TorchDatasetSource
 from faultlens.models.classifier import Classifier
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, CacheWarning, fingerprint_array
+from faultlens.store import _umask as store_umask
 from tests.conftest import TinyNet, blob_images
 
 # the analyses here are a dozen points: the map falls back to PCA, which is not under test
@@ -94,6 +97,92 @@ def test_saving_into_a_used_folder_leaves_nothing_of_the_earlier_analysis(tmp_pa
                  probs=probs)  # fmt: skip
     c.save(tmp_path / "out")
     assert Analysis.load(tmp_path / "out").source is None
+
+
+def test_a_save_that_cannot_be_done_leaves_the_earlier_analysis_as_it_was(tmp_path: Path) -> None:
+    n = 4
+    probs = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+    good = Analysis(_table(n, [None] * n), class_names=["a", "b"], probs=probs,
+                    embeddings=np.ones((n, 3), np.float32))  # fmt: skip
+    good.save(tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+
+    def bad(**kw) -> Analysis:
+        return Analysis(_table(n, [None] * n), class_names=["a", "b", "c"],
+                        probs=np.full((n, 3), 1 / 3, np.float32), **kw)  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"'\.\./x' is not a plain file name"):
+        bad(arrays={"../x": np.zeros((n, 1))}).save(tmp_path / "out")
+    with pytest.raises(TypeError, match="array 'tags' holds Python objects"):
+        bad(arrays={"tags": np.array([{"a": 1}] * n, dtype=object)}).save(tmp_path / "out")
+    mixed = bad()
+    mixed.table["site"] = [1, "two", 3.0, None]
+    with pytest.raises(ValueError, match=r"column\(s\) \['site'\] mix types.*astype\(str\)"):
+        mixed.save(tmp_path / "out")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert after == before
+    assert Analysis.load(tmp_path / "out").class_names == ["a", "b"]
+
+
+def test_saved_files_get_normal_permissions_and_links_are_written_through(tmp_path: Path) -> None:
+    from faultlens.store import atomic_path
+
+    with atomic_path(tmp_path / "new.txt") as tmp:  # as open() would make it, not private
+        tmp.write_text("one")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o666 & ~store_umask()
+    (tmp_path / "new.txt").chmod(0o600)  # a file replaced keeps its permissions
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        tmp.write_text("two")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o600
+    (tmp_path / "link.txt").symlink_to(tmp_path / "new.txt")
+    with atomic_path(tmp_path / "link.txt") as tmp:
+        tmp.write_text("three")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "new.txt").read_text() == "three"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "probs.npy").write_bytes((d / "probs.npy").read_bytes()[:-20]),
+         r"probs\.npy in .* cannot be read \(Failed to read all data"),
+        (lambda d: (d / "probs.npy").write_bytes(b"\x80\x04 not an npy file"),
+         r"probs\.npy .* cannot be read .*not written by faultlens"),
+        (lambda d: np.save(d / "embeddings.npy", np.array([{"a": 1}] * 4), allow_pickle=True),
+         "holds pickled Python objects, which faultlens never writes nor loads"),
+        (lambda d: (d / "analysis.json").write_text("{oops"), r"analysis\.json .* cannot be read"),
+        (lambda d: (d / "skipped.json").write_text("["), r"skipped\.json .* cannot be read"),
+        (lambda d: np.save(d / "probs.npy", np.full((4, 7), 1 / 7)),
+         r"probs\.npy .* has shape \(4, 7\), not \(4, 2\)"),
+        (lambda d: np.save(d / "embeddings.npy", np.ones(4)),
+         r"embeddings\.npy .* has shape \(4,\), not \(4, dim\)"),
+        (lambda d: pd.read_parquet(d / "table.parquet").drop(columns="source_index")
+         .to_parquet(d / "table.parquet"), r"lacks column\(s\) \['source_index'\]"),
+    ],
+)  # fmt: skip
+def test_a_damaged_saved_analysis_is_named_and_nothing_is_unpickled(
+    tmp_path: Path, damage, message: str
+) -> None:
+    n = 4
+    a = Analysis(_table(n, [None] * n), class_names=["a", "b"],
+                 probs=np.eye(2, dtype=np.float32)[np.arange(n) % 2],
+                 embeddings=np.ones((n, 3), np.float32),
+                 source=ArraySource(np.zeros((n, 8, 8), np.uint8), np.arange(n) % 2,
+                                    class_names=["a", "b"]))  # fmt: skip
+    folder = a.save(tmp_path / "saved")
+    damage(folder)
+    with pytest.raises(ValueError, match=message):
+        Analysis.load(folder)
+
+
+def test_damaged_thumbnails_are_left_out_with_a_warning(tmp_path: Path) -> None:
+    imgs, labels = blob_images(6)
+    a = analyze(imgs, labels=labels, probs=np.full((6, 3), 1 / 3), embeddings=np.eye(6),
+                embedder=None, cache_dir=tmp_path / "c", progress=False, thumbnails=16)  # fmt: skip
+    folder = a.save(tmp_path / "saved")
+    (folder / "thumbnails" / "manifest.json").write_text('{"n_items": 6, "shard_size": 0}')
+    with pytest.warns(CacheWarning, match="rendered from the images instead"):
+        back = Analysis.load(folder)
+    assert back.thumbnails is None and len(back) == 6
 
 
 # --------------------------------------------------------------------------- 2. cache ids
@@ -239,3 +328,77 @@ def test_images_a_transform_leaves_in_another_shape_are_skipped_with_the_fix(
     assert "CenterCrop" in run.skipped[0]["reason"]
     out = run.outputs["classifier"]
     assert np.isnan(out[1]).all() and np.isfinite(np.delete(out, 1, axis=0)).all()
+
+
+# --------------------------------------------------------------------------- 7. one model's failures
+
+
+class _Picky(MeanColour):
+    """MeanColour that cannot take some images: its transform raises for images whose red mean is
+    below ``refuse_below``, and its output is NaN for those whose green mean is above ``nan_above``.
+    """
+
+    def __init__(self, model_id: str, refuse_below: float = -1, nan_above: float = 999) -> None:
+        self.id, self.refuse_below, self.nan_above = model_id, refuse_below, nan_above
+
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        t = super().transform(image)
+        if t[0].mean() < self.refuse_below:
+            raise ValueError("planted refusal")
+        return t
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        out = super().run(batch)
+        out[out[:, 1] > self.nan_above] = np.nan
+        return out
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_item_one_model_cannot_take_is_skipped_for_that_model_alone(
+    tmp_path: Path, workers: int
+) -> None:
+    """Blob images: red ones (label 0) have a red mean near 200, the others near 40. The
+    classifier refuses the non-red ones and gives NaN for green ones (label 1); the embedder takes
+    every image. Each model's cache records its own skips, so fixing the classifier leaves the
+    embedder's cache as it was and no image skipped."""
+    imgs, labels = blob_images(12)
+    root = tmp_path / "imgs"
+    for i, (im, y) in enumerate(zip(imgs, labels, strict=True)):
+        (root / f"c{y}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(root / f"c{y}" / f"{i:02d}.png")
+    source = FolderSource(root)
+    store = ArtifactStore(tmp_path / "cache")
+    emb = _Picky("embedder-v1")
+    opts = {"store": store, "batch_size": 4, "num_workers": workers, "progress": False}
+    picky = _Picky("classifier-v1", refuse_below=120)
+    run = run_models(source, {"classifier": picky, "embedder": emb}, **opts)
+    refused = np.flatnonzero(source.labels != 0)
+    assert [s["index"] for s in run.skipped] == refused.tolist()
+    assert all("planted refusal" in s["reason"] for s in run.skipped)
+    assert np.isnan(run.outputs["classifier"][refused]).all()
+    assert np.isfinite(run.outputs["embedder"]).all()  # the embedder ran on every image
+    # NaN from the classifier alone
+    nan_clf = _Picky("classifier-v2", nan_above=120)
+    run = run_models(source, {"classifier": nan_clf, "embedder": emb}, **opts)
+    green = np.flatnonzero(source.labels == 1)
+    assert run.computed_shards == {"classifier": [0], "embedder": []}  # the embedder: cached
+    assert [s["index"] for s in run.skipped] == green.tolist()
+    assert all(s["reason"] == "model 'classifier' gave NaN or inf for it" for s in run.skipped)
+    # the classifier fixed: nothing is skipped, and the embedder's cache still needs no rerun
+    run = run_models(source, {"classifier": _Picky("classifier-v3"), "embedder": emb}, **opts)
+    assert run.skipped == [] and run.computed_shards == {"classifier": [0], "embedder": []}
+    assert np.isfinite(run.outputs["classifier"]).all()
+
+
+def test_analyze_after_a_failed_classifier_is_not_left_with_its_skips(tmp_path: Path) -> None:
+    imgs, labels = blob_images(12)
+    kw = {"labels": labels, "embeddings": None, "embedder": MeanColour(), "num_workers": 0,
+          "cache_dir": tmp_path / "c", "progress": False, "thumbnails": None}  # fmt: skip
+
+    def broken(_image: Image.Image) -> torch.Tensor:
+        raise ValueError("a bad input size")
+
+    with pytest.raises(ValueError, match="all 12 items were skipped"):
+        analyze(imgs, classifier=Classifier(TinyNet().eval(), broken), **kw)
+    a = analyze(imgs, classifier=Classifier(TinyNet().eval(), MeanColour().transform), **kw)
+    assert len(a) == 12 and a.skipped == []

@@ -85,3 +85,34 @@ def test_prepare_command_on_a_folder_with_a_factory_model(tmp_path: Path) -> Non
     want = encode_thumbnail(Image.open(tmp_path / "imgs" / "b" / "3.png").convert("RGB"), 12)
     assert a.thumbnail(row, 12) == want
     assert Image.open(io.BytesIO(want)).size == (12, 12)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--n-per-class", "-1"], "argument --n-per-class: '-1' is not a whole number ≥ 1"),
+        (["prepare", "x", "--out", "o", "--arch", "resnet18", "--batch-size", "0"],
+         "argument --batch-size: '0' is not a whole number ≥ 1"),
+        (["prepare", "/nonexistent/folder", "--out", "o", "--arch", "resnet18"],
+         "faultlens prepare: error: '/nonexistent/folder' is neither a folder"),
+        (["prepare", "IMGS", "--out", "o", "--arch", "no_such_module_x:make"],
+         "--arch 'no_such_module_x:make': cannot find 'make' in module 'no_such_module_x'"),
+        (["prepare", "IMGS", "--out", "o", "--arch", "resnet18", "--checkpoint", "/nope.pt"],
+         "--checkpoint '/nope.pt': no such file"),
+        (["prepare", "IMGS", "--out", "o", "--arch", "resnet18", "--thumbnails", "4"],
+         "faultlens prepare: error: thumbnails=4: a thumbnail needs at least 8 pixels"),
+    ],
+)  # fmt: skip
+def test_user_mistakes_end_in_one_line_without_a_traceback(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "a" / "0.png")
+    argv = [str(tmp_path / "imgs") if a == "IMGS" else a for a in argv]
+    argv = [str(tmp_path / a) if a == "o" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err + str(exit_info.value.code)
+    assert message in err
+    assert "Traceback" not in err
+    assert exit_info.value.code != 0

@@ -516,6 +516,8 @@ def _table(**cols):
         (lambda: _analyze(labels=[0, 1, 2, 0, 1.5, 2]), r"label 1\.5 at item 4"),
         (lambda: _table(id=["x", "y", "x", "z"]), "duplicate ids, e.g. \\['x'\\]"),
         (lambda: _table(label=["a", None, "b", "a"]), "row 1 has no label"),
+        (lambda: _table(path=["0.png", "1.png", None, " "]),
+         r"row 2 has no path \(column 'path'; 2 such rows\)"),
         (lambda: ArraySource(np.zeros((3, 4, 4)), [0, 1, 0], ids=["p", "q"]), "3 images but 2 ids"),
     ],
 )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -127,6 +128,16 @@ def test_symlink_loop_and_folder(tmp_path: Path) -> None:
         decode_image(loop)
     with pytest.raises(ImageDecodeError, match="folder"):
         decode_image(tmp_path)
+
+
+def test_file_names_that_are_not_utf8_are_named_with_the_fix(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(root / "a" / "ok.png")
+    with open(os.path.join(os.fsencode(root / "a"), b"caf\xe9.png"), "wb") as fh:  # latin-1 é
+        fh.write((root / "a" / "ok.png").read_bytes())
+    with pytest.raises(ValueError, match=r"1 file name\(s\) .* \['a/caf\\\\xe9\.png'\].*convmv"):
+        FolderSource(root)
 
 
 def test_messy_folder_run_completes_and_reports_each(tmp_path: Path, tiny_net) -> None:

@@ -54,7 +54,7 @@ def _check_planted(i: int, thumb: np.ndarray) -> None:
 def _models() -> dict[str, object]:
     net = TinyNet().eval()
     return {
-        "classifier": Classifier(net, tiny_transform, class_names=["a", "b", "c"]),
+        "classifier": Classifier(net, tiny_transform, class_names=["c0", "c1", "c2"]),
         "embedder": LayerEmbedder(net, "conv", tiny_transform),
     }
 

@@ -43,7 +43,11 @@ def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.
     """A model from ``module:factory`` or a torchvision architecture name, with optional weights."""
     if ":" in arch:
         mod_name, _, attr = arch.partition(":")
-        factory = getattr(importlib.import_module(mod_name), attr)
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as exc:
+            msg = f"--arch {arch!r}: cannot find {attr!r} in module {mod_name!r} ({exc})"
+            raise SystemExit(msg) from exc
         model = factory()
     else:
         import torchvision
@@ -54,7 +58,11 @@ def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.
             msg = f"unknown architecture {arch!r}: use a torchvision name or module:factory"
             raise SystemExit(msg) from exc
     if checkpoint:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            msg = f"--checkpoint {checkpoint!r}: no such file"
+            raise SystemExit(msg) from exc
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model.load_state_dict(state)
@@ -141,6 +149,22 @@ def _engine(args: argparse.Namespace) -> object:
         raise SystemExit(str(exc)) from None
 
 
+def _at_least(low: int) -> object:
+    """An argparse type: a whole number, at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            msg = f"{text!r} is not a whole number ≥ {low}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="faultlens", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -148,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build the offline demo analysis (spurious Fashion-MNIST)")
     d.add_argument("--out", help="analysis folder (default: <cache>/demo-analysis)")
     d.add_argument("--cache-dir", help="artifact cache (default: $FAULTLENS_CACHE or user cache)")
-    d.add_argument("--n-per-class", type=int, default=400, help="test images per class")
+    d.add_argument("--n-per-class", type=_at_least(1), default=400, help="test images per class")
     d.add_argument("--force", action="store_true", help="recompute everything")
     d.set_defaults(func=_demo)
 
@@ -158,19 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--arch", required=True, help="torchvision architecture name or module:factory")
     r.add_argument("--checkpoint", help="state_dict file of the classifier (weights_only load)")
     r.add_argument("--class-names", help="comma-separated, in the model's output order")
-    r.add_argument("--input-size", type=int, default=224, help="classifier input size")
+    r.add_argument("--input-size", type=_at_least(1), default=224, help="classifier input size")
     r.add_argument("--embedder", default="offline", help="'offline' or 'open_clip:MODEL:TAG'")
-    r.add_argument("--image-size", type=int, default=224, help="offline embedder input size")
-    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument(
+        "--image-size", type=_at_least(1), default=224, help="offline embedder input size"
+    )
+    r.add_argument("--batch-size", type=_at_least(1), default=64)
     r.add_argument(
         "--thumbnails",
-        type=int,
+        type=_at_least(0),
         default=96,
         help="size of the thumbnails stored with the analysis, rendered in the same pass (0: none)",
     )
     r.add_argument(
         "--workers",
-        type=int,
+        type=_at_least(0),
         default=None,
         help="local: worker processes (on CPU they decode and run the models); ray: model actors "
         "(default 2)",
@@ -187,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--cpus-per-worker", type=float, help="ray: CPUs per actor (default 1)")
     r.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per actor (default 0)")
-    r.add_argument("--shard-size", type=int, help="ray: images per cached shard (default 1024)")
+    r.add_argument(
+        "--shard-size", type=_at_least(1), help="ray: images per cached shard (default 1024)"
+    )
     r.add_argument("--cache-dir")
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=_prepare)
@@ -195,8 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    """Run a command. What the user got wrong (a missing folder or file, a bad value) ends in one
+    line on stderr and exit status 2, without a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        parser.exit(2, f"faultlens {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Nothing here unpickles: arrays are ``.npy`` read with ``allow_pickle=False``, me
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import json
@@ -115,6 +116,23 @@ def remove_stale_temps(folder: Path, name: str | None = None) -> int:
     return removed
 
 
+@functools.cache
+def _umask() -> int:
+    """This process's umask (read once, by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a file written at ``path`` gets: those of the file it replaces, else
+    what the umask gives a new file (``mkstemp`` would leave it readable by its owner alone)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
@@ -124,6 +142,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     removes what a killed writer left behind.
     """
     path = Path(path)
+    if path.is_symlink():  # write the file the link points to; the link stays
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, path.name)
     try:
@@ -140,6 +160,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _mode_for(path))
         os.replace(tmp_path, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -4,9 +4,11 @@ makes it (:func:`analyze`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from faultlens.models.classifier import Outputs, outputs_from_logits, outputs_fr
 from faultlens.models.runner import open_outputs, run_models, skip_entry
 from faultlens.store import (
     ArtifactStore,
+    CacheWarning,
     ShardedBlobs,
+    atomic_path,
     read_json,
     read_npy,
     write_json,
@@ -57,7 +61,8 @@ class Analysis:
         ``pred``/``pred_name``, ``confidence``, ``loss``, ``correct``, ``x``/``y`` (the 2-D map),
         ``source_index`` (the item's position in the source), then user columns.
     embeddings:
-        (n, D) float32, L2-normalised, aligned with ``table`` (or None).
+        (n, D) float32, aligned with ``table`` (or None): the embedder's output, L2-normalised
+        by faultlens's embedders; your own ``embeddings=`` rows are kept as given.
     probs:
         (n, C) float32 class probabilities aligned with ``table``.
     class_names:
@@ -71,6 +76,9 @@ class Analysis:
     thumbnails:
         Every source item's thumbnail, encoded once by :func:`analyze` in its decoding pass and
         indexed by ``source_index`` (or None); ``meta["thumbnail_size"]`` is their size.
+    folder:
+        The folder it was saved to or loaded from (None before that); the Explorer's named
+        slices and the FeatureBrowser's marks are kept there.
     """
 
     def __init__(
@@ -181,15 +189,28 @@ class Analysis:
     # -- persistence ----------------------------------------------------------------------------
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        """Write the analysis to ``folder`` (parquet + npy + JSON, each file atomically)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with_atomic_parquet(self.table, folder / "table.parquet")
+        """Write the analysis to ``folder`` (parquet + npy + JSON, each file atomically).
+
+        Everything is checked before the first file is written, so an analysis that cannot be
+        saved (an object array, a bad array name, a column parquet cannot hold) leaves what was
+        saved in ``folder`` before as it was."""
+        folder = Path(folder).expanduser()
         images = (
             self.source.images
             if isinstance(self.source, ArraySource) and isinstance(self.source.images, np.ndarray)
             else None
         )
+        for name, arr in [("probs", self.probs), ("embeddings", self.embeddings),
+                          *self.arrays.items()]:  # fmt: skip
+            if name in self.arrays:
+                _check_name(name)
+            if arr is not None and np.asarray(arr).dtype.hasobject:
+                msg = f"array {name!r} holds Python objects; save needs numbers (no pickles)"
+                raise TypeError(msg)
+        table_bytes = _parquet_bytes(self.table)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "table.parquet") as tmp:
+            tmp.write_bytes(table_bytes)
         # what this analysis lacks is removed: files an analysis saved here before left must not
         # be loaded as this one's
         for name, arr in [
@@ -202,7 +223,6 @@ class Analysis:
             else:
                 (folder / f"{name}.npy").unlink(missing_ok=True)
         for name, arr in self.arrays.items():
-            _check_name(name)
             write_npy(folder / "arrays" / f"{name}.npy", arr)
         if (folder / "arrays").is_dir():
             for old in (folder / "arrays").glob("*.npy"):
@@ -228,37 +248,82 @@ class Analysis:
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> Analysis:
-        """Read an analysis written by :meth:`save`."""
+        """Read an analysis written by :meth:`save`.
+
+        A file that is damaged, was not written by faultlens, or disagrees with the rest (rows,
+        class count) is an error naming it; nothing is unpickled. Damaged thumbnails are left out
+        with a warning (the grid and the report then render them from the images)."""
         folder = Path(folder).expanduser()
         info_path = folder / "analysis.json"
         if not info_path.exists():
             msg = f"{str(folder)!r} is not a faultlens analysis folder (no analysis.json)"
             raise FileNotFoundError(msg)
-        info = read_json(info_path)
-        table = pd.read_parquet(folder / "table.parquet")
+
+        def read(path: Path, reader: Any) -> Any:
+            try:
+                return reader(path)
+            except Exception as exc:
+                why = str(exc)
+                if "allow_pickle" in why:
+                    why = "it holds pickled Python objects, which faultlens never writes nor loads"
+                msg = (
+                    f"{path.relative_to(folder)} in {str(folder)!r} cannot be read ({why}): is it "
+                    "damaged, or not written by faultlens? Save the analysis again"
+                )
+                raise ValueError(msg) from exc
 
         def opt(path: Path) -> np.ndarray | None:
-            return read_npy(path) if path.exists() else None
+            return read(path, read_npy) if path.exists() else None
 
-        arrays = {name: read_npy(folder / "arrays" / f"{name}.npy") for name in info["arrays"]}
+        info = read(info_path, read_json)
+        if not isinstance(info, dict) or not isinstance(info.get("class_names"), list):
+            msg = f"analysis.json in {str(folder)!r} has no class_names list: save it again"
+            raise ValueError(msg)
+        table = read(folder / "table.parquet", pd.read_parquet)
+        images = opt(folder / "images.npy")
+        needed = ["label", "source_index"] if images is not None else ["label"]
+        lacking = [c for c in needed if c not in table.columns]
+        if lacking:
+            msg = f"table.parquet in {str(folder)!r} lacks column(s) {lacking}: save it again"
+            raise ValueError(msg)
+        arrays = {
+            name: read(folder / "arrays" / f"{name}.npy", read_npy)
+            for name in info.get("arrays", [])
+        }
+        probs, embeddings = opt(folder / "probs.npy"), opt(folder / "embeddings.npy")
+        n_classes = len(info["class_names"])
+        for name, arr, cols in (("probs", probs, n_classes), ("embeddings", embeddings, None)):
+            if arr is not None and (arr.ndim != 2 or (cols is not None and arr.shape[1] != cols)):
+                want = f"({len(table)}, {cols if cols is not None else 'dim'})"
+                msg = (
+                    f"{name}.npy in {str(folder)!r} has shape {arr.shape}, not {want} (one row "
+                    f"per table row{', one column per class' if cols else ''}): save it again"
+                )
+                raise ValueError(msg)
         thumbs = None
         if (folder / "thumbnails" / "manifest.json").exists():
-            thumbs = ShardedBlobs.open(folder / "thumbnails")
+            try:
+                thumbs = ShardedBlobs.open(folder / "thumbnails")
+            except Exception as exc:
+                warnings.warn(
+                    f"the thumbnails in {str(folder / 'thumbnails')!r} cannot be opened ({exc}); "
+                    "they are rendered from the images instead",
+                    CacheWarning,
+                    stacklevel=2,
+                )
         source = None
-        images = opt(folder / "images.npy")
         if images is not None:
             labels = np.zeros(len(images), dtype=np.int64)
             labels[table["source_index"].to_numpy()] = table["label"].to_numpy()
             source = ArraySource(images, labels, class_names=info["class_names"])
+        skipped_path = folder / "skipped.json"
         return cls(
             table,
             class_names=info["class_names"],
-            probs=opt(folder / "probs.npy"),
-            embeddings=opt(folder / "embeddings.npy"),
+            probs=probs,
+            embeddings=embeddings,
             arrays=arrays,
-            skipped=read_json(folder / "skipped.json")
-            if (folder / "skipped.json").exists()
-            else [],
+            skipped=read(skipped_path, read_json) if skipped_path.exists() else [],
             meta=info.get("meta", {}),
             source=source,
             folder=folder,
@@ -361,11 +426,29 @@ def _check_name(name: str) -> None:
         raise ValueError(msg)
 
 
-def with_atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    from faultlens.store import atomic_path
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as parquet, in memory; a column parquet cannot hold is an error that names it."""
+    import io
 
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+    import pyarrow as pa
+
+    buf = io.BytesIO()
+    try:
+        df.to_parquet(buf, index=False)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        bad = []
+        for col in df.columns:
+            try:
+                pa.array(df[col], from_pandas=True)
+            except (pa.ArrowException, ValueError, TypeError):
+                bad.append(col)
+        msg = (
+            f"the table cannot be saved: column(s) {bad or '?'} mix types parquet cannot hold "
+            f"together ({type(exc).__name__}: {exc}); give each one type, e.g. "
+            "analysis.table[col] = analysis.table[col].astype(str)"
+        )
+        raise ValueError(msg) from exc
+    return buf.getvalue()
 
 
 def load(folder: str | os.PathLike[str]) -> Analysis:
@@ -454,6 +537,8 @@ def analyze(
     if columns is not None:
         kwargs["columns"] = columns
     src = as_source(source, **kwargs)
+    if classifier is not None and getattr(classifier, "class_names", None) is not None:
+        src = _align_classes(src, list(classifier.class_names), given=class_names)
     n = len(src)
     if classifier is None and probs is None:
         msg = "pass classifier= (a faultlens.Classifier) or probs= (your own (N, C) probabilities)"
@@ -461,13 +546,28 @@ def analyze(
     if classifier is not None and probs is not None:
         msg = "pass either classifier= or probs=, not both"
         raise TypeError(msg)
-    if embedder == "offline" and embeddings is None:
+    if embeddings is not None and embedder is not None and not _is_offline(embedder):
+        msg = "pass either embedder= or embeddings=, not both (embedder=None with your embeddings)"
+        raise TypeError(msg)
+    if _is_offline(embedder) and embeddings is None:
         embedder = _default_embedder()
-    elif embedder == "offline" or embeddings is not None:
+    elif _is_offline(embedder) or embeddings is not None:
         embedder = None
     if embedder is None and embeddings is None:
         msg = "pass embedder= (or leave the offline default) or embeddings="
         raise TypeError(msg)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
+        msg = f"batch_size={batch_size!r}: pass a whole number of images per batch, at least 1"
+        raise ValueError(msg)
+    if embeddings is not None:
+        shape = np.shape(embeddings)
+        if len(shape) != 2 or shape[1] < 1:
+            msg = f"embeddings must be (n_images, dim) with dim ≥ 1, got shape {shape}"
+            raise ValueError(msg)
     for name, arr in (("probs", probs), ("embeddings", embeddings)):
         if arr is not None and len(arr) != n:
             msg = (
@@ -580,6 +680,53 @@ def analyze(
         source=src,
         thumbnails=run.thumbnails if run else None,
     )
+
+
+def _is_offline(embedder: Any) -> bool:
+    return isinstance(embedder, str) and embedder == "offline"
+
+
+def _align_classes(src: ImageSource, names: list[str], given: Sequence[str] | None) -> ImageSource:
+    """``src`` with its classes in the classifier's output order ``names``, matched by name.
+
+    Folder names, string labels and a Dataset's ``classes`` are names: each is looked up in
+    ``names`` (a source class the classifier lacks is an error naming it). Integer labels that came
+    without names (named "0", "1", … by the source) are taken as output indices. The user's source
+    object is not changed: a relabelled copy is returned.
+    """
+    have = list(src.class_names)
+    if have == names:
+        return src
+    if given is not None and list(given) != names:
+        msg = (
+            f"class_names= {list(given)[:10]} and the classifier's class_names {names[:10]} "
+            "differ: pass one list, in the model's output order"
+        )
+        raise ValueError(msg)
+    if have == [str(k) for k in range(len(have))] and not set(have) <= set(names):
+        if len(have) > len(names):
+            msg = (
+                f"label {len(have) - 1} is outside the classifier's {len(names)} outputs "
+                f"{names[:10]}: labels are output indices"
+            )
+            raise ValueError(msg)
+        new_labels = src.labels
+    else:
+        missing = [c for c in have if c not in set(names)]
+        if missing:
+            msg = (
+                f"the source's classes {missing[:10]} are not among the classifier's class_names "
+                f"{names[:10]}: give the Classifier the names the source uses (folder names, "
+                "string labels), in the model's output order, or leave its class_names out to "
+                "take the source's classes as the model's outputs, in the source's order"
+            )
+            raise ValueError(msg)
+        where = {c: k for k, c in enumerate(names)}
+        new_labels = np.asarray([where[c] for c in have], dtype=np.int64)[src.labels]
+    out = copy.copy(src)
+    out.labels = np.asarray(new_labels, dtype=np.int64)
+    out.class_names = list(names)
+    return out
 
 
 def _all_skipped_message(skipped: list[dict[str, Any]], n: int) -> str:

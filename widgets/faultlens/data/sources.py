@@ -213,11 +213,29 @@ class FolderSource(_FileSource):
         if not paths:
             msg = f"no files found under the class folders of {str(self.root)!r}"
             raise ValueError(msg)
+        _check_utf8_names(paths, self.root)
         self.paths = paths
         self.labels = np.asarray(labels, dtype=np.int64)
         self.class_names = names
         self.ids = [os.path.relpath(p, self.root) for p in paths]
         self._finish(len(paths), None)
+
+
+def _check_utf8_names(paths: list[str], root: Path) -> None:
+    """File names must be text (UTF-8) to be ids in the table; name those that are not."""
+    bad = []
+    for p in paths:
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(os.fsencode(os.path.relpath(p, root)).decode("utf-8", "backslashreplace"))
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        msg = (
+            f"{len(bad)} file name(s) under {str(root)!r} are not UTF-8 text, e.g. {bad[:5]}{more}: "
+            "rename them (for example with convmv -f latin1 -t utf8 -r --notest)"
+        )
+        raise ValueError(msg)
 
 
 def _walk_files(folder: Path) -> list[Path]:
@@ -260,10 +278,15 @@ class TableSource(_FileSource):
             if col not in df.columns:
                 msg = f"the table has no column {col!r}; its columns are {list(df.columns)}"
                 raise ValueError(msg)
-        if df[label_col].isna().any():
-            bad = int(np.flatnonzero(df[label_col].isna().to_numpy())[0])
-            msg = f"row {bad} has no label (column {label_col!r}); fill it or drop the row"
-            raise ValueError(msg)
+        for col, what in ((label_col, "label"), (path_col, "path")):
+            empty = df[col].isna().to_numpy() | (df[col].astype(str).str.strip() == "").to_numpy()
+            if empty.any():
+                bad = int(np.flatnonzero(empty)[0])
+                msg = (
+                    f"row {bad} has no {what} (column {col!r}; {int(empty.sum())} such rows): "
+                    "fill it or drop the row"
+                )
+                raise ValueError(msg)
         self.paths = [
             str(p if Path(p).is_absolute() else base / p) for p in df[path_col].astype(str)
         ]

@@ -27,7 +27,14 @@ class Classifier(TorchBatchModel):
     transform:
         PIL RGB image → C×H×W float tensor as the model expects.
     class_names:
-        Optional; checked against the number of logits at run time.
+        Optional: the names of the model's outputs, in their order (unique). :func:`analyze`
+        then matches the source's classes to them by name (folder names, string labels, a torch
+        Dataset's ``classes``; integer labels without names are taken as output indices), and
+        ``run`` refuses logits of any other width.
+    device:
+        Where the model runs (default: CUDA when there is one, else the CPU).
+    name:
+        Human-readable name, part of the cache id (default: the module's class name).
     """
 
     outputs = None
@@ -42,7 +49,30 @@ class Classifier(TorchBatchModel):
         name: str | None = None,
     ) -> None:
         super().__init__(model, transform, name=name, device=device)
+        if class_names is not None:
+            if isinstance(class_names, str):
+                msg = "class_names must be a list of names, one per output, not one string"
+                raise TypeError(msg)
+            class_names = [str(c) for c in class_names]
+            seen: set[str] = set()
+            dup = [c for c in class_names if c in seen or seen.add(c)]
+            if dup or not class_names:
+                msg = f"class_names must be unique and non-empty; repeated: {dup[:5]}"
+                raise ValueError(msg)
         self.class_names = class_names
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        out = super().run(batch)
+        if self.class_names is not None and (
+            out.ndim != 2 or out.shape[1] != len(self.class_names)
+        ):
+            msg = (
+                f"{self.name} gives outputs of shape {out.shape[1:]} per image but has "
+                f"{len(self.class_names)} class_names {self.class_names[:10]}: pass one name per "
+                "output, in the model's output order"
+            )
+            raise ValueError(msg)
+        return out
 
 
 @dataclass(frozen=True)
