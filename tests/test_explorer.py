@@ -880,6 +880,15 @@ def test_refresh_columns_refreshes_stats_filter_and_grid(analysis: Analysis) -> 
     with pytest.raises(ValueError, match=r"outside 0\.\.3"):
         ex.refresh_columns()
     assert ex.stats["selection"]["errors"] == 0
+    # columns lost: the same errors as the constructor's
+    analysis.table = t.drop(columns=["loss", "y"])
+    with pytest.raises(ValueError, match="no 2-D map"):
+        ex.refresh_columns()
+    analysis.table = t.drop(columns=["loss"])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['loss'\]"):
+        ex.refresh_columns()
+    assert ex.stats["selection"]["errors"] == 0
+    np.testing.assert_array_equal(ex.selection, np.arange(40))
 
 
 def test_confusions_with_many_classes_need_no_n_squared_table() -> None:

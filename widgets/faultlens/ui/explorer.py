@@ -64,6 +64,22 @@ _VIRIDIS_ANCHORS = [
 
 _SLICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
 _CORE_NEEDED = ["id", "label", "pred", "confidence", "loss", "correct", "x", "y"]
+
+
+def _check_core_columns(table: Any) -> None:
+    """Raise a ValueError naming what the explorer needs and the table lacks, and how to get it."""
+    missing = [c for c in _CORE_NEEDED if c not in table.columns]
+    if "x" in missing or "y" in missing:
+        msg = (
+            "this analysis has no 2-D map (no 'x'/'y' columns): make it with "
+            "faultlens.analyze(), or set analysis.table['x'] and analysis.table['y'] yourself"
+        )
+        raise ValueError(msg)
+    if missing:
+        msg = f"the analysis table lacks column(s) {missing}: is it a faultlens Analysis table?"
+        raise ValueError(msg)
+
+
 _NOT_COLOURS = {"id", "path", "x", "y", "source_index", "label_name", "pred_name"}
 _FILTER_CORRECT = ("all", "correct", "incorrect")
 #: The colour option that colours by discovered slice (argmax membership >= 0.5, else "none").
@@ -191,7 +207,9 @@ class Explorer(anywidget.AnyWidget):
         The analysis to explore (its table needs ``x``/``y`` map coordinates).
     color_by:
         ``"correct"`` (default), ``"loss"``, ``"confidence"``, ``"label"``, ``"pred"`` or any other
-        column of ``analysis.table``.
+        column of ``analysis.table`` but the identifiers and positions (``id``, ``path``, ``x``,
+        ``y``, ``source_index``; ``label_name``/``pred_name`` are ``label``/``pred``); the choices
+        are in ``color_options``.
     classes, correct, confidence:
         The initial filter: class indices or names to show (default all), ``"all"``, ``"correct"``
         or ``"incorrect"``, and a ``(low, high)`` confidence range.
@@ -214,6 +232,9 @@ class Explorer(anywidget.AnyWidget):
         the points under it, so a region half full of errors looks half red instead of whichever
         point was drawn last. Selected points are always drawn on top, one by one. Statistics
         always use every point.
+    thumb_size, cache_size:
+        Pixels a side of the grid's thumbnails (read from the analysis's thumbnail store when it
+        holds that size, else rendered), and how many encoded thumbnails stay in memory (LRU).
 
     Examples
     --------
@@ -344,16 +365,7 @@ class Explorer(anywidget.AnyWidget):
         phrases: Sequence[str] = (),
     ) -> None:
         table = analysis.table
-        missing = [c for c in _CORE_NEEDED if c not in table.columns]
-        if "x" in missing or "y" in missing:
-            msg = (
-                "this analysis has no 2-D map (no 'x'/'y' columns): make it with "
-                "faultlens.analyze(), or set analysis.table['x'] and analysis.table['y'] yourself"
-            )
-            raise ValueError(msg)
-        if missing:
-            msg = f"the analysis table lacks column(s) {missing}: is it a faultlens Analysis table?"
-            raise ValueError(msg)
+        _check_core_columns(table)
         n = len(table)
         if n == 0:
             msg = "the analysis has no rows: there is nothing to explore"
@@ -860,10 +872,7 @@ class Explorer(anywidget.AnyWidget):
                 "(refresh_columns only re-reads columns of the same rows)"
             )
             raise ValueError(msg)
-        missing = [c for c in _CORE_NEEDED if c not in table.columns]
-        if missing:
-            msg = f"the analysis table lacks column(s) {missing}"
-            raise ValueError(msg)
+        _check_core_columns(table)
         cols = _read_columns(table, len(self.class_names))  # checked before anything changes
         with self.hold_sync():
             self._set_columns(cols)
@@ -1357,8 +1366,9 @@ class Explorer(anywidget.AnyWidget):
         self.status = self._noted(f"deleted slice {name!r}")
 
     def slice_frame(self, name: str) -> pd.DataFrame:
-        """``id``, ``path``, ``label``/``label_name``, ``pred``/``pred_name``, ``confidence``,
-        ``correct`` and ``row`` of the saved slice ``name``."""
+        """``row`` (the table row), then ``id``, ``path``, ``label``/``label_name``,
+        ``pred``/``pred_name``, ``confidence``, ``loss`` and ``correct`` of the saved slice
+        ``name``."""
         rows = self.slice_rows(name).astype(np.intp)
         cols = [c for c in ("id", "path", "label", "label_name", "pred", "pred_name", "confidence",
                             "loss", "correct") if c in self.analysis.table.columns]  # fmt: skip
