@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     df = run(ap.parse_args().seeds)
     table = df.groupby(["kind", "setting", "method"])[["ap", "p_at_10"]].mean().unstack().round(2)
-    table["slice %"] = (100 * df.groupby(["kind", "setting"]).slice_fraction.mean()).round(1)
+    table[("slice %", "")] = (100 * df.groupby(["kind", "setting"]).slice_fraction.mean()).round(1)
     print(table.to_string())
     summary = df.groupby("method").agg(
         ap=("ap", "mean"),

@@ -36,6 +36,22 @@ def demo(
 
     ``folder`` defaults to ``<cache>/demo-analysis``. The table carries the planted truth:
     ``cue``, ``small`` and ``planted_group`` columns.
+
+    Parameters
+    ----------
+    cache_dir:
+        The artifact cache (default ``$FAULTLENS_CACHE``, else the user cache folder); the trained
+        CNN, the embeddings and the map are kept there, so a second call only loads them.
+    folder:
+        Where the analysis is saved.
+    n_test_per_class:
+        Test images per class that are analysed (the full test split holds 1,000; 400 by default).
+    seed:
+        Seeds the planted cues, the sampling and the CNN's training.
+    force:
+        Recompute everything instead of reading the cache.
+    progress:
+        Print what runs (training epochs, embedding, the map) and the summary.
     """
     store = ArtifactStore(cache_dir)
     say = print if progress else (lambda *_a, **_k: None)

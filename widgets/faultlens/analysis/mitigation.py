@@ -1,7 +1,7 @@
 """Mitigation preview: retrain only the classifier's last linear layer and report what it buys.
 
 Two recipes, both starting **from the original head** (retraining from scratch on low-spuriosity
-images alone can reverse the bias, METHODS.md B.4):
+images alone can reverse the bias, as Spuriosity Rankings reports):
 
 - ``"low_spuriosity"`` (Spuriosity Rankings, ``mitigate_biases``): fine-tune on the ``per_class``
   least spurious training images of each class that has features marked spurious (a random

@@ -1,7 +1,7 @@
 """Neural features, activation maps, Grad-CAM, spuriosity rankings and the spurious gap.
 
 After Salient ImageNet (Singla & Feizi, ICLR 2022) and Spuriosity Rankings (Moayeri et al.,
-NeurIPS 2023); see METHODS.md A.3, A.4 and A.11.
+NeurIPS 2023), and Grad-CAM (Selvaraju et al., ICCV 2017).
 
 - A **neural feature** is one channel of a named layer: a conv layer's B×C×H×W output, or a ViT
   block's B×T×C tokens (a CLS token is dropped when T−1 is a square; the rest is reshaped to a grid).

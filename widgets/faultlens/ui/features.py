@@ -60,6 +60,13 @@ class FeatureBrowser(anywidget.AnyWidget):
     k, gap_k:
         Images shown per end (top/bottom), and images per end for the accuracy gap (clamped to half
         the class).
+    strip_size:
+        Images in the class's spuriosity-ranked strip (spread evenly over the ranking).
+    tile_size:
+        The least width in pixels an image and its activation map are shown at (smaller images
+        are scaled up, pixel for pixel; bigger ones keep their size).
+    batch_size:
+        Images per forward pass when computing activations and maps.
     """
 
     _esm = _STATIC / "features.js"
