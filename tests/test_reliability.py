@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
@@ -78,6 +78,8 @@ _dtypes = st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int32
 
 
 @settings(max_examples=200, deadline=None)
+@example(np.array([[-1.3344407e36]], dtype=np.float32))  # overflowed when scaled by 255
+@example(np.array([[0.5, -1e308]], dtype=np.float64))
 @given(
     arrays(
         _dtypes,

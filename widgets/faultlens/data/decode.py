@@ -200,8 +200,10 @@ def array_to_rgb(arr: np.ndarray) -> Image.Image:
         if not np.isfinite(a).all():
             msg = "array contains NaN or inf pixels"
             raise ImageDecodeError(msg)
-        scale = 255.0 if a.max(initial=0.0) <= 1.0 + 1e-6 else 1.0
-        a = np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+        # clipped before scaling: a huge negative value times 255 would overflow float32
+        if a.max(initial=0.0) <= 1.0 + 1e-6:
+            a = np.clip(a, 0.0, 1.0) * 255.0
+        a = np.rint(np.clip(a, 0, 255)).astype(np.uint8)
     elif a.dtype != np.uint8:
         a = np.clip(a, 0, 255).astype(np.uint8)
     img = Image.fromarray(np.ascontiguousarray(a))
