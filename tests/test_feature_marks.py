@@ -70,3 +70,26 @@ def test_memory_marks_move_into_the_folder_on_save(
     assert fb.mark == "core"
     fb.mark = ""  # later edits go to the file
     assert (c, f1) not in _marks(path)
+
+
+def test_malformed_marks_in_the_file_are_ignored_kept_and_named(
+    browser: tuple[Analysis, Any], tmp_path: Path
+) -> None:
+    a, fb = browser
+    folder = tmp_path / "an"
+    folder.mkdir()
+    good = {"layer": "conv", "class": 1, "feature": 2, "mark": "spurious"}
+    bad = [{"layer": "conv", "feature": 3, "mark": "core"},  # no class
+           {"layer": "conv", "class": "x", "feature": 1, "mark": "core"},
+           {"layer": "conv", "class": 0, "feature": 1, "mark": "maybe"}, "not a dict"]  # fmt: skip
+    (folder / "annotations.json").write_text(json.dumps({"format": 1, "marks": [good, *bad]}))
+    a.save(folder)
+    fb.refresh_marks()
+    assert fb.spurious_features() == {1: [2]}
+    assert "4 entry(ies)" in fb.status and "ignored" in fb.status
+    fb.set_mark(0, 5, "core")  # a new mark: the file keeps the entries it could not use
+    stored = json.loads((folder / "annotations.json").read_text())["marks"]
+    assert all(b in stored for b in bad) and good in stored
+    assert fb.spurious_features() == {1: [2]} and (0, 5) in {
+        (m["class"], m["feature"]) for m in fb.annotations
+    }

@@ -120,6 +120,20 @@ def test_report_without_slices_folder_or_descriptions(tmp_path: Path) -> None:
     assert "No slices saved" in doc and "Discovered slices" not in doc
 
 
+def test_slice_rows_outside_the_table_are_named_and_nothing_is_written(tmp_path: Path) -> None:
+    a = make_analysis(tmp_path / "a", ["a", "b", "c"])
+    n = len(a)
+    out = tmp_path / "r.html"
+    for slices, message in [
+        ({"mine": [0, 1, n]}, rf"slice 'mine': row {n} is outside the table's rows 0\.\.{n - 1}"),
+        ({"neg": [-1]}, r"slice 'neg': row -1 is outside"),
+        ({"floats": [0.5, 1.5]}, r"slice 'floats': rows must be a 1-D list of table row numbers"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            write_report(a, out, slices=slices, descriptions=False)
+    assert not out.exists()
+
+
 @pytest.mark.ui
 def test_report_renders_in_chromium_without_network(report: tuple[Path, Analysis]) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")

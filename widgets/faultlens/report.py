@@ -187,19 +187,37 @@ def _saved_slices(analysis: Any, explorer: Any) -> list[tuple[str, np.ndarray, s
     return out
 
 
-def _as_slices(slices: Any) -> list[tuple[str, np.ndarray, str, Any]]:
-    """Discovered slices: :class:`Slice` objects, or ``{name: rows}``."""
+def _as_slices(slices: Any, n: int) -> list[tuple[str, np.ndarray, str, Any]]:
+    """Discovered slices: :class:`Slice` objects, or ``{name: rows}``; each slice's rows must
+    be table rows (whole numbers in ``0..n-1``), else a ValueError names the slice."""
     if slices is None:
         return []
-    out = []
     if isinstance(slices, Mapping):
-        for name, rows in slices.items():
-            out.append((str(name), np.asarray(rows, dtype=np.intp), "", None))
-        return out
-    for i, s in enumerate(slices):
-        name = getattr(s, "name", f"slice {i}")
-        rows = np.asarray(getattr(s, "indices", s), dtype=np.intp)
-        out.append((str(name), rows, str(getattr(s, "method", "")), s))
+        items = [(str(name), rows, "", None) for name, rows in slices.items()]
+    else:
+        items = [
+            (str(getattr(s, "name", f"slice {i}")), getattr(s, "indices", s),
+             str(getattr(s, "method", "")), s)
+            for i, s in enumerate(slices)
+        ]  # fmt: skip
+    out = []
+    for name, raw, method, obj in items:
+        rows = np.asarray(raw)
+        if rows.size and (rows.ndim != 1 or rows.dtype.kind not in "iu"):
+            msg = (
+                f"slice {name!r}: rows must be a 1-D list of table row numbers, got "
+                f"{rows.dtype} of shape {rows.shape}"
+            )
+            raise ValueError(msg)
+        rows = rows.astype(np.intp).reshape(-1)
+        outside = rows[(rows < 0) | (rows >= n)]
+        if len(outside):
+            msg = (
+                f"slice {name!r}: row {int(outside[0])} is outside the table's rows 0..{n - 1} "
+                f"({len(outside)} such rows)"
+            )
+            raise ValueError(msg)
+        out.append((name, rows, method, obj))
     return out
 
 
@@ -255,6 +273,7 @@ def write_report(
 
     path = Path(path)
     t = analysis.table
+    found = _as_slices(slices, len(t))  # checked before any work
     names = [str(c) for c in analysis.class_names]
     explorer = Explorer(analysis, color_by=color_by)
     map_png = explorer.render_png(width=900, height=560)
@@ -313,7 +332,6 @@ def write_report(
             body.append(_thumbs(analysis, order, thumbnails))
         body.append("</div>")
 
-    found = _as_slices(slices)
     if found:
         body.append("<h2>Discovered slices</h2>")
         body.append("<p class='muted'>Found automatically (most erroneous first); thumbnails "

@@ -345,7 +345,8 @@ class FeatureBrowser(anywidget.AnyWidget):
         folder's annotations file, write it and forget the memory copy. Where both mark the same
         (layer, class, feature) differently, the more recently updated mark is kept (the memory one
         on a tie) and ``status`` names the ones replaced."""
-        merged = {_mark_key(m): m for m in stored}
+        merged = {_mark_key(m): m for m in stored if _valid_mark(m)}
+        unusable = [m for m in stored if not _valid_mark(m)]  # kept as they are
         replaced = []
         for m in self._memory_marks:
             key = _mark_key(m)
@@ -358,7 +359,7 @@ class FeatureBrowser(anywidget.AnyWidget):
                 replaced.append(f"{key[1]}/{key[2]}: {m['mark']!r} replaced the file's "
                                 f"{old['mark']!r}")  # fmt: skip
             merged[key] = m
-        marks = list(merged.values())
+        marks = list(merged.values()) + unusable
         n = len(self._memory_marks)
         try:
             write_json(path, {"format": 1, "marks": marks})
@@ -387,7 +388,17 @@ class FeatureBrowser(anywidget.AnyWidget):
                 self._syncing = False
 
     def _layer_marks(self) -> list[dict[str, Any]]:
-        return [m for m in self._all_marks() if m.get("layer") == self.layer]
+        """This layer's well-formed marks. Entries of the file that are not (a hand edit, another
+        version) are not used, but are kept in the file when it is written again."""
+        marks = self._all_marks()
+        bad = [m for m in marks if not _valid_mark(m)]
+        if len(bad) != getattr(self, "_bad_marks_said", 0):  # say it once, not on every read
+            self._bad_marks_said = len(bad)
+            self.status = (
+                f"{ANNOTATIONS_FILE}: {len(bad)} entry(ies) without a layer, class, feature and "
+                "'core'/'spurious' mark are ignored (kept in the file)"
+            )
+        return [m for m in marks if _valid_mark(m) and m["layer"] == self.layer]
 
     def _mark_lookup(self) -> dict[tuple[int, int], str]:
         return {(int(m["class"]), int(m["feature"])): m["mark"] for m in self._layer_marks()}
@@ -401,8 +412,7 @@ class FeatureBrowser(anywidget.AnyWidget):
         cls, feature = int(cls), int(feature)
         marks = [
             m for m in self._all_marks()
-            if not (m.get("layer") == self.layer and int(m["class"]) == cls
-                    and int(m["feature"]) == feature)
+            if not (_valid_mark(m) and _mark_key(m) == (self.layer, cls, feature))
         ]  # fmt: skip
         if mark:
             marks.append({
@@ -557,6 +567,16 @@ class FeatureBrowser(anywidget.AnyWidget):
 
 def _mark_key(m: dict[str, Any]) -> tuple[str, int, int]:
     return (str(m.get("layer")), int(m["class"]), int(m["feature"]))
+
+
+def _valid_mark(m: Any) -> bool:
+    """A mark entry this browser can use: a layer name, integer class and feature, a known mark."""
+    if not isinstance(m, dict) or not isinstance(m.get("layer"), str) or m.get("mark") not in MARKS:
+        return False
+    try:
+        return int(m["class"]) >= 0 and int(m["feature"]) >= 0
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _png(rgb: np.ndarray) -> bytes:
