@@ -23,7 +23,9 @@ from faultlens.analysis.projection import (
     start_warmup,
 )
 from faultlens.data import demo as demo_data
+from faultlens.data.sources import ArraySource
 from faultlens.models.demo_cnn import accuracy, trained_cnn
+from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
 from tests.conftest import blob_images, tiny_transform
 
@@ -265,6 +267,15 @@ def test_analyze_bad_arguments(tiny_net) -> None:
         )
     with pytest.raises(FileNotFoundError, match="not a faultlens analysis folder"):
         faultlens.load("/nonexistent/folder")
+    arrays = {"labels": labels, "probs": np.full((6, 3), 1 / 3), "progress": False}
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match=rf"batch_size={bad!r}: pass a whole number"):
+            faultlens.analyze(imgs, embeddings=np.zeros((6, 4)), batch_size=bad, **arrays)
+    for emb in (np.zeros(6), np.zeros((6, 0)), np.zeros((6, 2, 2))):
+        with pytest.raises(ValueError, match=r"embeddings must be \(n_images, dim\)"):
+            faultlens.analyze(imgs, embeddings=emb, **arrays)
+    with pytest.raises(ValueError, match="shard_size=0"):
+        run_models(ArraySource(imgs, labels), {}, shard_size=0, thumbnails=16, progress=False)
 
 
 def test_user_arrays_only(tmp_path: Path) -> None:

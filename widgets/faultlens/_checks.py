@@ -23,3 +23,11 @@ def finite_matrix(
         msg = f"{name} row {bad[0]} has NaN or inf ({len(bad)} such rows){hint}"
         raise ValueError(msg)
     return a
+
+
+def whole_number(value: Any, name: str, *, at_least: int = 1) -> int:
+    """``value`` as an int, when it is a whole number (not a bool) of at least ``at_least``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < at_least:
+        msg = f"{name}={value!r}: pass a whole number, at least {at_least}"
+        raise ValueError(msg)
+    return int(value)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from faultlens._checks import whole_number
 from faultlens._version import __version__
 from faultlens.analysis.projection import DEFAULT_FIT_SAMPLE, project, start_warmup
 from faultlens.data.decode import decode_image, encode_thumbnail
@@ -556,13 +557,7 @@ def analyze(
     if embedder is None and embeddings is None:
         msg = "pass embedder= (or leave the offline default) or embeddings="
         raise TypeError(msg)
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        msg = f"batch_size={batch_size!r}: pass a whole number of images per batch, at least 1"
-        raise ValueError(msg)
+    batch_size = whole_number(batch_size, "batch_size")  # checked before any work
     if embeddings is not None:
         shape = np.shape(embeddings)
         if len(shape) != 2 or shape[1] < 1:

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from faultlens._checks import whole_number
 from faultlens.data.decode import ImageDecodeError, encode_thumbnail
 from faultlens.data.sources import ImageSource, load_image
 from faultlens.models.base import BatchModel
@@ -321,10 +322,8 @@ def run_models(
     With ``thumbnails`` (pixels a side), each image's thumbnail is encoded in the same pass and
     stored beside the outputs (``RunResult.thumbnails``); ``models`` may then be empty.
     """
-    for name, value in (("batch_size", batch_size), ("shard_size", shard_size)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            msg = f"{name}={value!r}: pass a whole number, at least 1"
-            raise ValueError(msg)
+    batch_size = whole_number(batch_size, "batch_size")
+    shard_size = whole_number(shard_size, "shard_size")
     store = store or ArtifactStore()
     arrays, missing = open_outputs(source, models, store, shard_size, force=force)
     thumbs, thumbs_missing = (
