@@ -377,7 +377,7 @@ class FeatureBrowser(anywidget.AnyWidget):
         move into ``<folder>/annotations.json``."""
         with self.hold_sync():
             self.annotations = self._layer_marks()
-            lookup = self._mark_lookup()
+            lookup = self._mark_lookup(self.annotations)  # the file read once
             self.features = [{**f, "mark": lookup.get((self.class_index, f["feature"]), "")}
                              for f in self.features]  # fmt: skip
             self._update_strip()
@@ -400,8 +400,10 @@ class FeatureBrowser(anywidget.AnyWidget):
             )
         return [m for m in marks if _valid_mark(m) and m["layer"] == self.layer]
 
-    def _mark_lookup(self) -> dict[tuple[int, int], str]:
-        return {(int(m["class"]), int(m["feature"])): m["mark"] for m in self._layer_marks()}
+    def _mark_lookup(self, marks: list[dict[str, Any]] | None = None) -> dict[tuple[int, int], str]:
+        """``{(class, feature): mark}`` of this layer's ``marks`` (default: read them)."""
+        marks = self._layer_marks() if marks is None else marks
+        return {(int(m["class"]), int(m["feature"])): m["mark"] for m in marks}
 
     def set_mark(self, cls: int, feature: int, mark: str) -> None:
         """Mark (class, feature) of this layer ``"core"`` or ``"spurious"`` (``""`` removes it);
@@ -429,7 +431,7 @@ class FeatureBrowser(anywidget.AnyWidget):
             self.status = f"saved {cls}/{feature} = {mark or '(none)'} to {path.name}"
         with self.hold_sync():
             self.annotations = self._layer_marks()
-            lookup = self._mark_lookup()
+            lookup = self._mark_lookup(self.annotations)  # the file read once
             self.features = [{**f, "mark": lookup.get((self.class_index, f["feature"]), "")}
                              for f in self.features]  # fmt: skip
             if cls == self.class_index:
