@@ -11,7 +11,8 @@ images alone can reverse the bias, as Spuriosity Rankings reports):
   score (``flags``) weighted ``upweight`` times.
 
 The head is trained on its own inputs (captured with a pre-hook on the ``nn.Linear``), so the
-preview is exact and takes seconds: the rest of the network is frozen.
+preview is exact and cheap: the rest of the network is frozen and runs once over each split. On the
+demo (12,000 training images, 2 CPU cores) a preview takes 10-45 s, most of it that one pass.
 """
 
 from __future__ import annotations
