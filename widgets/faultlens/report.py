@@ -334,8 +334,10 @@ def write_report(
 
     if found:
         body.append("<h2>Discovered slices</h2>")
-        body.append("<p class='muted'>Found automatically (most erroneous first); thumbnails "
-                    "are the most typical members. Descriptions say where they come from.</p>")  # fmt: skip
+        body.append("<p class='muted'>Found automatically, in the order the method ranks them "
+                    "(Domino's mixture: by how far predictions depart from labels; the others: most "
+                    "errors first); thumbnails are the most typical members. Descriptions say where "
+                    "they come from.</p>")  # fmt: skip
     for name, rows, method, obj in found:
         how = f" <span class='muted'>({_esc(method)})</span>" if method else ""
         body.append(f"<div class='slice'><h3>{_esc(name)}{how}</h3>")

@@ -285,7 +285,10 @@ def discover(
     threshold: float = 0.5,
     **options: Any,
 ) -> list[Slice]:
-    """Find up to ``n_slices`` failure slices, most erroneous first.
+    """Find up to ``n_slices`` failure slices. Order: ``"mixture"`` keeps Domino's ranking (how
+    far the component's mean prediction departs from its mean label, see
+    :class:`ErrorAwareMixture`); the other methods put the most errors first (then the highest
+    error rate).
 
     ``fitted``: a slicer fitted on another split (an :class:`ErrorAwareMixture` for ``"mixture"``,
     :class:`~faultlens.analysis.errors.FailureDirections` for ``"failure_directions"``); without it
