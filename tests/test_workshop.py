@@ -24,8 +24,9 @@ SOLUTIONS = WORKSHOP / "faultlens-workshop-solutions.ipynb"
 ANSWER = re.compile(r"^(\w+) = \.\.\.$", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def checks():
+    """A fresh copy of the module for each test: it remembers the logo feature it accepted."""
     spec = importlib.util.spec_from_file_location("workshop_checks", WORKSHOP / "checks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -90,7 +91,7 @@ def test_every_check_waits_for_an_attempt(checks, capsys) -> None:
     checks.check_error_rate(a, [0], ...)
     checks.check_slice_group(a, None, ...)
     checks.check_logo_feature(None, None, ...)
-    checks.check_gap(None, None, None, None, ...)
+    checks.check_gap(None, None, None, None, ..., 50)
     checks.check_mitigation(...)
     assert capsys.readouterr().out.count("not attempted yet") == 7
 
@@ -133,8 +134,9 @@ def test_flagged_takes_every_form_of_the_lowest_ten_percent(checks, capsys) -> N
         (lambda s: np.flatnonzero(s < np.nanquantile(s, 0.1))[:-1].astype(float), "row indices"),
         (lambda s: (s < np.nanquantile(s, 0.1))[:-1], "one entry per row"),
         (lambda s: np.array([], dtype=int), "empty"),
+        (lambda s: np.repeat(np.flatnonzero(s < np.nanquantile(s, 0.1)), 2), "more than once"),
     ],
-    ids=["5%", "20%", "highest", "nan-first", "floats", "short-mask", "empty"],
+    ids=["5%", "20%", "highest", "nan-first", "floats", "short-mask", "empty", "repeated"],
 )
 def test_flagged_fails_wrong_answers_with_a_hint(checks, make, hint) -> None:
     a = _analysis()
@@ -195,31 +197,60 @@ def _planted_gap_inputs(n: int = 1000, feature: int = 7, seed: int = 2):
     return acts, labels, correct, feature
 
 
-def test_gap_accepts_the_gap_for_any_k_and_refuses_numbers_typed_in(checks, capsys) -> None:
+def _accept_logo(checks, feature: int, n_features: int = 16) -> None:
+    """Part 4's check accepts ``feature`` (planted as the one that rises with the logo)."""
+    plain = np.random.default_rng(3).random((40, n_features))
+    logo = plain.copy()
+    logo[:, feature] += 2.0
+    checks.check_logo_feature(plain, logo, feature)
+
+
+def _gap(acts, labels, correct, feature: int, k: int) -> float:
+    return sp.spurious_gap(sp.spuriosity(acts, labels, {CUE_CLASS: [feature]}), correct, labels,
+                           k=k)[CUE_CLASS]  # fmt: skip
+
+
+@pytest.mark.parametrize("K", [25, 50])
+def test_gap_is_graded_for_the_notebooks_k(checks, capsys, K: int) -> None:
     acts, labels, correct, f = _planted_gap_inputs()
-    score = sp.spuriosity(acts, labels, {CUE_CLASS: [f]})
-    for k in (10, 25, 50):
-        gap = sp.spurious_gap(score, correct, labels, k=k)[CUE_CLASS]
-        assert gap > 20
-        checks.check_gap(acts, labels, correct, f, gap)
-        assert "✅" in capsys.readouterr().out
+    _accept_logo(checks, f)
+    capsys.readouterr()
+    for k in {K, 50}:  # the notebook's K, or spurious_gap's default
+        checks.check_gap(acts, labels, correct, f, _gap(acts, labels, correct, f, k), K)
+        assert f"(k={k})" in capsys.readouterr().out
         with pytest.raises(AssertionError, match="in points"):
-            checks.check_gap(acts, labels, correct, f, gap / 100)
+            checks.check_gap(acts, labels, correct, f, _gap(acts, labels, correct, f, k) / 100, K)
+    right = {_gap(acts, labels, correct, f, k) for k in {K, 50}}
+    other = _gap(acts, labels, correct, f, 10)
+    assert other not in right
     with pytest.raises(AssertionError, match="is not Shirt's spurious gap"):
-        checks.check_gap(acts, labels, correct, f, 55.5)  # a number typed in
+        checks.check_gap(acts, labels, correct, f, other, K)  # another k than the one asked for
 
 
-def test_gap_with_the_wrong_feature_is_caught(checks) -> None:
+def test_gap_refuses_numbers_typed_in(checks) -> None:
     acts, labels, correct, f = _planted_gap_inputs()
+    _accept_logo(checks, f)
+    right = {_gap(acts, labels, correct, f, k) for k in (25, 50)}
+    passed = []
+    for typed in range(101):  # every whole number of points a learner might type
+        try:
+            checks.check_gap(acts, labels, correct, f, float(typed), 25)
+            passed.append(typed)
+        except AssertionError:
+            pass
+    # only the true gaps pass (typing the right value cannot be told from computing it)
+    assert len(passed) <= 2 and all(min(abs(v - r) for r in right) < 1e-6 for v in passed)
+
+
+def test_gap_needs_the_logo_feature_part_4_accepted(checks) -> None:
+    acts, labels, correct, f = _planted_gap_inputs()
+    gap = _gap(acts, labels, correct, f, 50)
+    with pytest.raises(AssertionError, match="run Part 4's check"):
+        checks.check_gap(acts, labels, correct, f, gap, 50)  # Part 4 not checked yet
+    _accept_logo(checks, f)
     wrong = f + 1
-    score = sp.spuriosity(acts, labels, {CUE_CLASS: [wrong]})
-    small = sp.spurious_gap(score, correct, labels, k=50)[CUE_CLASS]
-    assert abs(small) < 20
-    with pytest.raises(AssertionError, match="Part 4"):
-        checks.check_gap(acts, labels, correct, wrong, small)  # consistent, but not the logo
-    right = sp.spurious_gap(sp.spuriosity(acts, labels, {CUE_CLASS: [f]}), correct, labels, k=50)
-    with pytest.raises(AssertionError, match="is not Shirt's spurious gap"):
-        checks.check_gap(acts, labels, correct, wrong, right[CUE_CLASS])  # another feature's gap
+    with pytest.raises(AssertionError, match=f"accepted feature {f}"):
+        checks.check_gap(acts, labels, correct, wrong, _gap(acts, labels, correct, wrong, 50), 50)
 
 
 def _result(rows: dict[str, tuple[float, float]]) -> SimpleNamespace:
@@ -235,8 +266,10 @@ def _result(rows: dict[str, tuple[float, float]]) -> SimpleNamespace:
 def test_mitigation(checks, capsys) -> None:
     group = "group shirt_without_logo (%)"
     checks.check_mitigation(_result({"overall (%)": (73, 74), group: (0, 31)}))
-    assert "0% → 31%" in capsys.readouterr().out
+    assert "0.0% → 31.0%" in capsys.readouterr().out
     with pytest.raises(AssertionError, match=re.escape("groups=test.planted_group")):
         checks.check_mitigation(_result({"overall (%)": (73, 74)}))
     with pytest.raises(AssertionError, match="logo_feature"):
         checks.check_mitigation(_result({group: (10, 8)}))
+    with pytest.raises(AssertionError, match="less than 5 points"):  # e.g. a feature not the logo
+        checks.check_mitigation(_result({group: (0, 0.3)}))

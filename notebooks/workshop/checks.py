@@ -1,13 +1,26 @@
 """Checks for the faultlens workshop. Each ``check_*`` says "not attempted yet" while the answer is
 still ``...`` and otherwise asserts, with a hint, that the answer is right. The checks recompute
 the answer from the inputs they are given, so a number typed in does not pass, and they accept
-every correct form of an answer (row indices or a boolean mask, any sensible ``k``)."""
+every correct form of an answer (row indices or a boolean mask, ``<`` or ``<=`` at a quantile).
+The logo feature that Part 4's check accepts is remembered, and Parts 5 and 6 are graded against it."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+
+__all__ = [
+    "check_error_rate",
+    "check_flagged",
+    "check_gap",
+    "check_logo_feature",
+    "check_mitigation",
+    "check_slice_group",
+    "check_worst_class",
+]
+
+_verified: dict[str, int] = {}  # answers a check has accepted, for the later parts
 
 
 def _todo(answer: object) -> bool:
@@ -31,6 +44,9 @@ def _rows(flagged: object, n: int) -> np.ndarray:
         return np.flatnonzero(flagged)
     assert flagged.ndim == 1 and np.issubdtype(flagged.dtype, np.integer), (
         "flagged should be row indices (e.g. np.flatnonzero(mask)) or a boolean mask"
+    )
+    assert len(np.unique(flagged)) == len(flagged), (
+        "flagged names some rows more than once: each row once (np.unique(flagged))"
     )
     return flagged
 
@@ -59,8 +75,9 @@ def check_flagged(analysis, flagged) -> None:
     assert np.isfinite(scores[rows]).all(), (
         "some flagged rows have no score (NaN): compare with np.nanquantile, NaN < q is False"
     )
-    # "the 10 % lowest" up to how the boundary is drawn (< or <=, quantile or a count of 10 %)
-    low, high = np.nanquantile(scores, [0.09, 0.11])
+    # "the 10 % lowest" up to how the boundary is drawn: < or <=, the quantile or a count of 10 %
+    # (of the scored rows or of all rows, which is up to 12 % of the scored ones here)
+    low, high = np.nanquantile(scores, [0.08, 0.12])
     assert np.all(scores[rows] <= high), (
         "some flagged rows score above the lowest 10 %: keep scores < np.nanquantile(scores, 0.1)"
     )
@@ -121,44 +138,49 @@ def check_logo_feature(nf_acts_plain, nf_acts_logo, logo_feature) -> None:
         f"feature {int(logo_feature)} is not the one whose activation rises most with the logo: "
         "average acts_logo - acts_plain over the images (axis=0), then argmax over the features"
     )
+    _verified["logo_feature"] = want
     _ok(f"feature {want} responds to the logo (mean rise {diff[want]:.2f})")
 
 
-def _shirt_gaps(acts, labels, correct, logo_feature) -> dict[int, float]:
-    """Shirt's spurious gap for every k, ranking by the logo feature."""
+def _logo_feature_checked(logo_feature) -> int:
+    assert "logo_feature" in _verified, "run Part 4's check (check_logo_feature) first"
+    want = _verified["logo_feature"]
+    assert int(logo_feature) == want, (
+        f"logo_feature is {int(logo_feature)}, but Part 4's check accepted feature {want}: "
+        "rerun Part 4 and use its answer"
+    )
+    return want
+
+
+def _shirt_gap(acts, labels, correct, feature: int, k: int) -> float:
+    """Shirt's spurious gap ranking by one feature, as the notebook computes it."""
     from faultlens.analysis import spurious as sp
     from faultlens.data.demo import CUE_CLASS
 
     labels = np.asarray(labels)
-    score = sp.spuriosity(np.asarray(acts), labels, {CUE_CLASS: [int(logo_feature)]})
-    n = int(np.sum((labels == CUE_CLASS) & np.isfinite(score)))
+    score = sp.spuriosity(np.asarray(acts), labels, {CUE_CLASS: [feature]})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return {
-            k: sp.spurious_gap(score, correct, labels, k=k, classes=[CUE_CLASS])[CUE_CLASS]
-            for k in range(1, n // 2 + 1)
-        }
+        warnings.simplefilter("ignore")  # k clamped for a small class: the notebook's warning
+        return sp.spurious_gap(score, correct, labels, k=k, classes=[CUE_CLASS])[CUE_CLASS]
 
 
-def check_gap(acts, labels, correct, logo_feature, gap_points) -> None:
+def check_gap(acts, labels, correct, logo_feature, gap_points, k) -> None:
+    """Graded for the ``k`` the notebook sets (``K``), or spurious_gap's default of 50."""
     if _todo(gap_points):
         return
-    gaps = _shirt_gaps(acts, labels, correct, logo_feature)
+    feature = _logo_feature_checked(logo_feature)
+    gaps = {kk: _shirt_gap(acts, labels, correct, feature, kk) for kk in sorted({int(k), 50})}
     got = float(gap_points)
-    same = [k for k, g in gaps.items() if abs(g - got) < 1e-6]
+    same = [kk for kk, g in gaps.items() if abs(g - got) < 1e-6]
     if not same and any(abs(100 * got - g) < 1e-6 for g in gaps.values()):
         raise AssertionError(
             "the gap is in points (0–100), and spurious_gap gives it so: use "
             "gap[SHIRT] as it is, without dividing by 100"
         )
     assert same, (
-        f"{got:.2f} is not Shirt's spurious gap ranked by feature {int(logo_feature)}: score = "
-        "sp.spuriosity(acts, labels, {SHIRT: [logo_feature]}), gap = sp.spurious_gap(score, "
-        "correct, labels, k=K), then gap_points = gap[SHIRT]"
-    )
-    assert got > 20, (
-        f"with feature {int(logo_feature)} the Shirt gap is only {got:.0f} points: is "
-        "logo_feature the one Part 4's check accepted?"
+        f"{got:.2f} is not Shirt's spurious gap ranked by feature {feature} with k={int(k)}: "
+        "score = sp.spuriosity(acts, labels, {SHIRT: [logo_feature]}), gap = "
+        "sp.spurious_gap(score, correct, labels, k=K), then gap_points = gap[SHIRT]"
     )
     _ok(
         f"spurious gap of Shirt: {got:.0f} points (k={same[0]}): the shirts that look most like "
@@ -176,9 +198,9 @@ def check_mitigation(result) -> None:
         f"(its metrics now: {metrics})"
     )
     before, after = result.value(g, "before"), result.value(g, "after")
-    assert after > before, (
-        f"shirts without the logo went {before:.0f}% → {after:.0f}%: the head should be "
-        "retrained against the logo feature: {SHIRT: [logo_feature]}, with train=, val= and "
-        "test= each (to_tensor(images), labels) of their split"
+    assert after - before >= 5, (
+        f"shirts without the logo went {before:.1f}% → {after:.1f}%, less than 5 points: retrain "
+        "the head against the logo feature Part 4's check accepted, {SHIRT: [logo_feature]}, "
+        "with train=, val= and test= each (to_tensor(images), labels) of their split"
     )
-    _ok(f"shirts without the logo: {before:.0f}% → {after:.0f}%")
+    _ok(f"shirts without the logo: {before:.1f}% → {after:.1f}%")
