@@ -88,22 +88,49 @@ def _no_cue_images(d: Demo) -> np.ndarray:
 # --------------------------------------------------------------------------- planted truth
 
 
+def logo_rise(model: nn.Module, layer: str, images: np.ndarray) -> np.ndarray:
+    """Per channel, the mean rise of its pooled activation when the logo is stamped on the same
+    images (paired: the logo is the only difference)."""
+    nf = sp.NeuralFeatures(model, layer)
+    plain = images[:300]
+    a0 = nf.activations(to_tensor(plain))
+    a1 = nf.activations(to_tensor(add_cue(plain, np.ones(len(plain), dtype=bool))))
+    return (a1 - a0).mean(axis=0)
+
+
+#: A channel that rises by this much with the logo responds to it: on the planted CNN 5 of Shirt's
+#: top 10 do (up to 2.27), on the control CNN (logo not correlated with the label) none (at most
+#: 0.62), on an AMD EPYC.
+LOGO_RISE = 1.0
+
+
+def _shirt_top10(d: Demo) -> list[int]:
+    nf = sp.NeuralFeatures(d.model, LAST)
+    return sp.top_features(nf.importance(nf.activations(d.X), d.labels, d.preds), n=10)[CUE_CLASS]
+
+
 @pytest.mark.slow
-def test_cue_feature_is_among_shirt_top10_by_importance(planted: Demo) -> None:
-    """The logo unit is among the 10 features the FeatureBrowser lists for Shirt. Not the top 5:
-    which unit learns the logo, and how high, depends on the CPU the CNN was trained on (float
-    rounding of its kernels). On an AMD EPYC the logo unit ranked 7th, with ranks 3-7 within 12 %
-    of each other in importance; on an Intel Xeon it was in the top 5."""
-    k, auc = cue_unit(planted.model, LAST, _no_cue_images(planted))
-    assert auc > 0.7
+def test_a_logo_feature_is_among_shirt_top10_by_importance(planted: Demo, control: Demo) -> None:
+    """Among the 10 features the FeatureBrowser lists for Shirt, the planted CNN has one that
+    responds to the logo and the control CNN none. Not "the logo unit in the top 5": which unit
+    learns the logo, and how high it ranks, depends on the CPU the CNN was trained on (float
+    rounding of its kernels); on an AMD EPYC the unit that best separates logo from no logo
+    (AUROC) ranked 7th, with ranks 3-7 within 12 % of each other in importance."""
+    rise = logo_rise(planted.model, LAST, _no_cue_images(planted))
+    top = _shirt_top10(planted)
+    assert max(rise[top]) >= LOGO_RISE, f"no logo feature in Shirt's top 10 {top}: {rise[top]}"
+    rise_c = logo_rise(control.model, LAST, _no_cue_images(control))
+    assert max(rise_c[_shirt_top10(control)]) < LOGO_RISE
+
+
+@pytest.mark.slow
+def test_importance_is_mean_activation_of_correct_images_times_head_weight(planted: Demo) -> None:
     nf = sp.NeuralFeatures(planted.model, LAST)
     acts = nf.activations(planted.X)
     assert acts.shape == (N_TEST, 64) and acts.dtype == np.float32
     imp = nf.importance(acts, planted.labels, planted.preds)
     assert nf.head is not None and nf.head.name == "head"
     assert imp.shape == (10, 64)
-    top = sp.top_features(imp, n=10)
-    assert k in top[CUE_CLASS], f"cue unit {k} not in Shirt's top 10 {top[CUE_CLASS]}"
     # importance is exactly mean(activation over correct shirts) ⊙ head weight
     m = (planted.labels == CUE_CLASS) & planted.correct
     w = planted.model.head.weight.detach().numpy()[CUE_CLASS]
@@ -470,8 +497,9 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     fb = FeatureBrowser(a, planted.model, LAST, demo_transform, k=4, gap_k=20)
     fb.class_index = CUE_CLASS  # as JS does
     feats = [f["feature"] for f in fb.features]
-    k, _ = cue_unit(planted.model, LAST, _no_cue_images(planted))
-    assert fb.feature == feats[0] and len(feats) == 10 and k in feats  # see the top-10 test
+    rise = logo_rise(planted.model, LAST, _no_cue_images(planted))
+    k = max(feats, key=lambda f: rise[f])  # the listed feature that responds most to the logo
+    assert fb.feature == feats[0] and len(feats) == 10 and rise[k] >= LOGO_RISE  # see top-10 test
     fb.feature = k
     g = fb.groups
     assert g["feature"] == k and len(g["top"]["rows"]) == 4 and len(g["bottom"]["rows"]) == 4
