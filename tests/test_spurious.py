@@ -67,13 +67,20 @@ def control(demo_cache: Path) -> Demo:
     return _demo(False, demo_cache)
 
 
-def cue_unit(model: nn.Module, layer: str, images: np.ndarray) -> tuple[int, float]:
-    """The channel whose pooled activation best separates the same images with and without the
-    logo stamped on (AUROC): the logo is the only difference, so class content cannot confound."""
+def _with_and_without_logo(
+    model: nn.Module, layer: str, images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled activations of 300 images as they are and with the logo stamped on."""
     nf = sp.NeuralFeatures(model, layer)
     plain = images[:300]
     a0 = nf.activations(to_tensor(plain))
-    a1 = nf.activations(to_tensor(add_cue(plain, np.ones(len(plain), dtype=bool))))
+    return a0, nf.activations(to_tensor(add_cue(plain, np.ones(len(plain), dtype=bool))))
+
+
+def cue_unit(model: nn.Module, layer: str, images: np.ndarray) -> tuple[int, float]:
+    """The channel whose pooled activation best separates the same images with and without the
+    logo stamped on (AUROC): the logo is the only difference, so class content cannot confound."""
+    a0, a1 = _with_and_without_logo(model, layer, images)
     y = np.r_[np.zeros(len(a0)), np.ones(len(a1))]
     auc = np.array([roc_auc_score(y, np.r_[a0[:, k], a1[:, k]]) for k in range(a0.shape[1])])
     k = int(np.argmax(auc))
@@ -91,10 +98,7 @@ def _no_cue_images(d: Demo) -> np.ndarray:
 def logo_rise(model: nn.Module, layer: str, images: np.ndarray) -> np.ndarray:
     """Per channel, the mean rise of its pooled activation when the logo is stamped on the same
     images (paired: the logo is the only difference)."""
-    nf = sp.NeuralFeatures(model, layer)
-    plain = images[:300]
-    a0 = nf.activations(to_tensor(plain))
-    a1 = nf.activations(to_tensor(add_cue(plain, np.ones(len(plain), dtype=bool))))
+    a0, a1 = _with_and_without_logo(model, layer, images)
     return (a1 - a0).mean(axis=0)
 
 
