@@ -130,8 +130,9 @@ def test_a_damaged_file_is_kept_aside_not_overwritten(tmp_path: Path) -> None:
     msg = s.save("fresh", [2])  # the status line says where the damaged file went
     aside = list(folder.glob(f"{SLICES_FILE}.damaged-*"))
     assert len(aside) == 1 and aside[0].read_text().startswith('{"slices": {"half"')
-    assert f"kept as {aside[0].name}" in msg and msg.endswith("saved slice 'fresh' (1 images) in "
-                                                              f"{folder / SLICES_FILE}")
+    assert f"kept as {aside[0].name}" in msg and msg.endswith(
+        f"saved slice 'fresh' (1 images) in {folder / SLICES_FILE}"
+    )
     assert s.names() == ["fresh"]
     (folder / SLICES_FILE).write_text('["a list"]')
     s.save("again", [3])
