@@ -61,3 +61,145 @@ def test_row_values_survive_a_round_trip(tmp_path: Path) -> None:
     a = SimpleNamespace(folder=tmp_path, table=table, class_names=["a"])
     SavedSlices(a).save("s", np.array([4, 0], dtype=np.uint32))
     assert SavedSlices(a).rows("s").tolist() == [0, 4]
+
+
+# --------------------------------------------------------------------------- the shard cache
+
+
+class _CountingModel:
+    """A BatchModel that appends each batch's item indices to a log file (every process
+    appends to the same file), and is slow enough for two runs to overlap."""
+
+    id = "counting-model-v1"
+
+    def __init__(self, log: str) -> None:
+        self.log = log
+
+    def transform(self, image):
+        import torch
+
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32)
+        return torch.from_numpy(arr).permute(2, 0, 1)
+
+    def run(self, batch):
+        import time
+
+        time.sleep(0.05)
+        x = batch.numpy()
+        marks = x[:, 0, 0, 0].astype(int)  # each image carries its index in its first pixel
+        with open(self.log, "a") as fh:
+            fh.write("".join(f"{m}\n" for m in marks))
+        return x.reshape(len(x), -1)[:, :6] / 255.0
+
+
+def _images(n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+    imgs[:, 0, 0, 0] = np.arange(n)  # item i is recognisable in the model's log
+    return imgs, np.arange(n) % 3
+
+
+def _compute(cache: str, log: str, barrier, results) -> None:
+    try:
+        from faultlens.data.sources import ArraySource
+        from faultlens.models.runner import run_models
+        from faultlens.store import ArtifactStore
+
+        imgs, labels = _images(96)
+        barrier.wait()
+        out = run_models(ArraySource(imgs, labels), {"m": _CountingModel(log)},
+                         store=ArtifactStore(cache), batch_size=4, shard_size=8,
+                         progress=False, thumbnails=8)  # fmt: skip
+        results.put((out.computed_shards["m"], out.outputs["m"].tobytes(), None))
+    except Exception as exc:
+        results.put(([], b"", repr(exc)))
+
+
+def test_two_processes_filling_one_cache_compute_each_shard_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    cache, log = tmp_path / "cache", tmp_path / "model.log"
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_compute, args=(str(cache), str(log), barrier, results))
+             for _ in range(2)]  # fmt: skip
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert [g[2] for g in got] == [None, None]
+    computed = sorted(s for g in got for s in g[0])
+    assert computed == list(range(12))  # 96 items in shards of 8: each computed by one process
+    seen = [int(x) for x in log.read_text().split()]
+    assert sorted(seen) == list(range(96))  # every item through the model once, none twice
+    assert got[0][1] == got[1][1]  # identical arrays
+    imgs, _ = _images(96)
+    first = np.frombuffer(got[0][1], dtype=np.float32).reshape(96, 6)
+    want = imgs.transpose(0, 3, 1, 2).reshape(96, -1)[:, :6].astype(np.float32) / 255.0
+    assert np.array_equal(first, want)  # and right: the first 6 red values of each image
+    leftovers = [f for f in cache.rglob("*") if f.name.endswith((".tmp", ".new", ".old"))]
+    assert leftovers == []
+
+
+# --------------------------------------------------------------------------- whole folders
+
+
+def _save_folder(folder: str, who: str, barrier) -> None:
+    import time
+
+    from faultlens.store import replace_folder, write_json, write_npy
+
+    def build(tmp: Path) -> None:  # files written one by one, slowly: as a save writes them
+        for name in ("table", "probs", "embeddings", "meta"):
+            write_npy(tmp / f"{name}.npy", np.full(4, ord(who[0]), dtype=np.int64))
+            time.sleep(0.05)
+        write_json(tmp / "analysis.json", {"who": who})
+
+    barrier.wait()
+    for _ in range(5):
+        replace_folder(Path(folder), build, keep=("slices.json",))
+
+
+def test_two_saves_into_one_folder_leave_one_whole_folder(tmp_path: Path) -> None:
+    import json
+    import multiprocessing
+
+    folder = tmp_path / "an"
+    folder.mkdir()
+    (folder / "slices.json").write_text('{"format": 1, "slices": {"kept": {"rows": [1]}}}')
+    (folder / "stale.npy").write_text("left by an older save")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_save_folder, args=(str(folder), who, barrier))
+             for who in ("A", "B")]  # fmt: skip
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    who = json.loads((folder / "analysis.json").read_text())["who"]
+    for name in ("table", "probs", "embeddings", "meta"):  # every file from the same save
+        assert set(np.load(folder / f"{name}.npy").tolist()) == {ord(who)}
+    assert not (folder / "stale.npy").exists()  # nothing of an older save survives
+    assert json.loads((folder / "slices.json").read_text())["slices"] == {"kept": {"rows": [1]}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".an.lock", "an"]  # no temp folders
+
+
+def test_a_failed_build_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    from faultlens.store import replace_folder
+
+    folder = tmp_path / "an"
+    folder.mkdir()
+    (folder / "analysis.json").write_text("old")
+
+    def build(tmp: Path) -> None:
+        (tmp / "analysis.json").write_text("new")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        replace_folder(folder, build)
+    assert (folder / "analysis.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["an"]
+    replace_folder(tmp_path / "new", lambda tmp: (tmp / "x").write_text("1"))
+    assert (tmp_path / "new" / "x").read_text() == "1"

@@ -349,6 +349,194 @@ def npy_shape(path: Path) -> tuple[int, ...]:
     return tuple(shape)
 
 
+# --------------------------------------------------------------------------- locks
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file that guards ``path``: ``.<stem>.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.lock")
+
+
+class FileLock:
+    """An inter-process lock on a file (``filelock``; it dies with its process), made safe for
+    shared folders: the lock file is never a link, is group-writable in a group-shared folder,
+    and when the folder it is in was replaced while waiting (:func:`replace_folder`) the lock is
+    taken again on the file now at that path."""
+
+    def __init__(self, path: Path, timeout: float = LOCK_TIMEOUT) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._lock: Any = None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock (waiting up to ``timeout`` s, or not at all); whether it was taken.
+        ``TimeoutError`` names the file when another process holds it longer."""
+        import filelock
+
+        check_inside(self.path.parent, self.path)
+        mode = 0o664 if group_shared(self.path.parent) else 0o644
+        while True:
+            lock = filelock.FileLock(self.path, timeout=self.timeout if blocking else 0, mode=mode)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                if not blocking:
+                    return False
+                msg = (
+                    f"{self.path.parent} is being written by another process (it holds "
+                    f"{self.path.name} for over {self.timeout:.0f} s); try again"
+                )
+                raise TimeoutError(msg) from None
+            try:  # the same file still at this path: not a folder swapped away meanwhile
+                same = os.stat(lock.lock_file).st_ino == os.lstat(self.path).st_ino
+            except OSError:
+                same = False
+            if same:
+                self._lock = lock
+                return True
+            lock.release()
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class ShardClaims:
+    """Which process computes which shard of one source: one lock file per shard
+    (``shard-XXXXX.lock`` in ``folder``), held while the shard is computed and written. A lock
+    dies with its process, so a shard whose writer was killed is claimed again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        make_dirs(self.folder)
+        self._held: dict[int, FileLock] = {}
+
+    def _lock(self, shard: int) -> FileLock:
+        return FileLock(self.folder / f"shard-{shard:05d}.lock", timeout=-1)
+
+    def try_claim(self, shard: int) -> bool:
+        """Claim ``shard`` unless another process holds it; whether this one now does."""
+        if shard in self._held:
+            return True
+        lock = self._lock(shard)
+        if lock.acquire(blocking=False):
+            self._held[shard] = lock
+            return True
+        return False
+
+    def wait(self, shard: int) -> None:
+        """Claim ``shard``, waiting while another process holds it (computes it)."""
+        if shard not in self._held:
+            lock = self._lock(shard)
+            lock.acquire()
+            self._held[shard] = lock
+
+    def release(self, shard: int) -> None:
+        lock = self._held.pop(shard, None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        for shard in list(self._held):
+            self.release(shard)
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system cannot."""
+    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # old kernel, file system
+            return False
+        raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+    return True
+
+
+def _remove_stale_folders(parent: Path, name: str) -> None:
+    """Remove the temporary folders a killed :func:`replace_folder` of ``name`` left (those whose
+    process, on this host, no longer runs)."""
+    prefix = f".{name}.{_owner().rsplit('-', 1)[0]}-"
+    for d in parent.glob(f"{glob.escape(prefix)}*"):
+        pid = d.name[len(prefix) :].split(".", 1)[0]
+        if d.suffix in (".new", ".old") and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def replace_folder(
+    folder: Path, build: Callable[[Path], Any], *, keep: tuple[str, ...] = ()
+) -> Path:
+    """Write a whole folder atomically: ``build(tmp)`` fills a new temporary sibling folder, then,
+    under the folder's lock (``.<name>.lock`` beside it), it takes the place of ``folder``.
+
+    Two writers leave one complete folder, never a mix; a reader sees the old folder or the new
+    one (on Linux the two are swapped in one step; elsewhere there is a moment with neither). The
+    files named in ``keep`` (records a user wrote beside the old folder) are carried into the new
+    one under their own locks (:func:`lock_path`), unless ``build`` wrote them. A ``build`` that
+    raises leaves ``folder`` as it was. Returns ``folder``.
+    """
+    folder = Path(folder).expanduser()
+    if folder.is_symlink():
+        msg = f"{folder} is a link: save into the folder it points to, or remove the link"
+        raise UnsafePathError(msg)
+    parent = folder.parent
+    make_dirs(parent)
+    _remove_stale_folders(parent, folder.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{_owner()}.", suffix=".new", dir=parent))
+    try:
+        if group_shared(parent):
+            os.chmod(tmp, 0o2770 | (0o777 & ~_umask()))  # noqa: S103 (asked: a group's folder)
+        else:
+            os.chmod(tmp, 0o777 & ~_umask())
+        build(tmp)
+        with FileLock(parent / f".{folder.name}.lock"):
+            record_locks = [FileLock(lock_path(folder / name)) for name in keep]
+            if folder.is_dir():
+                for lock in record_locks:
+                    lock.acquire()
+            try:
+                for name in keep:
+                    src, dst = folder / name, tmp / name
+                    if src.is_file() and not src.is_symlink() and not dst.exists():
+                        with atomic_file(dst) as fh:
+                            fh.write(read_bytes(src))
+                if folder.is_dir() and _rename_exchange(tmp, folder):
+                    pass  # tmp now holds the old folder
+                elif folder.exists():
+                    old = tmp.with_suffix(".old")
+                    os.rename(folder, old)
+                    os.rename(tmp, folder)
+                    tmp = old
+                else:
+                    os.rename(tmp, folder)
+            finally:
+                for lock in record_locks:
+                    lock.release()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 # --------------------------------------------------------------------------- the store
 
 

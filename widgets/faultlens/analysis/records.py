@@ -26,7 +26,6 @@ report reads saved slices through :class:`SavedSlices` too.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as _dt
 import io
@@ -45,13 +44,13 @@ import numpy as np
 import pandas as pd
 
 from faultlens.store import (
-    LOCK_TIMEOUT,
+    FileLock,
     UnsafePathError,
     atomic_file,
     atomic_path,
     check_inside,
-    group_shared,
     json_bytes,
+    lock_path,
     read_bytes,
 )
 
@@ -454,30 +453,13 @@ class RecordStore:
         with atomic_file(path) as fh:
             fh.write(payload)
 
-    @contextlib.contextmanager
-    def _locked(self, path: Path) -> Any:
-        """The file's inter-process lock (``.<stem>.lock`` beside it; it dies with its process)."""
-        import filelock
-
-        lock_path = path.with_name(f".{path.stem}.lock")
-        check_inside(path.parent, lock_path)
+    def _locked(self, path: Path) -> FileLock:
+        """The file's inter-process lock (``.<file stem>.lock`` beside it; it dies with its
+        process)."""
         if not path.parent.is_dir():
             msg = f"the analysis folder {path.parent} does not exist"
             raise FileNotFoundError(msg)
-        mode = 0o664 if group_shared(path.parent) else 0o644
-        lock = filelock.FileLock(lock_path, timeout=LOCK_TIMEOUT, mode=mode)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            msg = (
-                f"{path} is being written by another process (it holds {lock_path.name} for "
-                f"over {LOCK_TIMEOUT:.0f} s); try again"
-            )
-            raise TimeoutError(msg) from None
-        try:
-            yield
-        finally:
-            lock.release()
+        return FileLock(lock_path(path))
 
     def _tell_others(self, path: Path) -> None:
         real = os.path.realpath(path)

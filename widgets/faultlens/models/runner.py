@@ -28,7 +28,7 @@ from faultlens._checks import whole_number
 from faultlens.data.decode import ImageDecodeError, encode_thumbnail
 from faultlens.data.sources import ImageSource, load_image
 from faultlens.models.base import BatchModel
-from faultlens.store import ArtifactStore, ShardedArray, ShardedBlobs, make_key
+from faultlens.store import ArtifactStore, ShardClaims, ShardedArray, ShardedBlobs, make_key
 
 
 @dataclass
@@ -334,21 +334,112 @@ def run_models(
     todo = sorted(set().union(*missing.values(), thumbs_missing))
     computed: dict[str, list[int]] = {name: [] for name in models}
     if todo:
-        active = [name for name in models if missing[name]]
-        mods = [models[a] for a in active]
-        dataset = _Items(source, mods, thumbnails if thumbs_missing else None)
-        first = arrays[active[0]] if active else thumbs
-        assert first is not None  # todo is not empty: a model or the thumbnails miss a shard
-        bounds = [first.bounds(s) for s in todo]
-        workers = default_workers(source, mods) if num_workers is None else num_workers
-        results = _batches(dataset, _shard_batches(bounds, batch_size), mods, active, workers)
+        layout = next(iter(arrays.values()), thumbs)
+        assert layout is not None  # todo is not empty: a model or the thumbnails miss a shard
         bar = tqdm(
-            total=sum(b - a for a, b in bounds),
+            total=sum(b - a for a, b in map(layout.bounds, todo)),
             desc="images",
             unit="img",
             disable=not progress,
             mininterval=0.5,
         )
+        claims = ShardClaims(store.path("claims", claims_key(source, shard_size)))
+        run = _Run(source, models, arrays, missing, thumbs, thumbs_missing, computed, bar)
+        try:
+            remaining = todo
+            while remaining:  # a few shards at a time, each claimed by one process of the cache
+                mine = _claim(claims, remaining)
+                remaining = [s for s in remaining if s not in mine]
+                run.compute(mine, batch_size, num_workers, thumbnails)
+                for s in mine:
+                    claims.release(s)
+        finally:
+            claims.release_all()
+            bar.close()
+    outputs: dict[str, np.ndarray] = {}
+    skipped: dict[int, dict[str, Any]] = {}
+    for name, arr in arrays.items():
+        full, sides = arr.assemble()
+        outputs[name] = full
+        for side in sides:  # an item skipped for several models: the first model's reason
+            for i, _desc, reason in side.get("skipped", []):
+                skipped.setdefault(int(i), skip_entry(source, int(i), reason))
+    return RunResult(
+        outputs=outputs,
+        skipped=[skipped[i] for i in sorted(skipped)],
+        computed_shards=computed,
+        keys={name: arr.folder.name for name, arr in arrays.items()},
+        thumbnails=thumbs,
+    )
+
+
+CLAIM_WINDOW = 8  # shards claimed at a time: processes sharing a cache split the work by these
+
+
+def claims_key(source: ImageSource, shard_size: int) -> str:
+    """The store key of the shard claims of ``source`` (shared by every model and thumbnails)."""
+    return make_key("claims", source.fingerprint(), shard_size)
+
+
+def _claim(claims: ShardClaims, remaining: list[int]) -> list[int]:
+    """Up to :data:`CLAIM_WINDOW` of ``remaining`` that no other process is computing, claimed;
+    when every one is taken, wait for the first (its process writes it, or dies)."""
+    mine: list[int] = []
+    for s in remaining:
+        if len(mine) == CLAIM_WINDOW:
+            break
+        if claims.try_claim(s):
+            mine.append(s)
+    if not mine:
+        claims.wait(remaining[0])
+        mine = [remaining[0]]
+    return mine
+
+
+@dataclass
+class _Run:
+    """What :func:`run_models` fills, shard by shard: each model's output shards, the
+    thumbnails, and which shards this process computed."""
+
+    source: ImageSource
+    models: Mapping[str, BatchModel]
+    arrays: dict[str, ShardedArray]
+    missing: dict[str, set[int]]
+    thumbs: ShardedBlobs | None
+    thumbs_missing: set[int]
+    computed: dict[str, list[int]]
+    bar: Any
+
+    def compute(
+        self, shards: list[int], batch_size: int, num_workers: int | None, thumb_size: int | None
+    ) -> None:
+        """Compute and write the claimed ``shards`` that are still missing (another process may
+        have written some since they were listed)."""
+        source, arrays, missing, thumbs = self.source, self.arrays, self.missing, self.thumbs
+        for s in shards:
+            for name, arr in arrays.items():
+                if s in missing[name] and arr.has(s):
+                    missing[name].discard(s)
+            if thumbs is not None and s in self.thumbs_missing and thumbs.has(s):
+                self.thumbs_missing.discard(s)
+        todo = [
+            s for s in shards if s in self.thumbs_missing or any(s in m for m in missing.values())
+        ]
+        done_elsewhere = [s for s in shards if s not in todo]
+        first_layout = next(iter(arrays.values()), thumbs)
+        assert first_layout is not None
+        self.bar.update(sum(b - a for a, b in map(first_layout.bounds, done_elsewhere)))
+        if not todo:
+            return
+        active = [name for name in self.models if missing[name] & set(todo)]
+        mods = [self.models[a] for a in active]
+        thumbs_todo = {s for s in todo if s in self.thumbs_missing}
+        dataset = _Items(source, mods, thumb_size if thumbs_todo else None)
+        first = arrays[active[0]] if active else thumbs
+        assert first is not None
+        bounds = [first.bounds(s) for s in todo]
+        workers = default_workers(source, mods) if num_workers is None else num_workers
+        results = _batches(dataset, _shard_batches(bounds, batch_size), mods, active, workers)
         pending: dict[str, list[tuple[np.ndarray | None, int]]] = {a: [] for a in active}
         pending_thumbs: list[bytes] = []
         notes: dict[str, list[list[Any]]] = {a: [] for a in active}
@@ -365,36 +456,22 @@ def run_models(
                 )
             pending_thumbs.extend(thumb_bytes)
             filled += len(idx)
-            bar.update(len(idx))
+            self.bar.update(len(idx))
             start, stop = first.bounds(shard)
             if filled == stop - start:
                 for a in active:
                     if shard in missing[a]:
                         arrays[a].write(shard, _assemble(pending[a]), {"skipped": notes[a]})
-                        computed[a].append(shard)
-                if thumbs is not None and shard in thumbs_missing:
+                        missing[a].discard(shard)
+                        self.computed[a].append(shard)
+                if thumbs is not None and shard in thumbs_todo:
                     thumbs.write(shard, pending_thumbs)
+                    self.thumbs_missing.discard(shard)
                 pending = {a: [] for a in active}
                 pending_thumbs = []
                 notes = {a: [] for a in active}
                 filled = 0
                 shard = next(shard_iter, -1)
-        bar.close()
-    outputs: dict[str, np.ndarray] = {}
-    skipped: dict[int, dict[str, Any]] = {}
-    for name, arr in arrays.items():
-        full, sides = arr.assemble()
-        outputs[name] = full
-        for side in sides:  # an item skipped for several models: the first model's reason
-            for i, _desc, reason in side.get("skipped", []):
-                skipped.setdefault(int(i), skip_entry(source, int(i), reason))
-    return RunResult(
-        outputs=outputs,
-        skipped=[skipped[i] for i in sorted(skipped)],
-        computed_shards=computed,
-        keys={name: arr.folder.name for name, arr in arrays.items()},
-        thumbnails=thumbs,
-    )
 
 
 def _batches(
