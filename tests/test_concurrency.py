@@ -3,6 +3,7 @@ nothing half-written, and no write through a link someone placed."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -203,3 +204,104 @@ def test_a_failed_build_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["an"]
     replace_folder(tmp_path / "new", lambda tmp: (tmp / "x").write_text("1"))
     assert (tmp_path / "new" / "x").read_text() == "1"
+
+
+# --------------------------------------------------------------------------- a shared cache
+
+
+def test_a_link_planted_in_the_cache_is_not_written_through(tmp_path: Path) -> None:
+    import warnings
+
+    from faultlens.store import ArtifactStore, CacheWarning, UnsafePathError
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"someone else's file")
+    store = ArtifactStore(tmp_path / "cache")
+    arr = store.sharded("outputs", "k1", n_items=8, shard_size=4)
+    arr.write(0, np.ones((4, 2), np.float32))
+    for f in arr._files(1):  # links where shard 1 will be written
+        f.symlink_to(victim)
+    with pytest.warns(CacheWarning, match="is a link"):
+        assert arr.missing() == [1]  # not read as a shard: removed (the link, not its target)
+    arr.write(1, np.zeros((4, 2), np.float32))
+    assert arr.assemble()[0].tolist() == [[1, 1]] * 4 + [[0, 0]] * 4
+    (arr.folder / "shard-00000.npy").unlink()
+    (arr.folder / "shard-00000.npy").symlink_to(victim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        arr.write(0, np.ones((4, 2), np.float32))  # replaces the link, never writes through it
+    assert not (arr.folder / "shard-00000.npy").is_symlink()
+
+    blobs = store.path("thumbnails", "k2")
+    from faultlens.store import ShardedBlobs
+
+    tb = ShardedBlobs(blobs, 2, 2)
+    (blobs / "shard-00000.bin").symlink_to(victim)
+    tb.write(0, [b"ab", b"c"])
+    assert tb.get(1) == b"c" and not (blobs / "shard-00000.bin").is_symlink()
+
+    single = store.path("projection", "k3")
+    single.mkdir(parents=True)
+    (single / "array.npy").symlink_to(victim)
+    with pytest.warns(CacheWarning, match="is a link"):
+        got = store.cached_array("projection", "k3", lambda: np.arange(3))
+    assert got.tolist() == [0, 1, 2] and not (single / "array.npy").is_symlink()
+
+    (tmp_path / "cache" / "outputs" / "k4").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="is a link"):
+        store.sharded("outputs", "k4", 8)
+    assert victim.read_bytes() == b"someone else's file"  # never written
+
+
+def test_a_link_planted_in_an_analysis_folder_is_not_written_through(tmp_path: Path) -> None:
+    from faultlens.store import UnsafePathError, replace_folder, write_json
+
+    victim = tmp_path / "victim.json"
+    victim.write_text("theirs")
+    folder = tmp_path / "an"
+    folder.mkdir()
+    (folder / "analysis.json").symlink_to(victim)
+    write_json(folder / "analysis.json", {"ours": 1})  # replaces the link
+    assert victim.read_text() == "theirs" and not (folder / "analysis.json").is_symlink()
+    (folder / "slices.json").symlink_to(victim)
+    replace_folder(folder, lambda tmp: write_json(tmp / "analysis.json", {"ours": 2}),
+                   keep=("slices.json",))  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == ["analysis.json"]  # the link not carried
+    assert victim.read_text() == "theirs"
+    (tmp_path / "linked").symlink_to(folder, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="is a link"):
+        replace_folder(tmp_path / "linked", lambda tmp: None)
+
+
+def test_a_group_cache_gives_the_group_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    from faultlens.store import ArtifactStore, group_shared
+
+    old = os.umask(0o022)
+    try:
+        plain = ArtifactStore(tmp_path / "plain").sharded("outputs", "k", 4, 4)
+        plain.write(0, np.ones((4, 1), np.float32))
+        mode = stat.S_IMODE((plain.folder / "shard-00000.npy").stat().st_mode)
+        assert mode == 0o644 and not group_shared(plain.folder)
+
+        monkeypatch.setenv("FAULTLENS_CACHE_GROUP", "1")
+        shared = ArtifactStore(tmp_path / "shared").sharded("outputs", "k", 4, 4)
+        shared.write(0, np.ones((4, 1), np.float32))
+        for f in (shared.folder / "shard-00000.npy", shared.folder / "manifest.json"):
+            assert stat.S_IMODE(f.stat().st_mode) & 0o060 == 0o060  # group read and write
+        for d in (shared.folder, shared.folder.parent, tmp_path / "shared"):
+            assert d.stat().st_mode & (stat.S_ISGID | 0o070) == stat.S_ISGID | 0o070
+
+        monkeypatch.delenv("FAULTLENS_CACHE_GROUP")  # a folder prepared for a group: setgid
+        prepared = tmp_path / "prepared"
+        prepared.mkdir()
+        prepared.chmod(0o2775)
+        arr = ArtifactStore(prepared).sharded("outputs", "k", 4, 4)
+        arr.write(0, np.ones((4, 1), np.float32))
+        assert stat.S_IMODE((arr.folder / "shard-00000.npy").stat().st_mode) == 0o664
+        assert arr.folder.stat().st_mode & stat.S_ISGID
+    finally:
+        os.umask(old)

@@ -556,7 +556,15 @@ class ArtifactStore:
         return f"ArtifactStore({str(self.root)!r})"
 
     def path(self, kind: str, key: str) -> Path:
-        """The folder of one artifact."""
+        """The folder of one artifact. An :class:`UnsafePathError` when a folder under the root
+        is a link (in a shared cache, someone else may have placed it)."""
+        for part in (self.root / kind, self.root / kind / key):
+            if part.is_symlink():
+                msg = (
+                    f"cache folder {part} is a link (to {os.readlink(part)}): faultlens does not "
+                    "write through links in its cache; remove it"
+                )
+                raise UnsafePathError(msg)
         return self.root / kind / key
 
     # -- single arrays --------------------------------------------------------------------------
@@ -578,7 +586,13 @@ class ArtifactStore:
         folder = self.path(kind, key)
         target = folder / "array.npy"
         manifest = {"kind": kind, "key": key, "meta": meta or {}}
-        if target.exists() and not force:
+        if target.is_symlink():
+            warnings.warn(
+                f"cache entry {target} is a link: not read, computed again",
+                CacheWarning,
+                stacklevel=2,
+            )
+        elif target.exists() and not force:
             try:
                 arr = read_npy(target)
             except (ValueError, OSError, EOFError) as exc:
@@ -621,7 +635,12 @@ class Shards:
         self.folder = Path(folder)
         self.n_items = int(n_items)
         self.shard_size = int(shard_size)
+        if self.folder.is_symlink():
+            msg = f"cache folder {self.folder} is a link: faultlens does not write through links"
+            raise UnsafePathError(msg)
         manifest = self.folder / "manifest.json"
+        if manifest.is_symlink():  # placed by someone else: not read, replaced
+            manifest.unlink()
         if manifest.exists():
             old = read_json(manifest)
             if (old.get("n_items"), old.get("shard_size")) != (self.n_items, self.shard_size):
@@ -664,7 +683,11 @@ class Shards:
     def _problem(self, shard: int) -> str | None:
         """None when a file of ``shard`` is absent, ``""`` when all are whole, else what is wrong
         (naming the file)."""
-        if not all(f.exists() for f in self._files(shard)):
+        files = self._files(shard)
+        links = [f for f in files if f.is_symlink()]
+        if links:  # never read through a link placed in the cache: removed, computed again
+            return f"{links[0]} is a link, not a file of this cache"
+        if not all(f.exists() for f in files):
             return None
         try:
             self._check(shard)
@@ -815,7 +838,7 @@ class ShardedBlobs(Shards):
             msg = f"shard {shard} needs {stop - start} items, got {len(blobs)}"
             raise ValueError(msg)
         data_path, index_path = self._files(shard)
-        with atomic_path(data_path) as tmp, open(tmp, "wb") as fh:
+        with atomic_file(data_path) as fh:
             for b in blobs:
                 fh.write(b)
         offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
@@ -864,10 +887,22 @@ class ShardedBlobs(Shards):
             if not self.has(s):
                 continue
             for src, dst in zip(self._files(s), out._files(s), strict=True):
-                with atomic_path(dst) as tmp:
-                    tmp.unlink()
-                    try:
-                        os.link(src, tmp)
-                    except OSError:
-                        shutil.copyfile(src, tmp)
+                _link_or_copy(src, dst)
         return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a hard link to ``src`` (a copy where links cannot be made), replacing what
+    was at ``dst`` atomically, never through a link."""
+    tmp = dst.with_name(f".{dst.name}.{_owner()}.{os.urandom(6).hex()}.tmp")
+    try:
+        os.link(src, tmp, follow_symlinks=False)
+    except OSError:
+        with atomic_file(dst) as fh, open(src, "rb") as fin:
+            shutil.copyfileobj(fin, fh)
+        return
+    try:
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
