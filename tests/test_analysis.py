@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import faultlens
+from faultlens.analysis import analyze as analyze_mod
 from faultlens.analysis import projection as proj_mod
 from faultlens.analysis.projection import (
     ProjectionWarning,
@@ -22,26 +23,18 @@ from faultlens.analysis.projection import (
     project,
     start_warmup,
 )
+from faultlens.analysis.result import TABLE_COLUMNS
 from faultlens.data import demo as demo_data
 from faultlens.data.sources import ArraySource
 from faultlens.models.demo_cnn import accuracy, trained_cnn
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
-from tests.conftest import blob_images, tiny_transform
-
-
-def _clusters(
-    n: int = 300, d: int = 64, k: int = 3, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (k, d)) * 4
-    lab = np.arange(n) % k
-    return (centres[lab] + rng.normal(0, 1, (n, d))).astype(np.float32), lab
+from tests.helpers import analyze_tiny, blob_images, clusters, tiny_transform
 
 
 @pytest.mark.slow
 def test_umap_projection_is_seeded_cached_and_separates_clusters(tmp_path: Path) -> None:
-    Z, lab = _clusters()
+    Z, lab = clusters(300, k=3, d=64, scale=4)
     store = ArtifactStore(tmp_path)
     # the background compile is started once per code path, and project() waits for it
     assert start_warmup(10) is None  # too few points for UMAP: nothing to compile
@@ -211,22 +204,16 @@ def _small_analysis(tiny_net, *, cached: bool = False) -> faultlens.Analysis:
     extra = pd.DataFrame({"site": [f"s{i % 2}" for i in range(12)], "score": np.arange(12.0)})
     # 12 points fall back to PCA with a warning; a cached projection is returned silently
     with contextlib.nullcontext() if cached else pytest.warns(ProjectionWarning):
-        return faultlens.analyze(
-            imgs,
-            labels=labels,
-            class_names=["red", "green", "blue"],
-            columns=extra,
-            classifier=faultlens.Classifier(tiny_net, tiny_transform),
-            embedder=faultlens.LayerEmbedder(tiny_net, "conv", tiny_transform),
-            progress=False,
+        return analyze_tiny(
+            imgs, tiny_net, labels=labels, class_names=["red", "green", "blue"], columns=extra
         )
 
 
 def test_analysis_table_and_save_load_round_trip(tiny_net, tmp_path: Path) -> None:
     a = _small_analysis(tiny_net)
     t = a.table
-    assert list(t.columns[:11]) == faultlens.analysis.core.CORE_COLUMNS
-    assert {"site", "score", "source_index"} <= set(t.columns)
+    assert list(t.columns[: len(TABLE_COLUMNS)]) == TABLE_COLUMNS
+    assert {"site", "score"} <= set(t.columns)
     assert (t["label_name"] == np.array(["red", "green", "blue"])[t["label"]]).all()
     np.testing.assert_allclose(t["confidence"], a.probs.max(1), atol=1e-6)
     assert (t["correct"] == (t["pred"] == t["label"])).all()
@@ -244,7 +231,7 @@ def test_analysis_table_and_save_load_round_trip(tiny_net, tmp_path: Path) -> No
 def test_analysis_warm_run_uses_the_cache(tiny_net, tmp_path: Path, monkeypatch) -> None:
     cache = tmp_path / "cache"  # the private cache set by conftest
     warmups: list[int] = []
-    monkeypatch.setattr(faultlens.analysis.core, "start_warmup", lambda n, **_kw: warmups.append(n))
+    monkeypatch.setattr(analyze_mod, "start_warmup", lambda n, **_kw: warmups.append(n))
     _small_analysis(tiny_net)
     assert warmups == [12]  # UMAP's kernels compile while the models run
     n_files = len(list(cache.rglob("shard-*.npy")))

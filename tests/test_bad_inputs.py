@@ -16,13 +16,14 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from faultlens.analysis.core import Analysis, analyze
+from faultlens.analysis.analyze import analyze
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource, FolderSource, TorchDatasetSource
 from faultlens.models.classifier import Classifier
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, CacheWarning, fingerprint_array
 from faultlens.store import _umask as store_umask
-from tests.conftest import TinyNet, blob_images
+from tests.helpers import TinyNet, blob_images
 
 # the analyses here are a dozen points: the map falls back to PCA, which is not under test
 pytestmark = pytest.mark.filterwarnings("ignore:.*too few for UMAP")

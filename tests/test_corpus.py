@@ -30,14 +30,14 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 import faultlens
-from faultlens.analysis.core import Analysis
 from faultlens.analysis.projection import ProjectionWarning
+from faultlens.analysis.result import Analysis
 from faultlens.data.decode import MAX_PIXELS
 from faultlens.data.sources import ArraySource, FolderSource, TableSource
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore
 from faultlens.ui.features import FeatureBrowser
-from tests.conftest import TinyNet, blob_images, tiny_transform
+from tests.helpers import TinyNet, analyze_tiny, blob_images, tiny_transform
 
 BG, MARK = (30, 60, 90), (230, 40, 40)
 CANVAS = 40  # the probe pads every decoded image into a CANVAS × CANVAS frame
@@ -369,13 +369,7 @@ def test_analyze_on_the_corpus_keeps_the_good_and_reports_the_bad(tmp_path: Path
                           ["x"])  # fmt: skip
     tiny_net.head = torch.nn.Linear(8, 3)
     with pytest.warns(ProjectionWarning, match="too few for UMAP"):
-        a = faultlens.analyze(
-            root,
-            classifier=faultlens.Classifier(tiny_net, tiny_transform),
-            embedder=faultlens.LayerEmbedder(tiny_net, "conv", tiny_transform),
-            num_workers=0,
-            progress=False,
-        )
+        a = analyze_tiny(root, tiny_net, num_workers=0)
     bad = {k for k, it in corpus.items() if it.reason}
     assert {s["id"] for s in a.skipped} == bad
     assert set(a.table["id"]) == set(corpus) - bad
@@ -462,7 +456,7 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
     _annotated_analysis(folder)
     before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     old = Analysis.load(folder)
-    ex = old.explore()
+    ex = faultlens.explore(old)
     fb = FeatureBrowser(old, TinyNet().eval(), "conv", tiny_transform, k=2, gap_k=3)
     fb.feature = 5
     with read_only(folder):
@@ -482,7 +476,7 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
     assert after == before
     again = Analysis.load(folder)
     assert (again.table["confidence"] == old.table["confidence"]).all() and len(again) == N_ROWS
-    assert [s["name"] for s in again.explore().slices] == ["kept by hand"]
+    assert [s["name"] for s in faultlens.explore(again).slices] == ["kept by hand"]
 
 
 # --------------------------------------------------------------------------- table-level input

@@ -18,10 +18,10 @@ import pytest
 import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
-from faultlens.analysis.core import Analysis
-from faultlens.data.sources import ArraySource
+from faultlens.analysis.result import Analysis
+from faultlens.analysis.stats import selection_stats, wilson_interval
 from faultlens.ui.explorer import Explorer, check_slice_name, encode_color
-from faultlens.ui.stats import selection_stats, wilson_interval
+from tests.helpers import analysis_from, planted_cluster
 
 EVIL = "<img src=x onerror=alert(1)>"
 N = 400
@@ -43,33 +43,12 @@ def make_analysis(
                                                                    [-0.5, 0.5], [0.5, 0.5]],
                                                                   dtype=np.float32)[label]  # fmt: skip
     images = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
-    names_arr = np.asarray(names, dtype=object)
-    table = pd.DataFrame(
-        {
-            "id": [f"img-{i}" for i in range(n)],
-            "path": [f"/data/{EVIL}/{i}.png" if paths else None for i in range(n)],
-            "label": label,
-            "label_name": names_arr[label],
-            "pred": pred,
-            "pred_name": names_arr[pred],
-            "confidence": conf,
-            "loss": (1.0 - conf) + (pred != label),
-            "correct": pred == label,
-            "x": xy[:, 0],
-            "y": xy[:, 1],
-            "source_index": np.arange(n),
-            "group": np.where(np.arange(n) % 2, "odd", EVIL),
-            "score": rng.normal(size=n),
-        }
-    )
-    probs = np.full((n, 4), 0.1, dtype=np.float32)
-    return Analysis(
-        table,
-        class_names=names,
-        probs=probs,
-        source=ArraySource(images, label, class_names=names),
-        folder=folder,
-    )
+    return analysis_from(
+        label, pred, names, xy=xy, confidence=conf, loss=(1.0 - conf) + (pred != label),
+        probs=np.full((n, 4), 0.1, dtype=np.float32), images=images, folder=folder,
+        paths=[f"/data/{EVIL}/{i}.png" if paths else None for i in range(n)],
+        columns={"group": np.where(np.arange(n) % 2, "odd", EVIL), "score": rng.normal(size=n)},
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -487,48 +466,7 @@ class BrokenCaptioner:
 def make_planted(
     *, logits: bool = False, failure_score: bool = False
 ) -> tuple[Analysis, np.ndarray]:
-    rng = np.random.default_rng(0)
-    n, names = N, ["zero", "one", "two", "three"]
-    label = np.arange(n) % 4
-    emb = (rng.normal(0, 1, (4, 16)) * 3)[label] + rng.normal(0, 1, (n, 16))
-    cluster = np.flatnonzero(label == 2)[:50]
-    emb[cluster] = rng.normal(0, 1, 16) * 6 + rng.normal(0, 0.2, (50, 16))
-    pred = label.copy()
-    pred[cluster[:45]] = 1
-    other = rng.choice(np.setdiff1d(np.arange(n), cluster), 6, replace=False)
-    pred[other] = (label[other] + 1) % 4
-    probs = np.full((n, 4), 0.05, dtype=np.float32)
-    probs[np.arange(n), pred] = 0.85
-    names_arr = np.asarray(names, dtype=object)
-    table = pd.DataFrame(
-        {
-            "id": [f"img-{i}" for i in range(n)],
-            "path": [None] * n,
-            "label": label,
-            "label_name": names_arr[label],
-            "pred": pred,
-            "pred_name": names_arr[pred],
-            "confidence": probs.max(1),
-            "loss": -np.log(probs[np.arange(n), label]),
-            "correct": pred == label,
-            "x": emb[:, 0].astype(np.float32),
-            "y": emb[:, 1].astype(np.float32),
-            "source_index": np.arange(n),
-        }
-    )
-    if failure_score:
-        table["failure_score"] = np.where(pred == label, 1.0, -1.0) + np.arange(n) / n
-    arrays = {}
-    if logits:  # ImageNet class 7 is high inside the cluster only
-        L = rng.normal(0, 0.1, (n, 1000)).astype(np.float32)
-        L[cluster, 7] += 6.0
-        arrays["imagenet_logits"] = L
-    images = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
-    a = Analysis(
-        table, class_names=names, probs=probs, embeddings=emb.astype(np.float32),
-        source=ArraySource(images, label, class_names=names), arrays=arrays,
-    )  # fmt: skip
-    return a, cluster
+    return planted_cluster(N, logits=logits, failure_score=failure_score)
 
 
 def test_find_slices_finds_the_planted_cluster() -> None:
@@ -619,7 +557,7 @@ def test_failure_scores_added_after_construction() -> None:
     a, cluster = make_planted()
     ex = Explorer(a)
     assert "failure_score" not in ex.color_options and ex.grid_sort == "loss"
-    from faultlens.analysis.errors import FailureDirectionWarning
+    from faultlens.analysis.failure_directions import FailureDirectionWarning
 
     # classes with < 2 errors in a fold get no direction (NaN score): a warning, as in analysis
     with pytest.warns(FailureDirectionWarning, match="skipped"):

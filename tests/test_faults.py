@@ -31,15 +31,15 @@ import numpy as np
 import pytest
 import torch
 
-from faultlens.analysis.core import Analysis
 from faultlens.analysis.projection import ProjectionWarning, project
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 from faultlens.models.embedders import LayerEmbedder
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, read_json, read_npy, write_json, write_npy
 from faultlens.ui.explorer import Explorer
 from faultlens.ui.features import FeatureBrowser
-from tests.conftest import TinyNet, blob_images, tiny_transform
+from tests.helpers import TinyNet, blob_images, tiny_transform
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 20

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faultlens.analysis.core import Analysis
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
-from tests.conftest import TinyNet, blob_images, tiny_transform
+from tests.helpers import TinyNet, blob_images, tiny_transform
 
 
 @pytest.fixture

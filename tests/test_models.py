@@ -12,7 +12,7 @@ from PIL import Image
 import faultlens
 from faultlens.models.classifier import outputs_from_logits, outputs_from_probs
 from faultlens.models.embedders import EfficientNetLiteEmbedder, LayerEmbedder, OpenClipEmbedder
-from tests.conftest import blob_images, tiny_transform
+from tests.helpers import blob_images, tiny_transform
 
 
 def _pil(n: int) -> list[Image.Image]:
@@ -118,7 +118,7 @@ def test_outputs_from_probs_validates() -> None:
 
 def test_conv_models_run_channels_last_with_the_same_outputs() -> None:
     from faultlens.models.base import TorchBatchModel
-    from tests.conftest import TinyNet
+    from tests.helpers import TinyNet
 
     x = torch.from_numpy(np.random.default_rng(0).random((5, 3, 16, 16), dtype=np.float32))
     plain = TorchBatchModel(TinyNet(), tiny_transform, channels_last=False, device="cpu")

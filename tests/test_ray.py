@@ -25,7 +25,7 @@ from faultlens.models.embedders import LayerEmbedder
 from faultlens.models.ray_runner import RayEngine, as_engine
 from faultlens.models.runner import output_key, run_models
 from faultlens.store import ArtifactStore, fingerprint_array, make_key
-from tests.conftest import TinyNet, blob_images, tiny_transform
+from tests.helpers import TinyNet, blob_images, clusters, tiny_transform
 
 N_IMAGES = 300
 SHARD = 64
@@ -240,7 +240,7 @@ def test_cli_prepare_with_the_ray_engine(local_ray: object, tmp_path: Path) -> N
         (tmp_path / "imgs" / f"k{y}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(tmp_path / "imgs" / f"k{y}" / f"{i}.png")
     (tmp_path / "imgs" / "k0" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    args = ["prepare", str(tmp_path / "imgs"), "--arch", "tests.conftest:TinyNet"]
+    args = ["prepare", str(tmp_path / "imgs"), "--arch", "tests.helpers:TinyNet"]
     args += ["--input-size", "16", "--image-size", "32", "--out", str(tmp_path / "out")]
     args += ["--engine", "ray", "--workers", "1", "--shard-size", "5"]
     with pytest.warns(ProjectionWarning):
@@ -274,13 +274,6 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- projection at scale
 
 
-def _clusters(n: int, k: int = 6, d: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, 1, (k, d)) * 3
-    lab = rng.integers(0, k, n)
-    return (centres[lab] + rng.normal(0, 1, (n, d))).astype(np.float32), lab
-
-
 def test_inputs_up_to_the_sample_size_keep_their_cache_key(tmp_path: Path) -> None:
     Z = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
     store = ArtifactStore(tmp_path)
@@ -305,7 +298,7 @@ def test_sample_fit_places_the_rest_among_their_own_cluster(tmp_path: Path) -> N
     from sklearn.manifold import trustworthiness
     from sklearn.neighbors import NearestNeighbors
 
-    Z, lab = _clusters(900)
+    Z, lab = clusters(900, k=6, d=32, scale=3, random_labels=True)
     store = ArtifactStore(tmp_path)
     sampled = project(Z, fit_sample=300, transform_batch=250, store=store, progress=False)
     full = project(Z, fit_sample=None, progress=False)

@@ -27,7 +27,7 @@ from faultlens.analysis import slices
 from faultlens.analysis.projection import ProjectionWarning, project
 from faultlens.data.decode import ImageDecodeError, decode_image
 from faultlens.store import read_json, write_json
-from tests.conftest import blob_images, tiny_transform
+from tests.helpers import blob_images, tiny_transform
 
 
 def _png(arr: np.ndarray) -> bytes:

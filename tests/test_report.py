@@ -10,14 +10,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from faultlens.analysis.core import Analysis
 from faultlens.analysis.describe import Description
-from faultlens.data.sources import ArraySource
+from faultlens.analysis.result import Analysis
 from faultlens.report import write_report
 from faultlens.ui.explorer import Explorer
+from tests.helpers import analysis_from
 
 EVIL = "<img src=x onerror=alert(1)>"
 CHROMIUM = "/usr/bin/chromium"
@@ -38,18 +37,11 @@ def make_analysis(folder: Path, names: list[str]) -> Analysis:
     xy = rng.normal(0, 0.3, (n, 2)) + np.array([[-1, 0], [1, 0], [0, 1]])[label]
     xy[bad] = rng.normal(0, 0.1, (40, 2)) + np.array([0.0, -1.5])
     images = rng.integers(0, 255, (n, 12, 12, 3), dtype=np.uint8)
-    arr = np.asarray(names, dtype=object)
     conf = rng.uniform(0.4, 1.0, n).astype(np.float32)
-    table = pd.DataFrame({
-        "id": [f"img-{i}" for i in range(n)], "path": [None] * n, "label": label,
-        "label_name": arr[label], "pred": pred, "pred_name": arr[pred], "confidence": conf,
-        "loss": (1 - conf) + (pred != label), "correct": pred == label,
-        "x": xy[:, 0].astype(np.float32), "y": xy[:, 1].astype(np.float32),
-        "source_index": np.arange(n),
-    })  # fmt: skip
-    a = Analysis(
-        table, class_names=names, probs=np.full((n, 3), 1 / 3, dtype=np.float32),
-        source=ArraySource(images, label, class_names=names),
+    a = analysis_from(
+        label, pred, names, xy=xy.astype(np.float32), confidence=conf,
+        loss=(1 - conf) + (pred != label), probs=np.full((n, 3), 1 / 3, dtype=np.float32),
+        images=images,
     )  # fmt: skip
     a.save(folder)
     return a

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 import faultlens
 from faultlens.analysis import describe, evaluate, slices
-from faultlens.analysis.errors import FailureDirections, FailureDirectionWarning
+from faultlens.analysis.failure_directions import FailureDirections, FailureDirectionWarning
 from faultlens.analysis.slices import SliceWarning
 from tests.benchmarks.bench_slices import run as run_planted
 
@@ -83,7 +83,7 @@ def test_fit_on_one_split_discover_on_another() -> None:
     assert s.membership.shape == (len(test.labels),)
     assert ((s.membership >= 0) & (s.membership <= 1)).all()
     assert (np.diff(s.membership[s.indices]) <= 1e-9).all()  # most typical first
-    assert s.stats["size"] == len(s.indices)
+    assert s.stats["n"] == len(s.indices)
     lo, hi = s.stats["ci_low"], s.stats["ci_high"]
     assert lo <= s.stats["error_rate"] <= hi
     # without labels and predictions the γ terms drop out and it still runs

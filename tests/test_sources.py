@@ -18,7 +18,7 @@ import faultlens
 from faultlens.analysis.projection import ProjectionWarning
 from faultlens.data.decode import ImageDecodeError, decode_image
 from faultlens.data.sources import ArraySource, FolderSource, TableSource, as_source
-from tests.conftest import tiny_transform
+from tests.helpers import analyze_tiny, tiny_transform
 
 
 def _png_with_declared_size(w: int, h: int) -> bytes:
@@ -148,13 +148,7 @@ def test_messy_folder_run_completes_and_reports_each(tmp_path: Path, tiny_net) -
     net = tiny_net
     net.head = __import__("torch").nn.Linear(8, 2)
     with pytest.warns(ProjectionWarning, match="too few for UMAP"):
-        analysis = faultlens.analyze(
-            src,
-            classifier=faultlens.Classifier(net, tiny_transform),
-            embedder=faultlens.LayerEmbedder(net, "conv", tiny_transform),
-            num_workers=0,
-            progress=False,
-        )
+        analysis = analyze_tiny(src, net, num_workers=0)
     reported = {s["id"]: s["reason"] for s in analysis.skipped}
     assert set(reported) == set(broken)
     for item, fragment in broken.items():

@@ -379,7 +379,7 @@ class GapNet(nn.Module):
 def test_pil_images_with_transform_and_gradient_weights_match_the_linear_head() -> None:
     from PIL import Image
 
-    from tests.conftest import blob_images, tiny_transform
+    from tests.helpers import blob_images, tiny_transform
 
     model = GapNet().eval()
     imgs, labels = blob_images(12)
@@ -479,7 +479,7 @@ def test_spuriosity_and_gap_input_checks() -> None:
 def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: int = 600):
     import pandas as pd
 
-    from faultlens.analysis.core import Analysis
+    from faultlens.analysis.result import Analysis
     from faultlens.data.sources import ArraySource
 
     te = d.splits["test"]
@@ -570,10 +570,10 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
 def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Path) -> None:
     import pandas as pd
 
-    from faultlens.analysis.core import Analysis
+    from faultlens.analysis.result import Analysis
     from faultlens.data.sources import ArraySource
     from faultlens.ui.features import FeatureBrowser
-    from tests.conftest import blob_images, tiny_transform
+    from tests.helpers import blob_images, tiny_transform
 
     evil = "<img src=x onerror=alert(1)>"
     imgs, labels = blob_images(12)
@@ -627,10 +627,10 @@ def test_feature_browser_shows_its_first_feature_at_once(tiny_net) -> None:
     """Regression: the first feature was picked before the observers existed, so no images showed."""
     import pandas as pd
 
-    from faultlens.analysis.core import Analysis
+    from faultlens.analysis.result import Analysis
     from faultlens.data.sources import ArraySource
     from faultlens.ui.features import FeatureBrowser
-    from tests.conftest import blob_images, tiny_transform
+    from tests.helpers import blob_images, tiny_transform
 
     imgs, labels = blob_images(30)
     table = pd.DataFrame({"id": [str(i) for i in range(30)], "label": labels, "pred": labels,

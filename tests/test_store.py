@@ -45,7 +45,7 @@ CHILD = textwrap.dedent(
 
 def _embed(cache: Path) -> tuple[np.ndarray, list[int]]:
     from faultlens.models.embedders import LayerEmbedder
-    from tests.conftest import TinyNet, blob_images, tiny_transform
+    from tests.helpers import TinyNet, blob_images, tiny_transform
 
     imgs, labels = blob_images(96)
     emb = LayerEmbedder(TinyNet().eval(), "conv", tiny_transform)

@@ -22,7 +22,7 @@ from faultlens.models.embedders import LayerEmbedder
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, ShardedBlobs
 from faultlens.ui.explorer import Explorer
-from tests.conftest import TinyNet, tiny_transform
+from tests.helpers import TinyNet, tiny_transform
 
 RED, BLUE, GREY = (230, 20, 20), (20, 20, 230), (128, 128, 128)
 
@@ -203,8 +203,8 @@ def test_a_saved_analysis_shows_thumbnails_after_its_images_are_gone(
     content, buffers = sent[-1]
     assert content["errors"] == ["", "", ""]
     assert buffers == [back.thumbnail(r) for r in (0, 1, 2)]
-    report = back.report(
-        tmp_path / "report.html", slices={"some": np.arange(0, 12, 2)}, descriptions=False
+    report = faultlens.write_report(
+        back, tmp_path / "report.html", slices={"some": np.arange(0, 12, 2)}, descriptions=False
     )
     srcs = re.findall(r"src='data:image/jpeg;base64,([^']*)'", report.read_text())
     assert len(srcs) == 6  # the slice's thumbnails, as JPEG data URIs from the store

@@ -18,7 +18,7 @@ from faultlens.data.sources import FolderSource
 from faultlens.models.base import TorchBatchModel
 from faultlens.models.runner import default_workers, run_models, runs_in_workers
 from faultlens.store import ArtifactStore
-from tests.conftest import TinyNet, tiny_transform
+from tests.helpers import TinyNet, tiny_transform
 from tests.test_bad_inputs import MeanColour
 
 

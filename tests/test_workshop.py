@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 
 from faultlens.analysis import spurious as sp
+from faultlens.analysis.result import Analysis
 from faultlens.data.demo import CLASS_NAMES, CUE_CLASS
+from tests.helpers import analysis_from
 
 WORKSHOP = Path(__file__).resolve().parents[1] / "notebooks" / "workshop"
 EXERCISE = WORKSHOP / "faultlens-workshop.ipynb"
@@ -62,26 +64,19 @@ def test_exercise_and_solutions_differ_only_in_the_answers() -> None:
 # --- the checks on planted tables --------------------------------------------------------------
 
 
-def _analysis(n: int = 1000, seed: int = 0) -> SimpleNamespace:
+def _analysis(n: int = 1000, seed: int = 0) -> Analysis:
     """Scores planted so that the lowest are mostly errors; one class unscored (NaN)."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n)
     score = rng.normal(size=n)
     correct = rng.random(n) < 1 / (1 + np.exp(-2.5 * score - 1.5))
     score[labels == 3] = np.nan
-    table = pd.DataFrame(
-        {
-            "label": labels,
-            "label_name": np.asarray(CLASS_NAMES)[labels],
-            "correct": correct,
-            "failure_score": score,
-            "planted_group": np.where(labels == CUE_CLASS, "shirt_without_logo", "none"),
-        }
-    )
-    acc = table.groupby("label_name")["correct"].mean().rename("accuracy").to_frame()
-    return SimpleNamespace(
-        table=table, accuracy=float(correct.mean()), group_accuracy=lambda column: acc
-    )
+    columns = {
+        "failure_score": score,
+        "planted_group": np.where(labels == CUE_CLASS, "shirt_without_logo", "none"),
+    }
+    return analysis_from(labels, np.where(correct, labels, (labels + 1) % 10), CLASS_NAMES,
+                         columns=columns)  # fmt: skip
 
 
 def test_every_check_waits_for_an_attempt(checks, capsys) -> None:

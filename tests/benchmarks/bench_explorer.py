@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from ipywidgets.widgets.widget import _remove_buffers
 
-from faultlens.analysis.core import Analysis
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 from faultlens.ui.explorer import Explorer
 

@@ -23,7 +23,8 @@ from tests.ui.test_browser import CHROMIUM, FLAGS, _new_page, _notebook, _open_a
 
 SETUP = r"""
 import json, time, numpy as np, pandas as pd
-from faultlens.analysis.core import Analysis
+import faultlens
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 n = {n}
 rng = np.random.default_rng(0)
@@ -38,7 +39,7 @@ table = pd.DataFrame({{"id": np.arange(n).astype(str), "path": None, "label": la
     "correct": pred == label, "x": xy[:, 0], "y": xy[:, 1], "source_index": np.arange(n)}})
 images = np.full((n, 4, 4, 3), 128, dtype=np.uint8)
 analysis = Analysis(table, class_names=names, source=ArraySource(images, label, class_names=names))
-ex = analysis.explore()
+ex = faultlens.explore(analysis)
 py_ms = []
 def on_sel(rows):
     py_ms.append(time.perf_counter())

@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     warnings.filterwarnings("ignore")
     import numpy as np, pandas as pd, torch, anywidget, sklearn.svm, sklearn.mixture  # noqa: F401
     import faultlens
-    from faultlens.analysis.core import Analysis
+    from faultlens.analysis.result import Analysis
     from faultlens.data.sources import ArraySource
     from faultlens.ui.explorer import Explorer
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from faultlens.analysis import evaluate, slices
-from faultlens.analysis.errors import FailureDirections
+from faultlens.analysis.failure_directions import FailureDirections
 
 SETTINGS = [
     ("rare", 0.02),

@@ -25,7 +25,7 @@ model = trained_cnn(train.images, train.labels, store=ArtifactStore(analysis.fol
 fb = faultlens.FeatureBrowser(analysis, model, "features.7", demo_transform, k=6)
 fb.class_index = CUE_CLASS
 fb.feature = 3  # the logo feature of the demo CNN (see notebooks/03-spurious-features.ipynb)
-ex = analysis.explore(height=260)
+ex = faultlens.explore(analysis, height=260)
 fb.link_explorer(ex)
 display(ex)
 display(fb)

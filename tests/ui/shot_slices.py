@@ -30,7 +30,7 @@ from tests.ui.test_browser import (
 
 DEMO_SLICES_NB = r"""
 import faultlens
-ex = faultlens.load(%r).explore()
+ex = faultlens.explore(faultlens.load(%r))
 found = ex.find_slices(5)
 ex.color_by = "slice"
 ex.select_discovered(0)

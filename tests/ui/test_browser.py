@@ -30,7 +30,8 @@ pytestmark = pytest.mark.ui
 
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "faultlens-ui-test"  # noqa: S105 - a throwaway token for a 127.0.0.1 test server
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
 # the demo analysis: where CI puts it, else where the Quickstart's `faultlens demo` wrote it
 DEMO = Path(os.environ.get("FAULTLENS_DEMO_ANALYSIS", default_cache_dir() / "demo-analysis"))
 README_SHOT = Path("/tmp/explorer-demo.png")  # noqa: S108 - where the README picks it up
@@ -47,7 +48,8 @@ FLAGS = [
 
 SETUP = r"""
 import json, numpy as np, pandas as pd
-from faultlens.analysis.core import Analysis
+import faultlens
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 
 rng = np.random.default_rng(0)
@@ -71,7 +73,7 @@ np.save("coords.npy", xy)
 """
 
 EXPLORE = r"""
-ex = analysis.explore()
+ex = faultlens.explore(analysis)
 def log_selection(sel):
     with open("selections.jsonl", "a") as fh:
         fh.write(json.dumps({"counter": ex._selection_counter, "source": ex._selection_source,
@@ -83,31 +85,13 @@ ex
 PYTHON_SELECT = "ex.select(np.arange(0, 2000, 10))"
 
 SLICES_NB = r"""
-import json, time, numpy as np, pandas as pd
-from faultlens.analysis.core import Analysis
-from faultlens.data.sources import ArraySource
+import json, sys, time, numpy as np
+sys.path.insert(0, REPO_ROOT)
 from faultlens.ui.explorer import Explorer
+from tests.helpers import planted_cluster
 
-rng = np.random.default_rng(0)
-n, names = 800, ["zero", "one", "two", "three"]
-label = np.arange(n) % 4
-emb = (rng.normal(0, 1, (4, 16)) * 3)[label] + rng.normal(0, 1, (n, 16))
-cluster = np.flatnonzero(label == 2)[:100]
-emb[cluster] = rng.normal(0, 1, 16) * 6 + rng.normal(0, 0.2, (100, 16))
-pred = label.copy()
-pred[cluster[:90]] = 1
-probs = np.full((n, 4), 0.05, dtype=np.float32)
-probs[np.arange(n), pred] = 0.85
-na = np.array(names, dtype=object)
-table = pd.DataFrame({
-    "id": [f"img-{i:04d}" for i in range(n)], "path": [None] * n, "label": label,
-    "label_name": na[label], "pred": pred, "pred_name": na[pred], "confidence": probs.max(1),
-    "loss": -np.log(probs[np.arange(n), label]), "correct": pred == label,
-    "x": emb[:, 0].astype(np.float32), "y": emb[:, 1].astype(np.float32), "source_index": np.arange(n),
-})
-images = rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
-analysis = Analysis(table, class_names=names, probs=probs, embeddings=emb.astype(np.float32),
-                    source=ArraySource(images, label, class_names=names))
+analysis, _ = planted_cluster(800, cluster=100, wrong=90, extra_errors=0, image_px=16,
+                              ids="img-{:04d}")
 
 class SlowFakeCaptioner:
     name = "fake"
@@ -128,7 +112,7 @@ ex
 
 DEMO_NB = r"""
 import faultlens
-ex = faultlens.load(%r).explore()
+ex = faultlens.explore(faultlens.load(%r))
 t = ex.analysis.table
 ex.select(t.index[(t.planted_group != "none") & ~t.correct] if "planted_group" in t else t.index[~t.correct])
 ex
@@ -415,7 +399,9 @@ def test_discovered_slice_click_and_describe(lab: tuple[str, Path]) -> None:
     """Click a discovered-slice row: Python selects its members; "Describe" shows progress, then
     the description with its source label and the captions (as text, never as markup)."""
     url, root = lab
-    (root / "slices.ipynb").write_text(json.dumps(_notebook([SLICES_NB])))
+    (root / "slices.ipynb").write_text(
+        json.dumps(_notebook([SLICES_NB.replace("REPO_ROOT", repr(str(REPO)))]))
+    )
     with _lab_page("slices", width=1400, height=1400) as page:
         _open_and_run(page, url, "slices.ipynb")
         page.wait_for_function(
@@ -528,7 +514,7 @@ def test_feature_browser_images_arrive_and_marks_persist(lab: tuple[str, Path]) 
 AGGREGATE_NB = (
     r"""
 import json, numpy as np, pandas as pd
-from faultlens.analysis.core import Analysis
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 from faultlens.ui.explorer import Explorer
 
@@ -642,7 +628,7 @@ def test_large_maps_draw_each_pixel_as_the_mean_of_its_points(lab: tuple[str, Pa
 
 
 KEYBOARD_NB = r"""
-ex = analysis.explore()
+ex = faultlens.explore(analysis)
 ex.select(np.arange(0, 2000, 50))
 x = np.frombuffer(ex._x, dtype="<f4").copy()
 x[1] = np.inf  # an infinity reaching the view (Python sends NaN) must not blank the whole map

@@ -45,7 +45,8 @@ SETUP = r"""
 import json, numpy as np, pandas as pd, torch
 from torch import nn
 from IPython.display import HTML, display
-from faultlens.analysis.core import Analysis
+import faultlens
+from faultlens.analysis.result import Analysis
 from faultlens.analysis.describe import Description
 from faultlens.data.sources import ArraySource
 from faultlens.ui.explorer import Explorer
@@ -109,9 +110,9 @@ ex.save_slice("kept", np.arange(12))
 ex.color_by = "site " + P[3]
 ex.select(np.arange(0, n, 4))
 ex.describe_selection()
-analysis.report("report.html", title=P[1], slices={P[0]: bad},
-                descriptions={P[0]: ([Description(P[2], [(P[3], 1.0)])], [P[5]])},
-                feature_maps={P[6]: [(P[4], (rng.random((12, 12, 3)) * 255).astype("u1"))]})
+faultlens.write_report(analysis, "report.html", title=P[1], slices={P[0]: bad},
+                       descriptions={P[0]: ([Description(P[2], [(P[3], 1.0)])], [P[5]])},
+                       feature_maps={P[6]: [(P[4], (rng.random((12, 12, 3)) * 255).astype("u1"))]})
 display(HTML(ex._repr_mimebundle_()[0]["text/html"]))
 display(HTML(fb.to_html()))
 ex

@@ -5,7 +5,8 @@ The public API (imported lazily, so ``import faultlens`` is fast):
 - :func:`analyze` — images + labels + a classifier → an :class:`Analysis` (outputs, embeddings, map);
 - :func:`load` — read a saved analysis folder; :func:`demo` — the offline demo analysis
   (:func:`planted_report`: accuracy of its planted groups);
-- :class:`Explorer` — the interactive map, grid and stats (``analysis.explore()``);
+- :func:`explore` — the interactive map, grid and stats of an analysis (an :class:`Explorer`);
+  :func:`write_report` — a self-contained HTML report of it;
 - :class:`FeatureBrowser` — neural features, activation maps beside ranked images, annotation;
 - :class:`Classifier`, :func:`outputs_from_probs` — classifier outputs from a model or your arrays;
 - :class:`EfficientNetLiteEmbedder` (offline default), :class:`OpenClipEmbedder`,
@@ -16,14 +17,19 @@ The public API (imported lazily, so ``import faultlens`` is fast):
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faultlens._version import __version__
 
+if TYPE_CHECKING:
+    from faultlens.analysis.result import Analysis
+    from faultlens.ui.explorer import Explorer
+
 _EXPORTS = {
-    "analyze": "faultlens.analysis.core",
-    "load": "faultlens.analysis.core",
-    "Analysis": "faultlens.analysis.core",
+    "analyze": "faultlens.analysis.analyze",
+    "load": "faultlens.analysis.result",
+    "Analysis": "faultlens.analysis.result",
+    "write_report": "faultlens.report",
     "demo": "faultlens._demo",
     "planted_report": "faultlens._demo",
     "Explorer": "faultlens.ui.explorer",
@@ -36,7 +42,15 @@ _EXPORTS = {
     "ArtifactStore": "faultlens.store",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "explore", *_EXPORTS]
+
+
+def explore(analysis: Analysis, **kwargs: Any) -> Explorer:
+    """The interactive explorer of ``analysis``: ``Explorer(analysis, **kwargs)`` (see
+    :class:`Explorer` for the options)."""
+    from faultlens.ui.explorer import Explorer
+
+    return Explorer(analysis, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

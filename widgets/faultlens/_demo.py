@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faultlens.analysis.core import Analysis, analyze
+from faultlens.analysis.analyze import analyze
+from faultlens.analysis.result import Analysis
 from faultlens.data.demo import CLASS_NAMES, GROUP_NAMES, load_spurious_fashion_mnist
 from faultlens.data.sources import ArraySource
 from faultlens.models.classifier import Classifier

@@ -35,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
             f"{row.rest_of_class_accuracy:6.1%}   gap {row.gap_points:5.1f} points"
         )
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. In a notebook:")
-    print(f"  import faultlens; a = faultlens.load({str(analysis.folder)!r}); a.explore()")
+    print(f"  import faultlens; a = faultlens.load({str(analysis.folder)!r}); faultlens.explore(a)")
     return 0
 
 
@@ -86,7 +86,7 @@ def _embedder(spec: str, image_size: int):
 def _prepare(args: argparse.Namespace) -> int:
     from torchvision import transforms as T
 
-    from faultlens.analysis.core import analyze
+    from faultlens.analysis.analyze import analyze
     from faultlens.data.sources import as_source
     from faultlens.models.classifier import Classifier
 

@@ -106,12 +106,12 @@ def _stats(analysis: Any, rows: np.ndarray) -> dict[str, Any]:
 
 
 def _stats_table(s: Mapping[str, Any]) -> str:
-    mix = s.get("class_mix") or {}
-    mix_txt = ", ".join(f"{_esc(k)} ({int(v)})" for k, v in list(mix.items())[:5])
+    mix = s.get("class_mix") or []
+    mix_txt = ", ".join(f"{_esc(m['name'])} ({int(m['n'])})" for m in mix[:5])
     return (
         "<table><tr><th>images</th><th>errors</th><th>error rate</th><th>95% CI</th>"
         "<th>lift</th><th>classes</th></tr>"
-        f"<tr><td class='num'>{int(s.get('size', 0))}</td><td class='num'>{int(s.get('errors', 0))}"
+        f"<tr><td class='num'>{int(s.get('n', 0))}</td><td class='num'>{int(s.get('errors', 0))}"
         f"</td><td class='num'>{_pct(s.get('error_rate'))}</td><td class='num'>"
         f"{_pct(s.get('ci_low'))}–{_pct(s.get('ci_high'))}</td><td class='num'>"
         f"{_num(s.get('lift'))}×</td><td>{mix_txt}</td></tr></table>"

@@ -14,7 +14,6 @@ Every slice carries a soft membership per item, its members (most typical first)
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from faultlens._checks import finite_matrix
-from faultlens.analysis.errors import FailureDirections
-from faultlens.analysis.stats import wilson_interval
+from faultlens.analysis.failure_directions import FailureDirections
+from faultlens.analysis.stats import group_stats
 
 METHODS = ("mixture", "failure_directions", "kmeans", "confusion")
 
@@ -62,25 +61,9 @@ def slice_stats(
     labels: np.ndarray,
     class_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Size, errors, error rate with its Wilson CI, lift over the overall rate, class mix."""
-    n = len(members)
-    errors = int((~correct[members]).sum()) if n else 0
-    overall = float((~correct).mean()) if len(correct) else math.nan
-    rate = errors / n if n else math.nan
-    lo, hi = wilson_interval(errors, n)
-    counts = np.bincount(labels[members], minlength=int(labels.max(initial=0)) + 1) if n else []
-    names = class_names or [str(i) for i in range(len(counts))]
-    mix = {names[c]: int(k) for c, k in sorted(enumerate(counts), key=lambda t: -t[1]) if k}
-    return {
-        "size": n,
-        "errors": errors,
-        "error_rate": rate,
-        "ci_low": lo,
-        "ci_high": hi,
-        "overall_error_rate": overall,
-        "lift": rate / overall if overall > 0 else math.nan,
-        "class_mix": mix,
-    }
+    """The slice's :func:`~faultlens.analysis.stats.group_stats` against every row: ``n``,
+    ``errors``, ``error_rate`` with its Wilson CI, ``lift`` over the overall rate, ``class_mix``."""
+    return group_stats(correct, members, labels=labels, class_names=class_names)
 
 
 # --------------------------------------------------------------------------- Domino's mixture
@@ -291,7 +274,7 @@ def discover(
     error rate).
 
     ``fitted``: a slicer fitted on another split (an :class:`ErrorAwareMixture` for ``"mixture"``,
-    :class:`~faultlens.analysis.errors.FailureDirections` for ``"failure_directions"``); without it
+    :class:`~faultlens.analysis.failure_directions.FailureDirections` for ``"failure_directions"``); without it
     the method is fitted on these items. ``options`` go to the slicer (e.g. ``gamma=``).
 
     With ``fitted``, ``n_slices`` still caps the result: a mixture fitted with more slices gives

@@ -14,7 +14,7 @@ sharded array in the artifact store. :class:`RayEngine` fills those very shards 
 
 A rerun computes only the shards that are still missing. Afterwards ``run_models`` finds every
 shard present and assembles them, so the table, the projection and the saved analysis folder are
-made by the local engine's own code: ``faultlens.load(folder).explore()`` works unchanged.
+made by the local engine's own code: ``faultlens.explore(faultlens.load(folder))`` works unchanged.
 
 Use it through :func:`faultlens.analyze` (``engine="ray"`` or ``engine=RayEngine(...)``) or the
 command line (``faultlens prepare SOURCE --engine ray --workers N [--ray-address auto]``). Ray is

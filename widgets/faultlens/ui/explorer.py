@@ -36,12 +36,12 @@ import pandas as pd
 import traitlets as t
 from PIL import Image, ImageDraw
 
+from faultlens.analysis.stats import selection_stats
 from faultlens.store import read_json, write_json
 from faultlens.ui._validate import one_of, within
-from faultlens.ui.stats import selection_stats
 
 if TYPE_CHECKING:
-    from faultlens.analysis.core import Analysis
+    from faultlens.analysis.result import Analysis
 
 _STATIC = Path(__file__).parent / "static"
 
@@ -238,7 +238,7 @@ class Explorer(anywidget.AnyWidget):
 
     Examples
     --------
-    >>> ex = analysis.explore()          # doctest: +SKIP
+    >>> ex = faultlens.explore(analysis)          # doctest: +SKIP
     >>> ex.select(ex.analysis.table.index[~ex.analysis.table.correct])  # doctest: +SKIP
     >>> ex.stats["selection"]["error_rate"]  # doctest: +SKIP
     1.0
@@ -981,7 +981,7 @@ class Explorer(anywidget.AnyWidget):
             "index": i,
             "name": str(sl.name),
             "method": str(sl.method),
-            "size": int(st.get("size", len(sl.indices))),
+            "size": int(st.get("n", len(sl.indices))),
             "errors": _jsonable(st.get("errors")),
             "error_rate": _jsonable(st.get("error_rate")),
             "ci_low": _jsonable(st.get("ci_low")),

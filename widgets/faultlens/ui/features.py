@@ -37,7 +37,7 @@ from faultlens.store import atomic_path, read_json, write_json
 from faultlens.ui._validate import one_of, within
 
 if TYPE_CHECKING:
-    from faultlens.analysis.core import Analysis
+    from faultlens.analysis.result import Analysis
 
 _STATIC = Path(__file__).parent / "static"
 MARKS = ("", "core", "spurious")

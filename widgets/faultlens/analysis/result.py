@@ -1,0 +1,269 @@
+"""The analysis: one table of per-image results plus the arrays beside it (:class:`Analysis`).
+
+It is made by :func:`faultlens.analysis.analyze.analyze` and saved in the folder format of
+:mod:`faultlens.analysis.folder`; the widgets and the report take it from above
+(``faultlens.explore(analysis)``, ``faultlens.write_report(analysis, path)``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from faultlens.analysis.folder import read_analysis, save_analysis
+from faultlens.data.decode import decode_image, encode_thumbnail
+from faultlens.data.sources import ImageSource, load_image
+from faultlens.store import ShardedBlobs
+
+#: The columns every analysis table starts with, in this order; user columns follow (a user column
+#: whose name is taken here is renamed ``user_<name>``).
+TABLE_COLUMNS = [
+    "id",
+    "path",
+    "label",
+    "label_name",
+    "pred",
+    "pred_name",
+    "confidence",
+    "loss",
+    "correct",
+    "x",
+    "y",
+    "source_index",
+]
+
+
+class Analysis:
+    """Per-image results of one classifier on one image set.
+
+    Attributes
+    ----------
+    table:
+        One row per image that could be read: ``id``, ``path`` (or None), ``label``/``label_name``,
+        ``pred``/``pred_name``, ``confidence``, ``loss``, ``correct``, ``x``/``y`` (the 2-D map),
+        ``source_index`` (the item's position in the source), then user columns.
+    embeddings:
+        (n, D) float32, aligned with ``table`` (or None): the embedder's output, L2-normalised
+        by faultlens's embedders; your own ``embeddings=`` rows are kept as given.
+    probs:
+        (n, C) float32 class probabilities aligned with ``table``.
+    class_names:
+        Names of the classes, indexed by label.
+    arrays:
+        Further named arrays aligned with ``table`` (e.g. ``imagenet_logits`` of the offline model).
+    skipped:
+        The items that could not be read: ``index``, ``id``, ``path``, ``reason``.
+    meta:
+        How it was made (models, parameters, library version).
+    thumbnails:
+        Every source item's thumbnail, encoded once by :func:`analyze` in its decoding pass and
+        indexed by ``source_index`` (or None); ``meta["thumbnail_size"]`` is their size.
+    folder:
+        The folder it was saved to or loaded from (None before that); the Explorer's named
+        slices and the FeatureBrowser's marks are kept there.
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        *,
+        class_names: Sequence[str],
+        probs: np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+        skipped: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+        source: ImageSource | None = None,
+        folder: str | os.PathLike[str] | None = None,
+        thumbnails: ShardedBlobs | None = None,
+    ) -> None:
+        n = len(table)
+        for name, arr in [("probs", probs), ("embeddings", embeddings), *(arrays or {}).items()]:
+            if arr is not None and len(arr) != n:
+                msg = f"{name} has {len(arr)} rows but the table has {n}: they must align"
+                raise ValueError(msg)
+        self.table = table.reset_index(drop=True)
+        self.class_names = list(class_names)
+        self.probs = probs
+        self.embeddings = embeddings
+        self.arrays = dict(arrays or {})
+        self.skipped = list(skipped or [])
+        self.meta = dict(meta or {})
+        self.source = source
+        self.folder = Path(folder) if folder is not None else None
+        self.thumbnails = thumbnails
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        acc = float(self.table["correct"].mean()) if len(self) else float("nan")
+        return (
+            f"<faultlens.Analysis: {len(self)} images, {len(self.class_names)} classes, "
+            f"accuracy {acc:.1%}, {len(self.skipped)} skipped>"
+        )
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def image(self, row: int, min_size: int | None = None) -> Image.Image:
+        """The RGB image of table row ``row`` (``min_size``: see :func:`decode_image`)."""
+        src_index = int(self.table["source_index"].iat[row])
+        if self.source is not None:
+            return load_image(self.source, src_index, min_size)
+        path = self.table["path"].iat[row]
+        if isinstance(path, str) and path:
+            return decode_image(path, min_size=min_size)
+        msg = (
+            f"row {row} has no image: this analysis was loaded without its images (an in-memory "
+            "source not saved with it)"
+        )
+        raise LookupError(msg)
+
+    def thumbnail(self, row: int, size: int = 96) -> bytes:
+        """Encoded bytes (JPEG or PNG, see :func:`encode_thumbnail`) of row ``row``'s image at most
+        ``size`` pixels a side: read from the pre-rendered store when it holds this size (up to
+        twice as large; the page scales it), else decoded and rendered now."""
+        stored = int(self.meta.get("thumbnail_size") or 0)
+        if self.thumbnails is not None and size <= stored <= 2 * size:
+            try:
+                data = self.thumbnails.get(int(self.table["source_index"].iat[row]))
+            except (KeyError, OSError):  # a store copied half-way: render it instead
+                data = b""
+            if data:
+                return data
+        return encode_thumbnail(self.image(row, min_size=size), size)
+
+    # -- summaries ------------------------------------------------------------------------------
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.table["correct"].mean())
+
+    def group_accuracy(self, column: str) -> pd.DataFrame:
+        """Accuracy, error count and size per value of ``column``."""
+        if column not in self.table.columns:
+            msg = f"no column {column!r}; columns: {list(self.table.columns)}"
+            raise KeyError(msg)
+        g = self.table.groupby(column, observed=True, dropna=False)["correct"]
+        return pd.DataFrame({"n": g.size(), "accuracy": g.mean(), "errors": g.size() - g.sum()})
+
+    def summary(self) -> str:
+        lines = [repr(self)]
+        per_class = self.group_accuracy("label_name").sort_values("accuracy")
+        lines.append("accuracy per class (worst first):")
+        lines.extend(
+            f"  {name:<16} {row.accuracy:6.1%}  (n={int(row.n)})"
+            for name, row in per_class.iterrows()
+        )
+        fit = self.meta.get("projection_fit", {})
+        if fit and fit.get("fitted_on", 0) < fit.get("placed", 0):
+            lines.append(
+                f"map: UMAP fitted on a seeded sample of {fit['fitted_on']:,} of {fit['placed']:,} "
+                "points; the others placed with UMAP.transform"
+            )
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} item(s) skipped:")
+            lines.extend(f"  {s['id']}: {s['reason']}" for s in self.skipped[:10])
+            if len(self.skipped) > 10:
+                lines.append(f"  … and {len(self.skipped) - 10} more (see analysis.skipped)")
+        return "\n".join(lines)
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the analysis to ``folder`` (see :func:`faultlens.analysis.folder.save_analysis`)."""
+        return save_analysis(self, folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Analysis:
+        """Read an analysis written by :meth:`save` (see
+        :func:`faultlens.analysis.folder.read_analysis`)."""
+        return cls(**read_analysis(folder))
+
+    # -- failure slices -------------------------------------------------------------------------
+
+    def _need_embeddings(self) -> np.ndarray:
+        if self.embeddings is None:
+            msg = "this analysis has no embeddings: run analyze() with an embedder"
+            raise ValueError(msg)
+        return self.embeddings
+
+    def failure_scores(
+        self, *, fit_on: np.ndarray | None = None, random_state: int = 0
+    ) -> np.ndarray:
+        """Failure-direction scores (lower = more likely an error), also stored as the table's
+        ``failure_score`` column. ``fit_on``: rows (or a bool mask) to fit the SVMs on — by default
+        a seeded half, and each half is scored by the SVMs fitted on the other (cross-fitting), so
+        no image is scored by a model that saw it.
+        """
+        from faultlens.analysis.failure_directions import FailureDirections
+
+        Z = self._need_embeddings()
+        y = self.table["label"].to_numpy()
+        pred = self.table["pred"].to_numpy()
+        score = np.full(len(y), np.nan)
+        if fit_on is not None:
+            mask = np.zeros(len(y), dtype=bool)
+            mask[fit_on] = True
+            folds = [(mask, ~mask)]
+        else:
+            half = np.random.default_rng(random_state).random(len(y)) < 0.5
+            folds = [(half, ~half), (~half, half)]
+        for fit_rows, score_rows in folds:
+            fd = FailureDirections(random_state=random_state).fit(
+                Z[fit_rows], y[fit_rows], pred[fit_rows]
+            )
+            score[score_rows] = fd.score(Z[score_rows], y[score_rows])
+        self.table["failure_score"] = score.astype(np.float32)
+        return score
+
+    def find_slices(self, n_slices: int = 5, method: str = "mixture", **options: Any) -> list[Any]:
+        """Discover failure slices (see :func:`faultlens.analysis.slices.discover`)."""
+        from faultlens.analysis.slices import discover
+
+        return discover(
+            self._need_embeddings(),
+            self.table["label"].to_numpy(),
+            self.probs,
+            n_slices=n_slices,
+            method=method,
+            class_names=self.class_names,
+            **options,
+        )
+
+    def describe(
+        self,
+        rows: Sequence[int] | np.ndarray,
+        *,
+        captioner: Any = None,
+        text_encoder: Any = None,
+        phrases: Sequence[str] = (),
+    ) -> tuple[list[Any], list[str]]:
+        """Descriptions of the images at ``rows`` (captions, phrases, ImageNet tags — each labelled
+        with its source) and notes on what could not be made. See
+        :func:`faultlens.analysis.describe.describe_members`."""
+        from faultlens.analysis.describe import describe_members
+
+        return describe_members(
+            np.asarray(rows, dtype=np.int64),
+            labels=self.table["label"].to_numpy(),
+            correct=self.table["correct"].to_numpy(),
+            embeddings=self.embeddings,
+            imagenet_logits=self.arrays.get("imagenet_logits"),
+            load_image=self.image,
+            captioner=captioner,
+            text_encoder=text_encoder,
+            phrases=phrases,
+            class_names=self.class_names,
+        )
+
+
+def load(folder: str | os.PathLike[str]) -> Analysis:
+    """Read an analysis folder (see :meth:`Analysis.save`)."""
+    return Analysis.load(folder)
