@@ -388,8 +388,12 @@ class FileLock:
                     f"{self.path.name} for over {self.timeout:.0f} s); try again"
                 )
                 raise TimeoutError(msg) from None
-            try:  # the same file still at this path: not a folder swapped away meanwhile
-                same = os.stat(lock.lock_file).st_ino == os.lstat(self.path).st_ino
+            # the file locked is still the one at this path (not in a folder swapped away while
+            # waiting: replace_folder); filelock keeps its descriptor in its context
+            fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+            try:
+                held, now = (os.fstat(fd), os.lstat(self.path)) if fd is not None else (None, None)
+                same = held is None or (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
             except OSError:
                 same = False
             if same:
