@@ -229,7 +229,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), _mode_for(path))
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(fh.fileno(), _mode_for(path))
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -901,7 +902,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.{_owner()}.{os.urandom(6).hex()}.tmp")
     try:
         os.link(src, tmp, follow_symlinks=False)
-    except OSError:
+    except (OSError, NotImplementedError):  # another file system; no such option here
         with atomic_file(dst) as fh, open(src, "rb") as fin:
             shutil.copyfileobj(fin, fh)
         return
