@@ -305,3 +305,31 @@ def test_a_group_cache_gives_the_group_its_files(
         assert arr.folder.stat().st_mode & stat.S_ISGID
     finally:
         os.umask(old)
+
+
+def test_a_lock_waited_for_in_a_folder_swapped_away_is_taken_again(tmp_path: Path) -> None:
+    import time
+
+    from faultlens.store import FileLock, lock_path
+
+    folder = tmp_path / "an"
+    folder.mkdir()
+    first = FileLock(lock_path(folder / "slices.json"))
+    first.acquire()
+    got = []
+
+    def waiter() -> None:
+        lock = FileLock(lock_path(folder / "slices.json"))
+        lock.acquire()  # waits on the old folder's lock file, then finds it swapped away (filelock
+        # 4 checks this itself; FileLock checks it for older versions too)
+        got.append(os.fstat(lock._lock._context.lock_file_fd).st_ino)
+        lock.release()
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.3)
+    (folder).rename(tmp_path / "old")  # a save swaps a new folder in meanwhile
+    folder.mkdir()
+    first.release()
+    th.join(30)
+    assert got == [os.lstat(lock_path(folder / "slices.json")).st_ino]  # the new folder's lock

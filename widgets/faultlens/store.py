@@ -229,7 +229,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), _mode_for(path))
+            if hasattr(os, "fchmod"):  # not on Windows
+                os.fchmod(fh.fileno(), _mode_for(path))
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -388,8 +389,12 @@ class FileLock:
                     f"{self.path.name} for over {self.timeout:.0f} s); try again"
                 )
                 raise TimeoutError(msg) from None
-            try:  # the same file still at this path: not a folder swapped away meanwhile
-                same = os.stat(lock.lock_file).st_ino == os.lstat(self.path).st_ino
+            # the file locked is still the one at this path (not in a folder swapped away while
+            # waiting: replace_folder); filelock keeps its descriptor in its context
+            fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+            try:
+                held, now = (os.fstat(fd), os.lstat(self.path)) if fd is not None else (None, None)
+                same = held is None or (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
             except OSError:
                 same = False
             if same:
@@ -897,7 +902,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.{_owner()}.{os.urandom(6).hex()}.tmp")
     try:
         os.link(src, tmp, follow_symlinks=False)
-    except OSError:
+    except (OSError, NotImplementedError):  # another file system; no such option here
         with atomic_file(dst) as fh, open(src, "rb") as fin:
             shutil.copyfileobj(fin, fh)
         return
