@@ -19,8 +19,11 @@ import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
 from faultlens.analysis.core import Analysis
+from faultlens.analysis.saved_slices import check_slice_name
 from faultlens.data.sources import ArraySource
-from faultlens.ui.explorer import Explorer, check_slice_name, encode_color
+from faultlens.render.colors import encode_color
+from faultlens.render.mapimage import render_map_png
+from faultlens.ui.explorer import Explorer
 from faultlens.ui.stats import selection_stats, wilson_interval
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -75,6 +78,12 @@ def make_analysis(
 @pytest.fixture
 def analysis() -> Analysis:
     return make_analysis()
+
+
+def static_copy(ex: Explorer) -> tuple[bytes, str]:
+    """The PNG and HTML of the Explorer's static copy (what nbconvert/GitHub show)."""
+    data, _meta = ex._repr_mimebundle_()
+    return base64.b64decode(data["image/png"]), data["text/html"]
 
 
 def js_select(ex: Explorer, rows: np.ndarray, source: str = "box") -> None:
@@ -275,7 +284,7 @@ def test_thumbnails_are_png_and_cached(analysis: Analysis) -> None:
     content, buffers = sent[-1]
     assert content["rows"] == [0, 1, 2]
     assert all(b.startswith(b"\x89PNG") for b in buffers)
-    assert ex.thumbnail(0) is buffers[0]  # LRU hit returns the cached bytes
+    assert ex.images.thumbnail(0) is buffers[0]  # LRU hit returns the cached bytes
     ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": 1}, [])
     content, buffers = sent[-1]
     assert dict(content["info"])["id"] == "img-5"
@@ -368,22 +377,23 @@ def test_slices_round_trip(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["slices"]["class 3 errors"]["ids"] == ["img-3", "img-7", "img-11"]
     assert not list(path.parent.glob(".slices.json.*"))  # no temp files left (atomic write)
-    assert [s["name"] for s in ex.slices] == ["class 3 errors"]
+    assert [s["name"] for s in ex.saved_slices] == ["class 3 errors"]
     ex.clear_selection()
     # a new explorer on the reloaded analysis sees the slice and can select it
     ex2 = Explorer(Analysis.load(tmp_path / "an"))
-    assert ex2.slices[0]["n"] == 3
+    assert ex2.saved_slices[0]["n"] == 3
     ex2._on_custom_msg(ex2, {"type": "slice", "op": "load", "name": "class 3 errors"}, [])
     assert ex2.selection.tolist() == [3, 7, 11]
-    csv = ex2.export_slice("class 3 errors")
+    csv = ex2.saved.export("class 3 errors")
     assert csv == tmp_path / "an" / "slices" / "class 3 errors.csv"
     frame = pd.read_csv(csv)
     assert frame["id"].tolist() == ["img-3", "img-7", "img-11"]
     assert set(frame.columns) >= {"id", "path", "label", "label_name", "pred", "pred_name"}
-    pq = ex2.export_slice("class 3 errors", tmp_path / "out.parquet")
+    pq = ex2.saved.export("class 3 errors", tmp_path / "out.parquet")
     assert pd.read_parquet(pq)["row"].tolist() == [3, 7, 11]
-    ex2.delete_slice("class 3 errors")
-    assert ex2.slices == []
+    ex2.saved.delete("class 3 errors")
+    assert ex2.saved_slices == []
+    assert "deleted slice" in ex2.status
     assert json.loads(path.read_text())["slices"] == {}
     with pytest.raises(KeyError, match="no slice named"):
         ex2.load_slice("class 3 errors")
@@ -419,7 +429,7 @@ def test_slice_errors_from_the_view_go_to_status(analysis: Analysis) -> None:
     ex.select([1, 2])
     ex.save_slice("in memory")  # no folder: kept in memory, and the status says so
     assert "memory" in ex.status
-    assert ex.slices[0]["name"] == "in memory"
+    assert ex.saved_slices[0]["name"] == "in memory"
 
 
 # ----------------------------------------------------------------------------- escaping, static
@@ -430,7 +440,7 @@ def test_python_html_escapes_user_strings(tmp_path: Path) -> None:
     ex = Explorer(a)
     ex.select([0, 4])
     ex.save_slice("safe name")
-    html_out = ex.summary_html()
+    _png, html_out = static_copy(ex)
     assert EVIL not in html_out
     assert "&lt;img src=x onerror=alert(1)&gt;" in html_out
     data, _meta = ex._repr_mimebundle_()
@@ -439,7 +449,7 @@ def test_python_html_escapes_user_strings(tmp_path: Path) -> None:
     png = base64.b64decode(data["image/png"])
     assert png.startswith(b"\x89PNG")
     # the inspector's metadata travels as plain strings for textContent, never as markup
-    info = dict(ex.row_info(0))
+    info = dict(ex.images.row_info(0))
     assert info["label_name"] == EVIL  # raw text; the view sets it with textContent
 
 
@@ -448,8 +458,10 @@ def test_static_png_shows_points(analysis: Analysis) -> None:
 
     from PIL import Image
 
-    ex = Explorer(analysis)
-    img = np.asarray(Image.open(BytesIO(ex.render_png(400, 300))).convert("RGB"))
+    t = analysis.table
+    codes, legend = encode_color(t, "correct", analysis.class_names)
+    png = render_map_png(t.x.to_numpy(), t.y.to_numpy(), codes, legend, width=400, height=300)
+    img = np.asarray(Image.open(BytesIO(png)).convert("RGB"))
     assert img.shape == (300, 400, 3)
     assert (img[:, :230] != 255).any(axis=2).sum() > 500  # many coloured pixels in the map area
 
@@ -561,7 +573,7 @@ def test_clicking_a_slice_row_selects_its_members() -> None:
     seen: list[np.ndarray] = []
     ex.observe_selection(lambda sel: seen.append(sel.copy()))
     for i in (1, 0, 0):  # a re-click of the same row fires again
-        ex.set_state({"_slice_clicked": i, "_slice_click_counter": ex._slice_click_counter + 1})
+        ex._on_custom_msg(ex, {"type": "select_slice", "index": i}, [])  # a row click
         np.testing.assert_array_equal(seen[-1], np.sort(found[i].indices))
         np.testing.assert_array_equal(ex.selection, np.sort(found[i].indices))
         assert ex.active_slice == i
@@ -571,7 +583,7 @@ def test_clicking_a_slice_row_selects_its_members() -> None:
     assert len(seen) == 3
     js_select(ex, np.arange(5))  # any other selection leaves the slice
     assert ex.active_slice == -1
-    ex.set_state({"_slice_clicked": 9, "_slice_click_counter": ex._slice_click_counter + 1})
+    ex._on_custom_msg(ex, {"type": "select_slice", "index": 9}, [])
     assert "no discovered slice 9" in ex.status
     np.testing.assert_array_equal(ex.selection, np.arange(5))  # kept
 
@@ -579,7 +591,7 @@ def test_clicking_a_slice_row_selects_its_members() -> None:
 def test_slices_given_to_the_constructor_and_colour_by_slice() -> None:
     a, _cluster = make_planted()
     found = a.find_slices(3, n_components=5)
-    ex = Explorer(a, slices=found, color_by="slice")
+    ex = Explorer(a, discovered=found, color_by="slice")
     assert [r["name"] for r in ex.discovered] == [s.name for s in found]
     codes = np.frombuffer(ex._color, dtype=np.uint8)
     M = np.stack([s.membership for s in found], axis=1)
@@ -589,10 +601,10 @@ def test_slices_given_to_the_constructor_and_colour_by_slice() -> None:
     for i, s in enumerate(found):  # a slice's members carry its code
         assert (codes[s.indices] == i).all()
     assert ex._color_info["colors"][:3] == [r["color"] for r in ex.discovered]
-    png = ex.render_png()
+    png, _html = static_copy(ex)
     assert png.startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="membership of shape"):
-        Explorer(make_analysis(200), slices=found)
+        Explorer(make_analysis(200), discovered=found)
 
 
 def test_colour_and_sort_by_failure_score() -> None:
@@ -722,11 +734,11 @@ def test_user_strings_of_slices_and_captions_are_escaped(tmp_path: Path) -> None
     a, cluster = make_planted(logits=True)
     found = a.find_slices(3, n_components=5)
     found[0].name = EVIL
-    ex = Explorer(a, slices=found, captioner=FakeCaptioner(EVIL + " logo " + EVIL))
+    ex = Explorer(a, discovered=found, captioner=FakeCaptioner(EVIL + " logo " + EVIL))
     assert ex.discovered[0]["name"] == EVIL  # raw in the trait: JS writes it as textContent
     ex.select(cluster)
     ex.describe_selection()
-    page = ex.summary_html() + ex.description_html() + ex.discovered_html()
+    _png, page = static_copy(ex)
     assert EVIL not in page and "<img src=x" not in page
     assert html_escaped(EVIL) in page
     assert "captions (fake)" in page and "tags (ImageNet classifier)" in page
@@ -772,17 +784,17 @@ def test_grid_pages_show_every_row_once_with_ties_and_nan() -> None:
             ex.grid_sort = sort
             ex.grid_descending = desc
             pages = ex._grid["n_pages"]
-            shown = np.concatenate([ex.grid_rows(p) for p in range(pages)])
+            shown = np.concatenate([ex._grid_rows(p) for p in range(pages)])
             key = a.table[sort].to_numpy(dtype=np.float64)[sel]
             np.testing.assert_array_equal(shown, _full_order(key, sel, desc), err_msg=(sort, desc))
             assert len(np.unique(shown)) == len(sel)
     # NaN last in both directions, ±inf at the two ends of the known values
     ex.grid_sort, ex.grid_descending = "tied", True
-    assert ex.grid_rows(0)[0] == 3  # +inf first when descending
-    assert np.isnan(tied[ex.grid_rows(ex._grid["n_pages"] - 1)]).all()
+    assert ex._grid_rows(0)[0] == 3  # +inf first when descending
+    assert np.isnan(tied[ex._grid_rows(ex._grid["n_pages"] - 1)]).all()
     ex.grid_descending = False
-    assert ex.grid_rows(0)[0] == 9  # -inf first when ascending
-    assert np.isnan(tied[ex.grid_rows(ex._grid["n_pages"] - 1)]).all()
+    assert ex._grid_rows(0)[0] == 9  # -inf first when ascending
+    assert np.isnan(tied[ex._grid_rows(ex._grid["n_pages"] - 1)]).all()
 
 
 def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
@@ -796,7 +808,7 @@ def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
     assert ex_b.load_slice("hard").tolist() == [2]
     assert "moved 1 slice(s)" in ex_b.status
     assert "hard" in json.loads((tmp_path / "b" / "slices.json").read_text())["slices"]
-    assert [s["name"] for s in ex_b.slices] == ["hard"]
+    assert [s["name"] for s in ex_b.saved_slices] == ["hard"]
     # the folder already holds slices named "clash" (other images) and "same" (same images)
     a = make_analysis()
     ex = Explorer(a)
@@ -807,14 +819,14 @@ def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
     other.save_slice("clash", rows=[7, 8])
     other.save_slice("same", rows=[6])
     a.save(tmp_path / "an")
-    ex.refresh_slices()
-    assert [s["name"] for s in ex.slices] == ["clash", "clash-unsaved", "mine", "same"]
+    ex.saved.refresh()
+    assert [s["name"] for s in ex.saved_slices] == ["clash", "clash-unsaved", "mine", "same"]
     assert "moved 3 slice(s)" in ex.status and "'clash' -> 'clash-unsaved'" in ex.status
     stored = json.loads((tmp_path / "an" / "slices.json").read_text())["slices"]
     assert stored["mine"]["ids"] == ["img-1", "img-2", "img-3"]
     assert stored["clash"]["rows"] == [7, 8]  # the file's slice keeps its name …
     assert stored["clash-unsaved"]["rows"] == [4, 5]  # … and the memory one is not lost
-    assert ex._memory_slices == {}
+    assert ex.saved._memory == {}
     assert ex.load_slice("mine").tolist() == [1, 2, 3]
 
 
@@ -833,7 +845,7 @@ def test_infinite_positions_are_sent_as_nan() -> None:
         assert np.isnan(x[r]) and np.isnan(y[r]), r
     assert np.isfinite(x[[0, 1, 2]]).all() and np.isfinite(y[[0, 1, 2]]).all()
     assert "4 point(s) have no map position" in ex.status
-    assert ex.render_png().startswith(b"\x89PNG")
+    assert static_copy(ex)[0].startswith(b"\x89PNG")
 
 
 class _FakeSlice:
@@ -845,10 +857,10 @@ class _FakeSlice:
 
 
 def test_no_slices_left_while_coloured_by_slice_falls_back_to_correct(analysis: Analysis) -> None:
-    ex = Explorer(analysis, slices=[_FakeSlice(np.arange(20), N)])
+    ex = Explorer(analysis, discovered=[_FakeSlice(np.arange(20), N)])
     ex.color_by = "slice"
     assert ex._color_info["column"] == "slice"
-    ex.set_slices([])  # e.g. a slice search that found nothing
+    ex.set_discovered([])  # e.g. a slice search that found nothing
     assert ex.color_by == "correct"
     assert ex._color_info["column"] == "correct"
     assert "slice" not in ex.color_options
@@ -933,7 +945,7 @@ def test_description_is_marked_stale_when_the_selection_changes() -> None:
     assert ex.descriptions["stale"] is True
     assert ex.descriptions["rows_hash"] == d["rows_hash"]  # still the hash of what was described
     assert ex.descriptions["items"] == d["items"]
-    assert "earlier selection" in ex.description_html()
+    assert "earlier selection" in static_copy(ex)[1]
     js_select(ex, cluster)  # the described rows again: current again
     assert ex.descriptions["stale"] is False
     js_select(ex, np.r_[cluster[1:], 0])  # same size, other rows
@@ -947,8 +959,8 @@ def test_hover_tooltip_sends_no_image_and_bad_thumb_rows_get_a_reply(analysis: A
     sent: list[tuple[dict, list]] = []
     ex.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
     calls: list[int] = []
-    thumbnail = ex.thumbnail
-    ex.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
+    thumbnail = ex.images.thumbnail
+    ex.images.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
     ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": -1}, [])  # tooltip only
     content, buffers = sent[-1]
     assert content["req"] == -1 and dict(content["info"])["id"] == "img-5"
