@@ -22,7 +22,6 @@ from faultlens.analysis.core import Analysis
 from faultlens.analysis.saved_slices import check_slice_name
 from faultlens.data.sources import ArraySource
 from faultlens.render.colors import encode_color
-from faultlens.render.mapimage import render_map_png
 from faultlens.ui.explorer import Explorer
 from faultlens.ui.stats import selection_stats, wilson_interval
 
@@ -228,6 +227,82 @@ def test_callback_errors_are_kept_not_lost(analysis: Analysis) -> None:
     assert "boom" in ex.status
 
 
+def test_selection_is_an_observable_trait_and_links(analysis: Analysis) -> None:
+    import ipywidgets
+
+    ex = Explorer(analysis)
+    changes: list[np.ndarray] = []
+    ex.observe(lambda c: changes.append(c["new"]), names="selection")
+    js_select(ex, [4, 8])
+    assert [c.tolist() for c in changes] == [[4, 8]]
+    js_select(ex, [4, 8])  # the same rows again: no change (observe_selection still fires)
+    assert len(changes) == 1
+    ex.selection = np.array([1, 1, 2])  # assigning selects, as select() does
+    assert ex.selection.tolist() == [1, 2] and ex._selection_source == "python"
+    assert np.frombuffer(ex._selection, dtype="<u4").tolist() == [1, 2]  # sent to the view
+    assert ex.stats["selection"]["n"] == 2 and changes[-1].tolist() == [1, 2]
+    assert ex.selection.dtype == np.uint32 and not ex.selection.flags.writeable
+    with pytest.raises(IndexError, match="out of range"):
+        ex.selection = [N]
+    assert ex.selection.tolist() == [1, 2]  # a refused value changes nothing
+    # two views of one analysis, linked both ways (ipywidgets.link compares with `!=`, which a
+    # numpy array does not answer with one bool: two dlinks do the same)
+    other = Explorer(make_analysis())
+    there = ipywidgets.dlink((ex, "selection"), (other, "selection"))
+    back = ipywidgets.dlink((other, "selection"), (ex, "selection"))
+    js_select(ex, [5, 6, 7])  # a lasso on one map selects the same rows on the other
+    assert other.selection.tolist() == [5, 6, 7] and other.stats["selection"]["n"] == 3
+    other.select([9])
+    assert ex.selection.tolist() == [9] and ex.stats["selection"]["n"] == 1
+    there.unlink()
+    back.unlink()
+    assert "selection" not in ex.get_state()  # the wire carries _selection only, once
+
+
+def test_js_rows_beyond_the_table_are_refused(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    js_select(ex, [1, 2])
+    with pytest.raises(traitlets.TraitError, match=f"row index {N}"):
+        ex._selection = np.asarray([3, N], dtype="<u4").tobytes()
+    assert ex.selection.tolist() == [1, 2]
+
+
+def test_removed_selection_callbacks_are_not_called(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    seen: list[int] = []
+    remove = ex.observe_selection(lambda s: seen.append(len(s)))
+    js_select(ex, [1])
+    remove()
+    js_select(ex, [1, 2])
+    assert seen == [1]
+    with pytest.raises(TypeError, match="callable"):
+        ex.observe_selection("not a function")  # type: ignore[arg-type]
+
+
+def test_view_state_traits_are_validated(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    with pytest.raises(traitlets.TraitError, match=r"unknown label\(s\) \[7\]"):
+        ex.filter_classes = [1, 7]
+    ex.filter_classes = [2, 1, 2]
+    assert ex.filter_classes == [1, 2]
+    with pytest.raises(traitlets.TraitError, match=r"within 1\.\.500"):
+        ex.page_size = 0
+    ex.grid_page = -3
+    assert ex.grid_page == 0
+    ex.grid_sort = "index"  # not a column, but a valid grid order
+    with pytest.raises(traitlets.TraitError, match="low <= high"):
+        ex.filter_confidence = [0.5, float("nan")]
+
+
+def test_an_unknown_message_is_ignored_and_a_bad_one_reported(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    ex._on_custom_msg(ex, {"type": "no such command"}, [])
+    ex._on_custom_msg(ex, "not a dict", [])
+    assert ex.status == ""
+    ex._on_custom_msg(ex, {"type": "select_slice"}, [])  # no index
+    assert ex.status.startswith("select_slice:")
+
+
 # ----------------------------------------------------------------------------- filter, grid
 
 
@@ -311,18 +386,6 @@ def test_binary_payload_at_most_12_bytes_per_point(analysis: Analysis) -> None:
         assert len(ex._color) == N
     with pytest.raises(traitlets.TraitError, match="cannot colour"):
         ex.color_by = "nope"
-
-
-def test_encode_color_kinds(analysis: Analysis) -> None:
-    codes, info = encode_color(analysis.table, "correct", analysis.class_names)
-    assert codes.tolist() == (~analysis.table.correct).astype(int).tolist()
-    codes, info = encode_color(analysis.table, "loss", analysis.class_names)
-    assert info["kind"] == "continuous"
-    assert codes.min() == 0
-    assert codes.max() == 254
-    codes, info = encode_color(analysis.table, "group", analysis.class_names)
-    assert info["kind"] == "category"
-    assert sorted(info["labels"]) == sorted(["odd", EVIL])
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -458,12 +521,10 @@ def test_static_png_shows_points(analysis: Analysis) -> None:
 
     from PIL import Image
 
-    t = analysis.table
-    codes, legend = encode_color(t, "correct", analysis.class_names)
-    png = render_map_png(t.x.to_numpy(), t.y.to_numpy(), codes, legend, width=400, height=300)
+    png, _html = static_copy(Explorer(analysis))
     img = np.asarray(Image.open(BytesIO(png)).convert("RGB"))
-    assert img.shape == (300, 400, 3)
-    assert (img[:, :230] != 255).any(axis=2).sum() > 500  # many coloured pixels in the map area
+    assert img.shape == (480, 720, 3)
+    assert (img[:, :550] != 255).any(axis=2).sum() > 500  # many coloured pixels in the map area
 
 
 # ----------------------------------------------------------------------------- discovered slices

@@ -108,12 +108,13 @@ class Explorer(anywidget.AnyWidget):
     The selection
     -------------
     ``selection`` is a trait holding a sorted, unique, read-only uint32 numpy array, so
-    ``explorer.observe(cb, names="selection")``, ``ipywidgets.link`` and ``dlink`` work on it;
-    assigning to it is the same as :meth:`select`. ``observe`` fires when the rows change;
-    :meth:`observe_selection` fires on every selection, also a repeat of the same rows. On the
-    wire the front end writes ``_selection`` (uint32 bytes) and bumps ``_selection_counter``; the
-    public trait is not synced itself (that would send every selection twice), so
-    ``ipywidgets.jslink`` does not apply to it.
+    ``explorer.observe(cb, names="selection")`` and ``ipywidgets.dlink`` work on it; assigning to
+    it is the same as :meth:`select`. ``observe`` fires when the rows change;
+    :meth:`observe_selection` fires on every selection, also a repeat of the same rows. To link two
+    views both ways use two ``dlink``s (``ipywidgets.link`` compares values with ``!=``, which a
+    numpy array does not answer with one bool). On the wire the front end writes ``_selection``
+    (uint32 bytes) and bumps ``_selection_counter``; the public trait is not synced itself (that
+    would send every selection twice), so ``ipywidgets.jslink`` does not apply to it.
 
     Examples
     --------
@@ -382,11 +383,12 @@ class Explorer(anywidget.AnyWidget):
 
     def _on_selection_trait(self, _change: dict) -> None:
         rows = sorted_unique(np.frombuffer(self._selection, dtype="<u4"), self.n_points)
-        self._from_wire = True
-        try:
-            self.selection = rows
-        finally:
-            self._from_wire = False
+        if not np.array_equal(rows, self.selection):  # observe(names="selection"): changes only
+            self._from_wire = True
+            try:
+                self.selection = rows
+            finally:
+                self._from_wire = False
         start = time.perf_counter()
         with self.hold_sync():
             if self._selection_source != "discovered":
