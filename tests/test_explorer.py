@@ -19,7 +19,7 @@ import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
 from faultlens.analysis.core import Analysis
-from faultlens.analysis.saved_slices import check_slice_name
+from faultlens.analysis.records import check_slice_name
 from faultlens.data.sources import ArraySource
 from faultlens.render.colors import encode_color
 from faultlens.ui.explorer import Explorer
@@ -430,7 +430,8 @@ def test_unknown_keyword_raises(analysis: Analysis) -> None:
 # ----------------------------------------------------------------------------- slices
 
 
-def test_slices_round_trip(tmp_path: Path) -> None:
+def test_slices_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # exports go to the working directory by default
     a = make_analysis()
     a.save(tmp_path / "an")
     ex = Explorer(a)
@@ -448,7 +449,8 @@ def test_slices_round_trip(tmp_path: Path) -> None:
     ex2._on_custom_msg(ex2, {"type": "slice", "op": "load", "name": "class 3 errors"}, [])
     assert ex2.selection.tolist() == [3, 7, 11]
     csv = ex2.saved.export("class 3 errors")
-    assert csv == tmp_path / "an" / "slices" / "class 3 errors.csv"
+    assert csv == tmp_path / "class 3 errors.csv"
+    assert f"exported slice 'class 3 errors' to {csv}" in ex2.status
     frame = pd.read_csv(csv)
     assert frame["id"].tolist() == ["img-3", "img-7", "img-11"]
     assert set(frame.columns) >= {"id", "path", "label", "label_name", "pred", "pred_name"}
@@ -876,6 +878,7 @@ def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
     ex.save_slice("mine", rows=[1, 2, 3])
     ex.save_slice("clash", rows=[4, 5])
     ex.save_slice("same", rows=[6])
+    (tmp_path / "an").mkdir()  # records are written into an existing folder only
     other = Explorer(make_analysis(folder=tmp_path / "an"))
     other.save_slice("clash", rows=[7, 8])
     other.save_slice("same", rows=[6])
@@ -887,7 +890,7 @@ def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
     assert stored["mine"]["ids"] == ["img-1", "img-2", "img-3"]
     assert stored["clash"]["rows"] == [7, 8]  # the file's slice keeps its name …
     assert stored["clash-unsaved"]["rows"] == [4, 5]  # … and the memory one is not lost
-    assert ex.saved._memory == {}
+    assert ex.saved.store.in_memory == 0
     assert ex.load_slice("mine").tolist() == [1, 2, 3]
 
 

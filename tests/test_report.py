@@ -15,7 +15,7 @@ import pytest
 
 from faultlens.analysis.core import Analysis
 from faultlens.analysis.describe import Description
-from faultlens.analysis.saved_slices import SavedSlices
+from faultlens.analysis.records import SavedSlices
 from faultlens.data.sources import ArraySource
 from faultlens.report import write_report
 

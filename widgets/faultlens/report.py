@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from faultlens._version import __version__
-from faultlens.analysis.saved_slices import SavedSlices
+from faultlens.analysis.records import SavedSlices
 from faultlens.render.colors import encode_color
 from faultlens.render.html import descriptions_html, esc, image_uri, pct, stats_table, thumbs_html
 from faultlens.render.mapimage import render_map_png
@@ -74,7 +74,7 @@ def _saved_slices(analysis: Any) -> list[tuple[str, np.ndarray, str]]:
     says why instead of its date."""
     saved = SavedSlices(analysis)
     out = []
-    for entry in saved.summary():
+    for entry in saved.listing():
         name = str(entry["name"])
         try:
             rows = saved.rows(name).astype(np.intp)

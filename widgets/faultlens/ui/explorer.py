@@ -36,7 +36,7 @@ import pandas as pd
 import traitlets as t
 from ipywidgets import CallbackDispatcher
 
-from faultlens.analysis.saved_slices import SavedSlices, check_slice_name
+from faultlens.analysis.records import SavedSlices, check_slice_name
 from faultlens.render.colors import SLICE_COLOR, encode_color, encode_slices
 from faultlens.render.html import explorer_html
 from faultlens.render.mapimage import render_map_png
@@ -265,7 +265,7 @@ class Explorer(anywidget.AnyWidget):
         self.analysis = analysis
         #: The saved slices (``<folder>/slices.json``, in memory while there is no folder): names,
         #: rows, frame, export, delete, refresh; ``saved_slices`` and the status bar follow them.
-        self.saved = SavedSlices(analysis)
+        self.saved = _ShownSlices(analysis, self._show_saved)
         self._cols = cols
         self._visible_mask = np.ones(n, dtype=bool)
         self._visible_rows = np.arange(n, dtype=np.intp)
@@ -310,7 +310,8 @@ class Explorer(anywidget.AnyWidget):
             self.set_filter(classes=classes, correct=correct, confidence=confidence)
             self._show_saved()
             self.status = "; ".join(map_notes(analysis, cols["placed"]))
-        self.saved.on_change(self._show_saved)
+        self.saved.store.watch()  # another widget's write to the same file refreshes the list
+        self.saved.store.on_change(self._show_saved)
         self.observe(self._on_selection_trait, names=["_selection_counter"])
         self.observe(self._on_selection_set, names=["selection"])
         self.observe(lambda _c: self._apply_color(), names=["color_by"])
@@ -782,19 +783,19 @@ class Explorer(anywidget.AnyWidget):
             self.saved.export(name, fmt=content.get("fmt", "csv"))
 
     def _show_saved(self, text: str = "") -> None:
-        """Refresh ``saved_slices`` and say ``text`` in the status bar, after what reading the
-        saved slices noted (slices moved into the folder, ids lost); a read error goes there too."""
+        """Refresh ``saved_slices`` and say ``text`` in the status bar, after what the store
+        noted (slices moved into the folder, ids lost); a read error goes there too."""
         try:
-            self.saved_slices = self.saved.summary()
+            self.saved_slices = self.saved.listing()
         except (ValueError, OSError) as exc:
             text = f"cannot read saved slices: {exc}"
-        note = self.saved.pop_notes()
-        if note or text:
-            self.status = "; ".join(s for s in (note, text) if s)
+        text = self.saved.store.noted(text)
+        if text:
+            self.status = text
 
     def save_slice(self, name: str, rows: Any = None) -> None:
-        """Save the selection (or ``rows``) under ``name`` in ``<folder>/slices.json`` (atomically;
-        see :attr:`saved`).
+        """Save the selection (or ``rows``) under ``name`` in ``<folder>/slices.json`` (see
+        :attr:`saved`).
 
         Without an analysis folder the slice is kept in memory only (save the analysis first to keep
         it). An existing slice of that name is replaced.
@@ -804,7 +805,7 @@ class Explorer(anywidget.AnyWidget):
         if len(sel) == 0:
             msg = "nothing to save: the selection is empty (draw a box or lasso on the map first)"
             raise ValueError(msg)
-        self.saved.save(name, sel)  # the list and the status bar follow through on_change
+        self.saved.save(name, sel)  # the list and the status bar follow
 
     def load_slice(self, name: str) -> np.ndarray:
         """Select the saved slice ``name``; returns the selection."""
@@ -835,3 +836,33 @@ class Explorer(anywidget.AnyWidget):
         except Exception as exc:  # the live widget matters more than the static copy
             data["text/plain"] = f"{data.get('text/plain', '')} (static image failed: {exc})"
         return data, meta
+
+
+class _ShownSlices(SavedSlices):
+    """The analysis's saved slices (:class:`~faultlens.analysis.records.SavedSlices`) as the
+    Explorer holds them: after every save, delete, export or :meth:`refresh`, ``show(text)``
+    refreshes the widget's list and status bar."""
+
+    def __init__(self, analysis: Any, show: Callable[[str], None]) -> None:
+        super().__init__(analysis)
+        self._show = show
+
+    def save(self, name: str, rows: Any, **meta: Any) -> str:
+        text = super().save(name, rows, **meta)
+        self._show(text)
+        return text
+
+    def delete(self, name: str) -> str:
+        text = super().delete(name)
+        self._show(text)
+        return text
+
+    def export(self, name: str, path: str | Path | None = None, *, fmt: str | None = None) -> Path:
+        out = super().export(name, path, fmt=fmt)
+        self._show(f"exported slice {name!r} to {out}")
+        return out
+
+    def refresh(self) -> None:
+        """Read the saved slices again, e.g. after ``analysis.save(folder)``: the slices kept in
+        memory until then move into ``<folder>/slices.json``."""
+        self._show("")
