@@ -28,6 +28,7 @@ from faultlens.analysis.records import SavedSlices
 from faultlens.render.colors import encode_color
 from faultlens.render.html import descriptions_html, esc, image_uri, pct, stats_table, thumbs_html
 from faultlens.render.mapimage import render_map_png
+from faultlens.store import atomic_path
 
 __all__ = ["write_report"]
 
@@ -185,14 +186,48 @@ def write_report(
         Images shown per slice (most typical / first rows first).
     """
     path = Path(path)
-    t = analysis.table
-    found = _as_slices(slices, len(t))  # checked before any work
-    names = [str(c) for c in analysis.class_names]
+    found = _as_slices(slices, len(analysis.table))  # checked before any work
     map_png = _map_png(analysis, color_by)
+
+    def describe_for(name: str, rows: np.ndarray, obj: Any) -> Any:
+        if descriptions is False:
+            return None
+        if isinstance(descriptions, Mapping) and name in descriptions:
+            return descriptions[name]
+        own = getattr(obj, "descriptions", None)
+        if own:
+            return own if not isinstance(own, Mapping) else list(own.values())
+        if descriptions is None:
+            return _auto_describe(analysis, rows)
+        return None
+
+    body = [
+        *_overview(analysis, title, map_png, color_by),
+        *_saved_section(analysis, describe_for, thumbnails),
+        *_discovered_section(analysis, found, describe_for, thumbnails),
+        _feature_maps_html(feature_maps),
+    ]
+    doc = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'/>"
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "img-src data:; style-src 'unsafe-inline'\"/>"
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
+        + "\n".join(p for p in body if p)
+        + "\n</body></html>\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(doc, encoding="utf-8")
+    return path
+
+
+def _overview(analysis: Any, title: str, map_png: bytes, color_by: str) -> list[str]:
+    """The title, accuracy with the error rate's CI, the map and the accuracy per class."""
+    t = analysis.table
     n = len(t)
+    names = [str(c) for c in analysis.class_names]
     correct = t["correct"].to_numpy(dtype=bool)
     overall = _stats(analysis, np.arange(n))
-
     body = [
         f"<h1>{esc(title)}</h1>",
         f"<p class='muted'>{n} images, {len(names)} classes; made "
@@ -215,24 +250,17 @@ def write_report(
         for name, r in acc.iterrows()
     )
     body.append("</table>")
+    return body
 
-    def describe_for(name: str, rows: np.ndarray, obj: Any) -> Any:
-        if descriptions is False:
-            return None
-        if isinstance(descriptions, Mapping) and name in descriptions:
-            return descriptions[name]
-        own = getattr(obj, "descriptions", None)
-        if own:
-            return own if not isinstance(own, Mapping) else list(own.values())
-        if descriptions is None:
-            return _auto_describe(analysis, rows)
-        return None
 
+def _saved_section(analysis: Any, describe_for: Any, thumbnails: int) -> list[str]:
+    """The saved slices: statistics, descriptions and the highest-loss members of each."""
     saved = _saved_slices(analysis)
-    body.append("<h2>Saved slices</h2>")
+    body = ["<h2>Saved slices</h2>"]
     if not saved:
         body.append("<p class='muted'>No slices saved (save one from the Explorer's slice panel "
                     "or with <code>explorer.save_slice(name)</code>).</p>")  # fmt: skip
+    loss = analysis.table["loss"].to_numpy()
     for name, rows, created in saved:
         body.append(f"<div class='slice'><h3>{esc(name)}</h3>")
         if created:
@@ -240,37 +268,30 @@ def write_report(
         if len(rows):
             body.append(stats_table(_stats(analysis, rows)))
             body.append(descriptions_html(describe_for(name, rows, None)))
-            order = rows[np.argsort(-t["loss"].to_numpy()[rows], kind="stable")]
+            order = rows[np.argsort(-loss[rows], kind="stable")]
             body.append(thumbs_html(analysis, order, thumbnails))
         body.append("</div>")
+    return body
 
-    if found:
-        body.append("<h2>Discovered slices</h2>")
-        body.append("<p class='muted'>Found automatically, in the order the method ranks them "
-                    "(Domino's mixture: by how far predictions depart from labels; the others: most "
-                    "errors first); thumbnails are the most typical members. Descriptions say where "
-                    "they come from.</p>")  # fmt: skip
+
+def _discovered_section(
+    analysis: Any, found: list[tuple[str, np.ndarray, str, Any]], describe_for: Any,
+    thumbnails: int,
+) -> list[str]:  # fmt: skip
+    """The discovered slices in the method's order: statistics, descriptions, typical members."""
+    if not found:
+        return []
+    body = [
+        "<h2>Discovered slices</h2>",
+        "<p class='muted'>Found automatically, in the order the method ranks them (Domino's "
+        "mixture: by how far predictions depart from labels; the others: most errors first); "
+        "thumbnails are the most typical members. Descriptions say where they come from.</p>",
+    ]
     for name, rows, method, obj in found:
         how = f" <span class='muted'>({esc(method)})</span>" if method else ""
         body.append(f"<div class='slice'><h3>{esc(name)}{how}</h3>")
-        s = getattr(obj, "stats", None) or _stats(analysis, rows)
-        body.append(stats_table(s))
+        body.append(stats_table(getattr(obj, "stats", None) or _stats(analysis, rows)))
         body.append(descriptions_html(describe_for(name, rows, obj)))
         body.append(thumbs_html(analysis, rows, thumbnails))
         body.append("</div>")
-
-    body.append(_feature_maps_html(feature_maps))
-    doc = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'/>"
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-        "img-src data:; style-src 'unsafe-inline'\"/>"
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(p for p in body if p)
-        + "\n</body></html>\n"
-    )
-    from faultlens.store import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(doc, encoding="utf-8")
-    return path
+    return body

@@ -43,9 +43,13 @@ from faultlens.render.mapimage import render_map_png
 from faultlens.ui.images import ImageServer
 from faultlens.ui.rows import coerce_rows, jsonable, page_of, rows_hash, sorted_unique
 from faultlens.ui.state import (
+    check_analysis,
+    check_memberships,
     column_options,
+    describe_slice,
     description_state,
     discovered_row,
+    find_discovered,
     map_notes,
     read_columns,
 )
@@ -248,19 +252,8 @@ class Explorer(anywidget.AnyWidget):
         text_encoder: Any = None,
         phrases: Sequence[str] = (),
     ) -> None:
-        table = analysis.table
-        n = len(table)
-        if n == 0:
-            msg = "the analysis has no rows: there is nothing to explore"
-            raise ValueError(msg)
-        if n >= 2**32 - 1:
-            msg = f"{n} rows is more than the explorer's uint32 selection can index"
-            raise ValueError(msg)
-        for name, arr in (("probs", analysis.probs), ("embeddings", analysis.embeddings)):
-            if arr is not None and len(arr) != n:
-                msg = f"analysis.{name} has {len(arr)} rows but the table has {n}: they must align"
-                raise ValueError(msg)
-        cols = read_columns(table, len(analysis.class_names))
+        cols = check_analysis(analysis)
+        table, n = analysis.table, len(analysis.table)
 
         self.analysis = analysis
         #: The saved slices (``<folder>/slices.json``, in memory while there is no folder): names,
@@ -612,20 +605,15 @@ class Explorer(anywidget.AnyWidget):
 
     def set_discovered(self, found: Sequence[Any], *, describe: bool = False) -> None:
         """Show ``found`` (discovered :class:`Slice` objects) in the slice panel."""
-        found = list(found)
-        for i, sl in enumerate(found):
-            m = np.asarray(getattr(sl, "membership", ()))
-            if m.shape != (self.n_points,):
-                msg = (
-                    f"slice {i} ({getattr(sl, 'name', '?')!r}) has membership of shape {m.shape}, "
-                    f"expected ({self.n_points},): was it found on another analysis?"
-                )
-                raise ValueError(msg)
+        found = check_memberships(found, self.n_points)
         if describe:
             for i, sl in enumerate(found):
                 if not sl.descriptions:
                     self.status = f"describing slice {i + 1}/{len(found)}…"
-                    sl.descriptions = self._describe_slice(sl)
+                    sl.descriptions = describe_slice(
+                        self.analysis, sl, captioner=self.captioner,
+                        text_encoder=self.text_encoder, phrases=self.phrases,
+                    )  # fmt: skip
         self._found = found
         with self.hold_sync():
             self._color_cache.pop(self._slice_option, None)
@@ -646,36 +634,10 @@ class Explorer(anywidget.AnyWidget):
                 else f"found no slices{note}"
             )
 
-    def _describe_slice(self, sl: Any) -> dict[str, Any]:
-        try:
-            descs, notes = self.analysis.describe(
-                np.asarray(sl.indices), captioner=self.captioner, text_encoder=self.text_encoder,
-                phrases=self.phrases,
-            )  # fmt: skip
-        except Exception as exc:  # a description is a bonus: keep the slice
-            return {"items": [], "notes": [f"description failed: {exc}"]}
-        return {"items": descs, "notes": notes}
-
-    def _discovered(self, which: int | str) -> Any:
-        if isinstance(which, str):
-            names = [s.name for s in self._found]
-            if which not in names:
-                msg = f"no discovered slice named {which!r}; found: {names}"
-                raise KeyError(msg)
-            return self._found[names.index(which)]
-        i = int(which)
-        if not 0 <= i < len(self._found):
-            msg = (
-                f"no discovered slice {i}: there are {len(self._found)} "
-                "(run explorer.find_slices() first)"
-            )
-            raise IndexError(msg)
-        return self._found[i]
-
     def select_discovered(self, which: int | str) -> np.ndarray:
         """Select the members of the discovered slice ``which`` (index or name), as a row click
         does; returns the selection."""
-        sl = self._discovered(which)
+        sl = find_discovered(self._found, which)
         rows = sorted_unique(np.asarray(sl.indices, dtype=np.int64), self.n_points)
         self._push_selection(rows, source="discovered")
         self.active_slice = self._found.index(sl)

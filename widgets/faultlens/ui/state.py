@@ -1,6 +1,6 @@
 """The Explorer's state computed from an analysis, without a widget: the checked per-row arrays
-it caches, its colour and sort choices, and the JSON rows of discovered slices and descriptions it
-syncs to the view."""
+it caches, its colour and sort choices, the discovered slices (checked, looked up, described) and
+the JSON rows of discovered slices and descriptions it syncs to the view."""
 
 from __future__ import annotations
 
@@ -30,6 +30,23 @@ def check_core_columns(table: pd.DataFrame) -> None:
     if missing:
         msg = f"the analysis table lacks column(s) {missing}: is it a faultlens Analysis table?"
         raise ValueError(msg)
+
+
+def check_analysis(analysis: Any) -> dict[str, np.ndarray]:
+    """The checked per-row arrays of an analysis the Explorer can show (:func:`read_columns`):
+    it has rows, fewer than a uint32 index holds, and its arrays align with its table."""
+    n = len(analysis.table)
+    if n == 0:
+        msg = "the analysis has no rows: there is nothing to explore"
+        raise ValueError(msg)
+    if n >= 2**32 - 1:
+        msg = f"{n} rows is more than the explorer's uint32 selection can index"
+        raise ValueError(msg)
+    for name, arr in (("probs", analysis.probs), ("embeddings", analysis.embeddings)):
+        if arr is not None and len(arr) != n:
+            msg = f"analysis.{name} has {len(arr)} rows but the table has {n}: they must align"
+            raise ValueError(msg)
+    return read_columns(analysis.table, len(analysis.class_names))
 
 
 def read_columns(table: pd.DataFrame, n_classes: int) -> dict[str, np.ndarray]:
@@ -132,3 +149,43 @@ def description_state(descs: list[Any], ids: pd.Series) -> tuple[list[dict], dic
             "captions": [{"row": r, "id": str(ids.iat[r]), "caption": c} for r, c in caps.items()],
         })  # fmt: skip
     return items, captions
+
+
+def check_memberships(found: Any, n: int) -> list[Any]:
+    """``found`` as a list, each slice's membership checked to hold one value per row."""
+    found = list(found)
+    for i, sl in enumerate(found):
+        m = np.asarray(getattr(sl, "membership", ()))
+        if m.shape != (n,):
+            msg = (
+                f"slice {i} ({getattr(sl, 'name', '?')!r}) has membership of shape {m.shape}, "
+                f"expected ({n},): was it found on another analysis?"
+            )
+            raise ValueError(msg)
+    return found
+
+
+def find_discovered(found: list[Any], which: int | str) -> Any:
+    """The discovered slice ``which`` (its index or name) of ``found``."""
+    if isinstance(which, str):
+        names = [s.name for s in found]
+        if which not in names:
+            msg = f"no discovered slice named {which!r}; found: {names}"
+            raise KeyError(msg)
+        return found[names.index(which)]
+    i = int(which)
+    if not 0 <= i < len(found):
+        msg = f"no discovered slice {i}: there are {len(found)} (run explorer.find_slices() first)"
+        raise IndexError(msg)
+    return found[i]
+
+
+def describe_slice(analysis: Any, sl: Any, **models: Any) -> dict[str, Any]:
+    """``{"items": descriptions, "notes": notes}`` of a discovered slice's members
+    (:meth:`Analysis.describe` with ``models``); a failure becomes a note (a description is a
+    bonus: the slice is kept)."""
+    try:
+        descs, notes = analysis.describe(np.asarray(sl.indices), **models)
+    except Exception as exc:
+        return {"items": [], "notes": [f"description failed: {exc}"]}
+    return {"items": descs, "notes": notes}
