@@ -359,7 +359,7 @@ def test_thumbnails_are_png_and_cached(analysis: Analysis) -> None:
     content, buffers = sent[-1]
     assert content["rows"] == [0, 1, 2]
     assert all(b.startswith(b"\x89PNG") for b in buffers)
-    assert ex.images.thumbnail(0) is buffers[0]  # LRU hit returns the cached bytes
+    assert ex._images.thumbnail(0) is buffers[0]  # LRU hit returns the cached bytes
     ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": 1}, [])
     content, buffers = sent[-1]
     assert dict(content["info"])["id"] == "img-5"
@@ -514,7 +514,7 @@ def test_python_html_escapes_user_strings(tmp_path: Path) -> None:
     png = base64.b64decode(data["image/png"])
     assert png.startswith(b"\x89PNG")
     # the inspector's metadata travels as plain strings for textContent, never as markup
-    info = dict(ex.images.row_info(0))
+    info = dict(ex._images.row_info(0))
     assert info["label_name"] == EVIL  # raw text; the view sets it with textContent
 
 
@@ -1023,8 +1023,8 @@ def test_hover_tooltip_sends_no_image_and_bad_thumb_rows_get_a_reply(analysis: A
     sent: list[tuple[dict, list]] = []
     ex.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
     calls: list[int] = []
-    thumbnail = ex.images.thumbnail
-    ex.images.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
+    thumbnail = ex._images.thumbnail
+    ex._images.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
     ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": -1}, [])  # tooltip only
     content, buffers = sent[-1]
     assert content["req"] == -1 and dict(content["info"])["id"] == "img-5"

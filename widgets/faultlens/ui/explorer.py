@@ -267,8 +267,8 @@ class Explorer(anywidget.AnyWidget):
         self._from_wire = False  # True while `selection` is set from `_selection`
         #: Messages of selection callbacks that raised (newest last).
         self.callback_errors: list[str] = []
-        #: The grid's thumbnails and the inspector's images (LRU-cached).
-        self.images = ImageServer(analysis, thumb_size, cache_size)
+        # the grid's thumbnails and the inspector's images (LRU-cached)
+        self._images = ImageServer(analysis, thumb_size, cache_size)
         self._color_cache: dict[str, tuple[np.ndarray, dict]] = {}
         self.last_latency_ms = math.nan
         #: Captioner / CLIP text encoder / extra phrases used by :meth:`describe_selection`.
@@ -705,7 +705,7 @@ class Explorer(anywidget.AnyWidget):
         kind = content.get("type")
         handler = {
             "thumbs": self._send_thumbs,
-            "inspect": lambda c: self.send(*self.images.inspect_reply(c)),
+            "inspect": lambda c: self.send(*self._images.inspect_reply(c)),
             "slice": self._saved_slice_action,
             "select_slice": lambda c: self.select_discovered(int(c["index"])),
             "describe": self._describe_from_view,
@@ -725,7 +725,7 @@ class Explorer(anywidget.AnyWidget):
             self.describe_selection()
 
     def _send_thumbs(self, content: dict) -> None:
-        reply, buffers = self.images.thumbs_reply(list(content.get("rows", [])))
+        reply, buffers = self._images.thumbs_reply(list(content.get("rows", [])))
         self.send(reply, buffers=buffers)
         bad = [e for e in reply["errors"] if e]
         if bad:
