@@ -232,9 +232,15 @@ def test_selection_is_an_observable_trait_and_links(analysis: Analysis) -> None:
 
     ex = Explorer(analysis)
     changes: list[np.ndarray] = []
-    ex.observe(lambda c: changes.append(c["new"]), names="selection")
+    seen_stats: list[int] = []
+
+    def on_change(change: dict) -> None:
+        changes.append(change["new"])
+        seen_stats.append(ex.stats["selection"]["n"])  # already the new selection's
+
+    ex.observe(on_change, names="selection")
     js_select(ex, [4, 8])
-    assert [c.tolist() for c in changes] == [[4, 8]]
+    assert [c.tolist() for c in changes] == [[4, 8]] and seen_stats == [2]
     js_select(ex, [4, 8])  # the same rows again: no change (observe_selection still fires)
     assert len(changes) == 1
     ex.selection = np.array([1, 1, 2])  # assigning selects, as select() does

@@ -263,7 +263,6 @@ class Explorer(anywidget.AnyWidget):
         self._visible_mask = np.ones(n, dtype=bool)
         self._visible_rows = np.arange(n, dtype=np.intp)
         self._selection_handlers = CallbackDispatcher()
-        self._guards: dict[int, Callable[[np.ndarray], None]] = {}
         self._from_wire = False  # True while `selection` is set from `_selection`
         #: Messages of selection callbacks that raised (newest last).
         self.callback_errors: list[str] = []
@@ -377,20 +376,22 @@ class Explorer(anywidget.AnyWidget):
 
     def _on_selection_trait(self, _change: dict) -> None:
         rows = sorted_unique(np.frombuffer(self._selection, dtype="<u4"), self.n_points)
-        if not np.array_equal(rows, self.selection):  # observe(names="selection"): changes only
-            self._from_wire = True
-            try:
-                self.selection = rows
-            finally:
-                self._from_wire = False
         start = time.perf_counter()
-        with self.hold_sync():
-            if self._selection_source != "discovered":
-                self.active_slice = -1
-            self.grid_page = 0
-            self.stats = self._compute_stats()
-            self._update_grid()
-            self._mark_description_stale()
+        self._from_wire = True
+        try:
+            # observers of `selection` (changes only) run at the end of the block, when the
+            # statistics and the grid already show the new rows
+            with self.hold_sync(), self.hold_trait_notifications():
+                if not np.array_equal(rows, self.selection):
+                    self.selection = rows
+                if self._selection_source != "discovered":
+                    self.active_slice = -1
+                self.grid_page = 0
+                self.stats = self._compute_stats()
+                self._update_grid()
+                self._mark_description_stale()
+        finally:
+            self._from_wire = False
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
         self._selection_handlers(self.selection)
 
