@@ -476,7 +476,7 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
     assert after == before
     again = Analysis.load(folder)
     assert (again.table["confidence"] == old.table["confidence"]).all() and len(again) == N_ROWS
-    assert [s["name"] for s in faultlens.explore(again).slices] == ["kept by hand"]
+    assert [s["name"] for s in faultlens.explore(again).saved_slices] == ["kept by hand"]
 
 
 # --------------------------------------------------------------------------- table-level input

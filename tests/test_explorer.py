@@ -18,9 +18,11 @@ import pytest
 import traitlets
 from ipywidgets.widgets.widget import _remove_buffers
 
+from faultlens.analysis.records import check_slice_name
 from faultlens.analysis.result import Analysis
 from faultlens.analysis.stats import selection_stats, wilson_interval
-from faultlens.ui.explorer import Explorer, check_slice_name, encode_color
+from faultlens.render.colors import encode_color
+from faultlens.ui.explorer import Explorer
 from tests.helpers import analysis_from, planted_cluster
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -54,6 +56,12 @@ def make_analysis(
 @pytest.fixture
 def analysis() -> Analysis:
     return make_analysis()
+
+
+def static_copy(ex: Explorer) -> tuple[bytes, str]:
+    """The PNG and HTML of the Explorer's static copy (what nbconvert/GitHub show)."""
+    data, _meta = ex._repr_mimebundle_()
+    return base64.b64decode(data["image/png"]), data["text/html"]
 
 
 def js_select(ex: Explorer, rows: np.ndarray, source: str = "box") -> None:
@@ -198,6 +206,88 @@ def test_callback_errors_are_kept_not_lost(analysis: Analysis) -> None:
     assert "boom" in ex.status
 
 
+def test_selection_is_an_observable_trait_and_links(analysis: Analysis) -> None:
+    import ipywidgets
+
+    ex = Explorer(analysis)
+    changes: list[np.ndarray] = []
+    seen_stats: list[int] = []
+
+    def on_change(change: dict) -> None:
+        changes.append(change["new"])
+        seen_stats.append(ex.stats["selection"]["n"])  # already the new selection's
+
+    ex.observe(on_change, names="selection")
+    js_select(ex, [4, 8])
+    assert [c.tolist() for c in changes] == [[4, 8]] and seen_stats == [2]
+    js_select(ex, [4, 8])  # the same rows again: no change (observe_selection still fires)
+    assert len(changes) == 1
+    ex.selection = np.array([1, 1, 2])  # assigning selects, as select() does
+    assert ex.selection.tolist() == [1, 2] and ex._selection_source == "python"
+    assert np.frombuffer(ex._selection, dtype="<u4").tolist() == [1, 2]  # sent to the view
+    assert ex.stats["selection"]["n"] == 2 and changes[-1].tolist() == [1, 2]
+    assert ex.selection.dtype == np.uint32 and not ex.selection.flags.writeable
+    with pytest.raises(IndexError, match="out of range"):
+        ex.selection = [N]
+    assert ex.selection.tolist() == [1, 2]  # a refused value changes nothing
+    # two views of one analysis, linked both ways (ipywidgets.link compares with `!=`, which a
+    # numpy array does not answer with one bool: two dlinks do the same)
+    other = Explorer(make_analysis())
+    there = ipywidgets.dlink((ex, "selection"), (other, "selection"))
+    back = ipywidgets.dlink((other, "selection"), (ex, "selection"))
+    js_select(ex, [5, 6, 7])  # a lasso on one map selects the same rows on the other
+    assert other.selection.tolist() == [5, 6, 7] and other.stats["selection"]["n"] == 3
+    other.select([9])
+    assert ex.selection.tolist() == [9] and ex.stats["selection"]["n"] == 1
+    there.unlink()
+    back.unlink()
+    assert "selection" not in ex.get_state()  # the wire carries _selection only, once
+
+
+def test_js_rows_beyond_the_table_are_refused(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    js_select(ex, [1, 2])
+    with pytest.raises(traitlets.TraitError, match=f"row index {N}"):
+        ex._selection = np.asarray([3, N], dtype="<u4").tobytes()
+    assert ex.selection.tolist() == [1, 2]
+
+
+def test_removed_selection_callbacks_are_not_called(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    seen: list[int] = []
+    remove = ex.observe_selection(lambda s: seen.append(len(s)))
+    js_select(ex, [1])
+    remove()
+    js_select(ex, [1, 2])
+    assert seen == [1]
+    with pytest.raises(TypeError, match="callable"):
+        ex.observe_selection("not a function")  # type: ignore[arg-type]
+
+
+def test_view_state_traits_are_validated(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    with pytest.raises(traitlets.TraitError, match=r"unknown label\(s\) \[7\]"):
+        ex.filter_classes = [1, 7]
+    ex.filter_classes = [2, 1, 2]
+    assert ex.filter_classes == [1, 2]
+    with pytest.raises(traitlets.TraitError, match=r"within 1\.\.500"):
+        ex.page_size = 0
+    ex.grid_page = -3
+    assert ex.grid_page == 0
+    ex.grid_sort = "index"  # not a column, but a valid grid order
+    with pytest.raises(traitlets.TraitError, match="low <= high"):
+        ex.filter_confidence = [0.5, float("nan")]
+
+
+def test_an_unknown_message_is_ignored_and_a_bad_one_reported(analysis: Analysis) -> None:
+    ex = Explorer(analysis)
+    ex._on_custom_msg(ex, {"type": "no such command"}, [])
+    ex._on_custom_msg(ex, "not a dict", [])
+    assert ex.status == ""
+    ex._on_custom_msg(ex, {"type": "select_slice"}, [])  # no index
+    assert ex.status.startswith("select_slice:")
+
+
 # ----------------------------------------------------------------------------- filter, grid
 
 
@@ -254,7 +344,7 @@ def test_thumbnails_are_png_and_cached(analysis: Analysis) -> None:
     content, buffers = sent[-1]
     assert content["rows"] == [0, 1, 2]
     assert all(b.startswith(b"\x89PNG") for b in buffers)
-    assert ex.thumbnail(0) is buffers[0]  # LRU hit returns the cached bytes
+    assert ex._images.thumbnail(0) is buffers[0]  # LRU hit returns the cached bytes
     ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": 1}, [])
     content, buffers = sent[-1]
     assert dict(content["info"])["id"] == "img-5"
@@ -281,18 +371,6 @@ def test_binary_payload_at_most_12_bytes_per_point(analysis: Analysis) -> None:
         assert len(ex._color) == N
     with pytest.raises(traitlets.TraitError, match="cannot colour"):
         ex.color_by = "nope"
-
-
-def test_encode_color_kinds(analysis: Analysis) -> None:
-    codes, info = encode_color(analysis.table, "correct", analysis.class_names)
-    assert codes.tolist() == (~analysis.table.correct).astype(int).tolist()
-    codes, info = encode_color(analysis.table, "loss", analysis.class_names)
-    assert info["kind"] == "continuous"
-    assert codes.min() == 0
-    assert codes.max() == 254
-    codes, info = encode_color(analysis.table, "group", analysis.class_names)
-    assert info["kind"] == "category"
-    assert sorted(info["labels"]) == sorted(["odd", EVIL])
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -337,7 +415,8 @@ def test_unknown_keyword_raises(analysis: Analysis) -> None:
 # ----------------------------------------------------------------------------- slices
 
 
-def test_slices_round_trip(tmp_path: Path) -> None:
+def test_slices_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # exports go to the working directory by default
     a = make_analysis()
     a.save(tmp_path / "an")
     ex = Explorer(a)
@@ -347,22 +426,24 @@ def test_slices_round_trip(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["slices"]["class 3 errors"]["ids"] == ["img-3", "img-7", "img-11"]
     assert not list(path.parent.glob(".slices.json.*"))  # no temp files left (atomic write)
-    assert [s["name"] for s in ex.slices] == ["class 3 errors"]
+    assert [s["name"] for s in ex.saved_slices] == ["class 3 errors"]
     ex.clear_selection()
     # a new explorer on the reloaded analysis sees the slice and can select it
     ex2 = Explorer(Analysis.load(tmp_path / "an"))
-    assert ex2.slices[0]["n"] == 3
+    assert ex2.saved_slices[0]["n"] == 3
     ex2._on_custom_msg(ex2, {"type": "slice", "op": "load", "name": "class 3 errors"}, [])
     assert ex2.selection.tolist() == [3, 7, 11]
-    csv = ex2.export_slice("class 3 errors")
-    assert csv == tmp_path / "an" / "slices" / "class 3 errors.csv"
+    csv = ex2.saved.export("class 3 errors")
+    assert csv == tmp_path / "class 3 errors.csv"
+    assert f"exported slice 'class 3 errors' to {csv}" in ex2.status
     frame = pd.read_csv(csv)
     assert frame["id"].tolist() == ["img-3", "img-7", "img-11"]
     assert set(frame.columns) >= {"id", "path", "label", "label_name", "pred", "pred_name"}
-    pq = ex2.export_slice("class 3 errors", tmp_path / "out.parquet")
+    pq = ex2.saved.export("class 3 errors", tmp_path / "out.parquet")
     assert pd.read_parquet(pq)["row"].tolist() == [3, 7, 11]
-    ex2.delete_slice("class 3 errors")
-    assert ex2.slices == []
+    ex2.saved.delete("class 3 errors")
+    assert ex2.saved_slices == []
+    assert "deleted slice" in ex2.status
     assert json.loads(path.read_text())["slices"] == {}
     with pytest.raises(KeyError, match="no slice named"):
         ex2.load_slice("class 3 errors")
@@ -398,7 +479,7 @@ def test_slice_errors_from_the_view_go_to_status(analysis: Analysis) -> None:
     ex.select([1, 2])
     ex.save_slice("in memory")  # no folder: kept in memory, and the status says so
     assert "memory" in ex.status
-    assert ex.slices[0]["name"] == "in memory"
+    assert ex.saved_slices[0]["name"] == "in memory"
 
 
 # ----------------------------------------------------------------------------- escaping, static
@@ -409,7 +490,7 @@ def test_python_html_escapes_user_strings(tmp_path: Path) -> None:
     ex = Explorer(a)
     ex.select([0, 4])
     ex.save_slice("safe name")
-    html_out = ex.summary_html()
+    _png, html_out = static_copy(ex)
     assert EVIL not in html_out
     assert "&lt;img src=x onerror=alert(1)&gt;" in html_out
     data, _meta = ex._repr_mimebundle_()
@@ -418,7 +499,7 @@ def test_python_html_escapes_user_strings(tmp_path: Path) -> None:
     png = base64.b64decode(data["image/png"])
     assert png.startswith(b"\x89PNG")
     # the inspector's metadata travels as plain strings for textContent, never as markup
-    info = dict(ex.row_info(0))
+    info = dict(ex._images.row_info(0))
     assert info["label_name"] == EVIL  # raw text; the view sets it with textContent
 
 
@@ -427,10 +508,10 @@ def test_static_png_shows_points(analysis: Analysis) -> None:
 
     from PIL import Image
 
-    ex = Explorer(analysis)
-    img = np.asarray(Image.open(BytesIO(ex.render_png(400, 300))).convert("RGB"))
-    assert img.shape == (300, 400, 3)
-    assert (img[:, :230] != 255).any(axis=2).sum() > 500  # many coloured pixels in the map area
+    png, _html = static_copy(Explorer(analysis))
+    img = np.asarray(Image.open(BytesIO(png)).convert("RGB"))
+    assert img.shape == (480, 720, 3)
+    assert (img[:, :550] != 255).any(axis=2).sum() > 500  # many coloured pixels in the map area
 
 
 # ----------------------------------------------------------------------------- discovered slices
@@ -499,7 +580,7 @@ def test_clicking_a_slice_row_selects_its_members() -> None:
     seen: list[np.ndarray] = []
     ex.observe_selection(lambda sel: seen.append(sel.copy()))
     for i in (1, 0, 0):  # a re-click of the same row fires again
-        ex.set_state({"_slice_clicked": i, "_slice_click_counter": ex._slice_click_counter + 1})
+        ex._on_custom_msg(ex, {"type": "select_slice", "index": i}, [])  # a row click
         np.testing.assert_array_equal(seen[-1], np.sort(found[i].indices))
         np.testing.assert_array_equal(ex.selection, np.sort(found[i].indices))
         assert ex.active_slice == i
@@ -509,7 +590,7 @@ def test_clicking_a_slice_row_selects_its_members() -> None:
     assert len(seen) == 3
     js_select(ex, np.arange(5))  # any other selection leaves the slice
     assert ex.active_slice == -1
-    ex.set_state({"_slice_clicked": 9, "_slice_click_counter": ex._slice_click_counter + 1})
+    ex._on_custom_msg(ex, {"type": "select_slice", "index": 9}, [])
     assert "no discovered slice 9" in ex.status
     np.testing.assert_array_equal(ex.selection, np.arange(5))  # kept
 
@@ -517,7 +598,7 @@ def test_clicking_a_slice_row_selects_its_members() -> None:
 def test_slices_given_to_the_constructor_and_colour_by_slice() -> None:
     a, _cluster = make_planted()
     found = a.find_slices(3, n_components=5)
-    ex = Explorer(a, slices=found, color_by="slice")
+    ex = Explorer(a, discovered=found, color_by="slice")
     assert [r["name"] for r in ex.discovered] == [s.name for s in found]
     codes = np.frombuffer(ex._color, dtype=np.uint8)
     M = np.stack([s.membership for s in found], axis=1)
@@ -527,10 +608,10 @@ def test_slices_given_to_the_constructor_and_colour_by_slice() -> None:
     for i, s in enumerate(found):  # a slice's members carry its code
         assert (codes[s.indices] == i).all()
     assert ex._color_info["colors"][:3] == [r["color"] for r in ex.discovered]
-    png = ex.render_png()
+    png, _html = static_copy(ex)
     assert png.startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="membership of shape"):
-        Explorer(make_analysis(200), slices=found)
+        Explorer(make_analysis(200), discovered=found)
 
 
 def test_colour_and_sort_by_failure_score() -> None:
@@ -660,11 +741,11 @@ def test_user_strings_of_slices_and_captions_are_escaped(tmp_path: Path) -> None
     a, cluster = make_planted(logits=True)
     found = a.find_slices(3, n_components=5)
     found[0].name = EVIL
-    ex = Explorer(a, slices=found, captioner=FakeCaptioner(EVIL + " logo " + EVIL))
+    ex = Explorer(a, discovered=found, captioner=FakeCaptioner(EVIL + " logo " + EVIL))
     assert ex.discovered[0]["name"] == EVIL  # raw in the trait: JS writes it as textContent
     ex.select(cluster)
     ex.describe_selection()
-    page = ex.summary_html() + ex.description_html() + ex.discovered_html()
+    _png, page = static_copy(ex)
     assert EVIL not in page and "<img src=x" not in page
     assert html_escaped(EVIL) in page
     assert "captions (fake)" in page and "tags (ImageNet classifier)" in page
@@ -710,17 +791,17 @@ def test_grid_pages_show_every_row_once_with_ties_and_nan() -> None:
             ex.grid_sort = sort
             ex.grid_descending = desc
             pages = ex._grid["n_pages"]
-            shown = np.concatenate([ex.grid_rows(p) for p in range(pages)])
+            shown = np.concatenate([ex._grid_rows(p) for p in range(pages)])
             key = a.table[sort].to_numpy(dtype=np.float64)[sel]
             np.testing.assert_array_equal(shown, _full_order(key, sel, desc), err_msg=(sort, desc))
             assert len(np.unique(shown)) == len(sel)
     # NaN last in both directions, ±inf at the two ends of the known values
     ex.grid_sort, ex.grid_descending = "tied", True
-    assert ex.grid_rows(0)[0] == 3  # +inf first when descending
-    assert np.isnan(tied[ex.grid_rows(ex._grid["n_pages"] - 1)]).all()
+    assert ex._grid_rows(0)[0] == 3  # +inf first when descending
+    assert np.isnan(tied[ex._grid_rows(ex._grid["n_pages"] - 1)]).all()
     ex.grid_descending = False
-    assert ex.grid_rows(0)[0] == 9  # -inf first when ascending
-    assert np.isnan(tied[ex.grid_rows(ex._grid["n_pages"] - 1)]).all()
+    assert ex._grid_rows(0)[0] == 9  # -inf first when ascending
+    assert np.isnan(tied[ex._grid_rows(ex._grid["n_pages"] - 1)]).all()
 
 
 def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
@@ -734,25 +815,26 @@ def test_memory_slices_move_into_the_folder_on_save(tmp_path: Path) -> None:
     assert ex_b.load_slice("hard").tolist() == [2]
     assert "moved 1 slice(s)" in ex_b.status
     assert "hard" in json.loads((tmp_path / "b" / "slices.json").read_text())["slices"]
-    assert [s["name"] for s in ex_b.slices] == ["hard"]
+    assert [s["name"] for s in ex_b.saved_slices] == ["hard"]
     # the folder already holds slices named "clash" (other images) and "same" (same images)
     a = make_analysis()
     ex = Explorer(a)
     ex.save_slice("mine", rows=[1, 2, 3])
     ex.save_slice("clash", rows=[4, 5])
     ex.save_slice("same", rows=[6])
+    (tmp_path / "an").mkdir()  # records are written into an existing folder only
     other = Explorer(make_analysis(folder=tmp_path / "an"))
     other.save_slice("clash", rows=[7, 8])
     other.save_slice("same", rows=[6])
     a.save(tmp_path / "an")
-    ex.refresh_slices()
-    assert [s["name"] for s in ex.slices] == ["clash", "clash-unsaved", "mine", "same"]
+    ex.saved.refresh()
+    assert [s["name"] for s in ex.saved_slices] == ["clash", "clash-unsaved", "mine", "same"]
     assert "moved 3 slice(s)" in ex.status and "'clash' -> 'clash-unsaved'" in ex.status
     stored = json.loads((tmp_path / "an" / "slices.json").read_text())["slices"]
     assert stored["mine"]["ids"] == ["img-1", "img-2", "img-3"]
     assert stored["clash"]["rows"] == [7, 8]  # the file's slice keeps its name …
     assert stored["clash-unsaved"]["rows"] == [4, 5]  # … and the memory one is not lost
-    assert ex._memory_slices == {}
+    assert ex.saved.store.in_memory == 0
     assert ex.load_slice("mine").tolist() == [1, 2, 3]
 
 
@@ -771,7 +853,7 @@ def test_infinite_positions_are_sent_as_nan() -> None:
         assert np.isnan(x[r]) and np.isnan(y[r]), r
     assert np.isfinite(x[[0, 1, 2]]).all() and np.isfinite(y[[0, 1, 2]]).all()
     assert "4 point(s) have no map position" in ex.status
-    assert ex.render_png().startswith(b"\x89PNG")
+    assert static_copy(ex)[0].startswith(b"\x89PNG")
 
 
 class _FakeSlice:
@@ -783,10 +865,10 @@ class _FakeSlice:
 
 
 def test_no_slices_left_while_coloured_by_slice_falls_back_to_correct(analysis: Analysis) -> None:
-    ex = Explorer(analysis, slices=[_FakeSlice(np.arange(20), N)])
+    ex = Explorer(analysis, discovered=[_FakeSlice(np.arange(20), N)])
     ex.color_by = "slice"
     assert ex._color_info["column"] == "slice"
-    ex.set_slices([])  # e.g. a slice search that found nothing
+    ex.set_discovered([])  # e.g. a slice search that found nothing
     assert ex.color_by == "correct"
     assert ex._color_info["column"] == "correct"
     assert "slice" not in ex.color_options
@@ -871,7 +953,7 @@ def test_description_is_marked_stale_when_the_selection_changes() -> None:
     assert ex.descriptions["stale"] is True
     assert ex.descriptions["rows_hash"] == d["rows_hash"]  # still the hash of what was described
     assert ex.descriptions["items"] == d["items"]
-    assert "earlier selection" in ex.description_html()
+    assert "earlier selection" in static_copy(ex)[1]
     js_select(ex, cluster)  # the described rows again: current again
     assert ex.descriptions["stale"] is False
     js_select(ex, np.r_[cluster[1:], 0])  # same size, other rows
@@ -885,8 +967,8 @@ def test_hover_tooltip_sends_no_image_and_bad_thumb_rows_get_a_reply(analysis: A
     sent: list[tuple[dict, list]] = []
     ex.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
     calls: list[int] = []
-    thumbnail = ex.thumbnail
-    ex.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
+    thumbnail = ex._images.thumbnail
+    ex._images.thumbnail = lambda row, size=None: calls.append(row) or thumbnail(row, size)  # type: ignore[method-assign]
     ex._on_custom_msg(ex, {"type": "inspect", "row": 5, "req": -1}, [])  # tooltip only
     content, buffers = sent[-1]
     assert content["req"] == -1 and dict(content["info"])["id"] == "img-5"

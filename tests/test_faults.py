@@ -459,7 +459,7 @@ def test_sigkill_during_slice_and_mark_saves_loses_nothing(forks: ForkServer, tm
         if _temp_files(folder):
             phases["temp file left by the kill"] += 1
         # the widgets on a fresh process read it back
-        assert len(Explorer(Analysis.load(folder)).slices) == len(state[0])
+        assert len(Explorer(Analysis.load(folder)).saved_slices) == len(state[0])
     assert forks.run("annotate", folder, log).code == 0
     total = len([x for x in _log_lines(log) if x.startswith("done")])
     print(f"\nannotations: {forks.kills - kills} kills, {total} saves, phases {dict(phases)}")

@@ -245,7 +245,7 @@ def test_names_cannot_escape_the_analysis_folder(tmp_path: Path, tiny_net) -> No
     with pytest.raises(ValueError, match="not a plain file name"):
         a.save(tmp_path / "out")
     assert not (tmp_path / "escape.npy").exists()
-    from faultlens.ui.explorer import check_slice_name
+    from faultlens.analysis.records import check_slice_name
 
     for bad in ["../x", "a/b", "..", ".hidden", "a\\b", "x" * 65, ""]:
         with pytest.raises(ValueError, match="invalid slice name"):

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from faultlens.analysis.describe import Description
+from faultlens.analysis.records import SavedSlices
 from faultlens.analysis.result import Analysis
 from faultlens.report import write_report
-from faultlens.ui.explorer import Explorer
 from tests.helpers import analysis_from
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -51,10 +51,10 @@ def make_analysis(folder: Path, names: list[str]) -> Analysis:
 def report(tmp_path: Path) -> tuple[Path, Analysis]:
     names = ["cat", "dog", EVIL]
     a = make_analysis(tmp_path / "analysis", names)
-    ex = Explorer(a)
+    saved = SavedSlices(a)  # as the Explorer's slice panel saves them
     bad = np.flatnonzero(~a.table["correct"].to_numpy())
-    ex.save_slice("lower_cluster", bad)
-    ex.save_slice("first dogs", np.flatnonzero(a.table["label"].to_numpy() == 1)[:30])
+    saved.save("lower_cluster", bad)
+    saved.save("first dogs", np.flatnonzero(a.table["label"].to_numpy() == 1)[:30])
     found = {f"found {EVIL}": bad[:20]}
     descs = {f"found {EVIL}": ([Description("tags (ImageNet classifier)", [(EVIL, 1.0)])],
                                [f"note {EVIL}"])}  # fmt: skip

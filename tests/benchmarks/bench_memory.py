@@ -69,7 +69,7 @@ CHILD = textwrap.dedent(
     ex.select(np.arange(n))
     for page in (0, 1):
         ex.grid_page = page
-        ex._send_thumbs([tile["row"] for tile in ex._grid["tiles"]])
+        ex._send_thumbs({"rows": [tile["row"] for tile in ex._grid["tiles"]]})
     a.failure_scores()
     found = a.find_slices(n_slices=5)
     ex.set_slices(found)

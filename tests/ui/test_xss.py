@@ -105,7 +105,7 @@ found = ex.find_slices(2, n_components=3, describe=False)
 for s, p in zip(found, P):
     s.name = p
     s.descriptions = {"items": [Description(P[1], [(P[0], 1.0), (P[3], 0.5)])]}
-ex.set_slices(found)
+ex.set_discovered(found)
 ex.save_slice("kept", np.arange(12))
 ex.color_by = "site " + P[3]
 ex.select(np.arange(0, n, 4))

@@ -694,7 +694,7 @@ function render({ model, el: root }) {
     if (want.length) model.send({ type: "thumbs", rows: want });
   }
   function drawSlices() {
-    const list = model.get("slices") || [];
+    const list = model.get("saved_slices") || [];
     sliceList.replaceChildren(...list.map((s) => {
       const act = (op, extra = {}) => () => model.send({ type: "slice", op, name: s.name, ...extra });
       return el("li", { class: "fl-slice", "data-name": s.name }, [
@@ -729,11 +729,7 @@ function render({ model, el: root }) {
         el("span", { class: "fl-source", text: d.source }),
         el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || "(no contrasting terms)" }),
       ])));
-      const select = () => {
-        model.set("_slice_clicked", s.index);
-        model.set("_slice_click_counter", (model.get("_slice_click_counter") || 0) + 1);
-        model.save_changes();
-      };
+      const select = () => model.send({ type: "select_slice", index: s.index });
       const tr = el("tr", {
         class: "fl-disc-row" + (s.index === active ? " fl-active" : ""), "data-index": String(s.index), tabindex: "0",
         role: "button", "aria-label": `select discovered slice ${s.name}`, "aria-pressed": String(s.index === active),
@@ -800,7 +796,7 @@ function render({ model, el: root }) {
   on("change:describing", drawDescribing);
   on("change:stats", drawStats);
   on("change:_grid", drawGrid);
-  on("change:slices", drawSlices);
+  on("change:saved_slices", drawSlices);
   on("change:status", () => { status.textContent = model.get("status"); });
   for (const name of ["color_options", "sort_options", "color_by", "grid_sort", "grid_descending", "filter_correct", "filter_confidence", "filter_classes", "class_names"]) {
     on("change:" + name, syncControls);
