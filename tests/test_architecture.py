@@ -36,9 +36,7 @@ LAYERS: dict[str, float] = {
 APART = {frozenset({"report", "ui"})}
 
 #: Edges known to run back, to be removed: (importing module, imported module). It only shrinks.
-KNOWN_BACK_EDGES = {
-    ("faultlens.report", "faultlens.ui.explorer"),
-}
+KNOWN_BACK_EDGES: set[tuple[str, str]] = set()
 
 MAX_LINES = 600
 #: Files known to be longer, to be split: it only shrinks.

@@ -52,7 +52,7 @@ def test_every_fragment_escapes_data_strings() -> None:
     assert esc(EVIL) == "&lt;img src=x onerror=alert(1)&gt;"
     assert esc("a'b\"c") == "a&#x27;b&quot;c"
     stats = {"size": 3, "errors": 1, "error_rate": math.nan, "ci_low": None, "ci_high": 0.5,
-             "lift": None, "class_mix": {EVIL: 3}}  # fmt: skip
+             "lift": None, "class_mix": [{"label": 0, "name": EVIL, "n": 3}]}  # fmt: skip
     discovered = [{"name": EVIL, "method": EVIL, "size": 3, "error_rate": None, "ci_low": None,
                    "ci_high": None, "lift": math.nan,
                    "descriptions": [{"source": EVIL, "terms": [EVIL]}]}]  # fmt: skip
