@@ -142,3 +142,32 @@ CONTRAST_JS = (_JS / "contrast.js").read_text()
 def failing(records: list[dict]) -> list[dict]:
     """The records of CONTRAST_JS below their required ratio."""
     return [r for r in records if r["ratio"] < r["need"]]
+
+
+def switch_theme(page: Any, name: str) -> None:
+    """Switch JupyterLab to theme ``name`` ("JupyterLab Dark", "JupyterLab Light") through its
+    Settings menu and wait until the theme's variables apply."""
+    page.locator(".lm-MenuBar-item", has_text="Settings").first.click()
+    page.locator("li.lm-Menu-item", has_text="Theme").first.hover()
+    page.locator(
+        "li.lm-Menu-item[data-command='apputils:change-theme']", has_text=name
+    ).first.click()
+    light = "true" if "Light" in name else "false"
+    page.wait_for_function(
+        "(light) => document.body.dataset.jpThemeLight === light && getComputedStyle(document.body)"
+        ".getPropertyValue('--jp-layout-color0').trim() === (light === 'true' ? 'white' : '#111')",
+        arg=light,
+        timeout=20000,
+    )
+    page.wait_for_timeout(800)  # the map redraws a moment after the switch
+
+
+# Switches off (or back on) the stylesheet anywidget added for one widget's bundle, found by the
+# source comment esbuild writes into it ("src/explorer/explorer.css" or "src/features/features.css").
+TOGGLE_SHEET_JS = """([marker, off]) => {
+  let n = 0;
+  for (const s of document.querySelectorAll('style')) {
+    if (s.textContent.includes(marker)) { s.sheet.disabled = off; n++; }
+  }
+  return n;
+}"""

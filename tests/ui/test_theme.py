@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from tests.ui.pagecheck import BOXES_JS, CONTRAST_JS, MockHost, failing
+from tests.ui.pagecheck import (
+    BOXES_JS,
+    CONTRAST_JS,
+    TOGGLE_SHEET_JS,
+    MockHost,
+    failing,
+    switch_theme,
+)
 from tests.ui.test_browser import (  # noqa: F401 - lab is the JupyterLab server fixture
     ARTIFACTS,
     CHROMIUM,
@@ -215,3 +222,60 @@ def test_every_text_meets_wcag_aa_contrast(browser, widgets, theme: str) -> None
     bg = got["map_bg"]
     expected = [255, 255, 255] if theme == "light" else [17, 17, 17]  # --jp-layout-color0
     assert bg == expected, (theme, bg)
+
+
+LAB_NB = BUILD + "\nfrom IPython.display import display\ndisplay(ex)\ndisplay(fb)\n"
+MARKERS = {"ex": "src/explorer/explorer.css", "fb": "src/features/features.css"}
+
+
+def _lab_checks(page: Any, theme: str) -> dict:
+    """Contrast records, the map's corner pixel, and for each widget its boxes with the other
+    widget's stylesheet on and off."""
+    out = {
+        "contrast": page.evaluate(CONTRAST_JS, ".faultlens-explorer, .fl-features"),
+        "map_bg": page.evaluate(MAP_CORNER),
+    }
+    for me, other, sels, root in (
+        ("ex", "fb", EXPLORER_BOXES, ".faultlens-explorer"),
+        ("fb", "ex", FEATURE_BOXES, ".fl-features"),
+    ):
+        together = page.evaluate(BOXES_JS, [root, sels])
+        assert page.evaluate(TOGGLE_SHEET_JS, [MARKERS[other], True]) >= 1, f"no {other} stylesheet"
+        page.wait_for_timeout(200)
+        alone = page.evaluate(BOXES_JS, [root, sels])
+        page.evaluate(TOGGLE_SHEET_JS, [MARKERS[other], False])
+        page.wait_for_timeout(200)
+        differ = {s: (alone[s], together[s]) for s in sels if alone[s] != together[s]}
+        assert None not in together.values(), together
+        assert differ == {}, (
+            f"{theme}: {me} boxes change with the other widget's stylesheet: {differ}"
+        )
+    return out
+
+
+def test_jupyterlab_theme_switch_keeps_layout_and_contrast(lab: tuple[str, Path]) -> None:  # noqa: F811
+    """Both widgets in one notebook; Light → Dark → Light through the Settings menu."""
+    url, root = lab
+    (root / "theme.ipynb").write_text(json.dumps(_notebook([LAB_NB])))
+    mins: dict[str, float] = {}
+    with _lab_page("theme", width=1400, height=1600) as page:
+        _open_and_run(page, url, "theme.ipynb")
+        page.wait_for_function(READY, timeout=60000)
+        for theme, name in (
+            ("light", None),
+            ("dark", "JupyterLab Dark"),
+            ("light", "JupyterLab Light"),
+        ):
+            if name:
+                switch_theme(page, name)
+            got = _lab_checks(page, theme)
+            records = got["contrast"]
+            assert len(records) > 100, len(records)
+            low = failing(records)
+            assert low == [], f"JupyterLab {theme}: {len(low)} texts under WCAG AA: {low[:8]}"
+            mins[theme] = min(r["ratio"] for r in records)
+            expected = [255, 255, 255] if theme == "light" else [17, 17, 17]
+            assert got["map_bg"] == expected, (theme, got["map_bg"])  # the canvas followed
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"lab-{theme}.png"), full_page=True)
+    print(f"minimum contrast in JupyterLab: {mins}")

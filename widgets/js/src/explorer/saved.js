@@ -20,11 +20,11 @@ export function mountSavedSlices(ctx) {
   const list = el("ul", { class: "fl-slice-list" });
   ctx.slots.side.append(el("section", { class: "fl-panel fl-slices", "aria-label": "Saved slices" }, [el("h4", { text: "Saved slices" }), el("div", { class: "fl-row" }, [name, save]), list]));
   function draw() {
-    const slices = model.get("slices") || [];
+    const slices = model.get("saved_slices") || [];
     if (!slices.length) list.replaceChildren(el("li", { class: "fl-hint", text: "No saved slices." }));
     else list.replaceChildren(...slices.map((s) => sliceItem(model, s)));
   }
-  ctx.on("change:slices", draw);
+  ctx.on("change:saved_slices", draw);
   draw();
   return () => {};
 }
