@@ -678,6 +678,23 @@ function paintMean(layer, data, colors, size, t) {
     buf[p] = word([Math.floor((sumR[p] + half) / c), Math.floor((sumG[p] + half) / c), Math.floor((sumB[p] + half) / c)]);
   }
 }
+function hitTest(owner, size, p) {
+  const { W, H, dpr } = size;
+  const cx = Math.round(p[0] * dpr), cy = Math.round(p[1] * dpr), rad = Math.round(4 * dpr);
+  let best = -1, bestD = Infinity;
+  for (let dy = -rad; dy <= rad; dy++) {
+    const yy = cy + dy;
+    if (yy < 0 || yy >= H) continue;
+    for (let dx = -rad; dx <= rad; dx++) {
+      const xx = cx + dx, i = xx < 0 || xx >= W ? -1 : owner[yy * W + xx];
+      if (i >= 0 && dx * dx + dy * dy < bestD) {
+        best = i;
+        bestD = dx * dx + dy * dy;
+      }
+    }
+  }
+  return best;
+}
 
 // src/explorer/map.js
 var MISSING = "#bebebe";
@@ -695,41 +712,26 @@ function readTheme(node) {
   const bg = cssRgb(node, "--fl-map-bg", [255, 255, 255]);
   return { bg, dim: cssRgb(node, "--fl-map-dim", [235, 235, 235], bg), fg: cssRgb(node, "--fl-fg", [34, 34, 34], bg) };
 }
-function mountMap(ctx) {
-  const { model, data, slots } = ctx;
-  const canvas = el("canvas", { class: "fl-map", "aria-label": "Map of images; drag to select" });
-  const overlay = el("canvas", { class: "fl-overlay" });
-  slots.mapWrap.append(canvas, overlay);
-  const view = { cx: 0, cy: 0, scale: 1 };
-  const size = { W: 0, H: 0, dpr: 1 };
+function createView() {
+  const view = { cx: 0, cy: 0, scale: 1 }, size = { W: 0, H: 0, dpr: 1 };
+  return {
+    view,
+    size,
+    fit(b) {
+      const cssW = size.W / size.dpr, cssH = size.H / size.dpr;
+      const dx = Math.max(b.x1 - b.x0, 1e-9), dy = Math.max(b.y1 - b.y0, 1e-9);
+      view.scale = 0.92 * Math.min(cssW / dx, cssH / dy);
+      view.cx = (b.x0 + b.x1) / 2;
+      view.cy = (b.y0 + b.y1) / 2;
+    },
+    toX: (px) => (px - size.W / size.dpr / 2) / view.scale + view.cx,
+    toY: (py) => (size.H / size.dpr / 2 - py) / view.scale + view.cy
+  };
+}
+function createPainter(model, data) {
   const base = createLayer();
-  let baseKey = "", baseAggregated = false, owner = new Int32Array(0), frame = 0;
-  let pals = null, palKey = "";
-  function resize() {
-    const cssW = Math.max(200, Math.floor(slots.mapWrap.clientWidth || 600));
-    const cssH = model.get("height") || 440;
-    size.dpr = Math.min(2, window.devicePixelRatio || 1);
-    size.W = Math.floor(cssW * size.dpr);
-    size.H = Math.floor(cssH * size.dpr);
-    for (const c of [canvas, overlay]) {
-      c.width = size.W;
-      c.height = size.H;
-      c.style.width = cssW + "px";
-      c.style.height = cssH + "px";
-    }
-    slots.mapWrap.style.height = cssH + "px";
-    slots.side.style.maxHeight = cssH + "px";
-    owner = new Int32Array(size.W * size.H);
-  }
-  function fit() {
-    const b = data.bounds, cssW = size.W / size.dpr, cssH = size.H / size.dpr;
-    const dx = Math.max(b.x1 - b.x0, 1e-9), dy = Math.max(b.y1 - b.y0, 1e-9);
-    view.scale = 0.92 * Math.min(cssW / dx, cssH / dy);
-    view.cx = (b.x0 + b.x1) / 2;
-    view.cy = (b.y0 + b.y1) / 2;
-  }
-  const toX = (px) => (px - size.W / size.dpr / 2) / view.scale + view.cx;
-  const toY = (py) => (size.H / size.dpr / 2 - py) / view.scale + view.cy;
+  let baseKey = "", pals = null, palKey = "";
+  const painter = { aggregated: false, owner: new Int32Array(0) };
   function palettesFor(theme) {
     const info = model.get("_color_info") || {};
     const key = JSON.stringify([info.colors || [], theme.dim]);
@@ -740,70 +742,85 @@ function mountMap(ctx) {
     return pals;
   }
   function paintBase(theme, r, t, dim) {
-    sizeLayer(base, size.W, size.H);
     const { pal, dimPal } = palettesFor(theme);
     base.buf.fill(word(theme.bg));
     base.own.fill(-1);
-    baseAggregated = data.x.length > (model.get("aggregate_above") ?? 2e5);
-    (baseAggregated ? paintMean : paintEach)(base, data, dim ? dimPal : pal, r, t);
+    painter.aggregated = data.x.length > (model.get("aggregate_above") ?? 2e5);
+    (painter.aggregated ? paintMean : paintEach)(base, data, dim ? dimPal : pal, r, t);
   }
-  function publish() {
-    Object.assign(canvas.dataset, { cx: String(view.cx), cy: String(view.cy), scale: String(view.scale) });
-    canvas.dataset.rendered = String(Number(canvas.dataset.rendered || 0) + 1);
-    canvas.dataset.aggregated = String(baseAggregated);
-  }
-  function draw() {
-    frame = 0;
-    const { W, H, dpr } = size;
-    if (!W || !H) return;
-    const g = canvas.getContext("2d"), img = g.createImageData(W, H);
-    const n = data.x.length, theme = readTheme(slots.mapWrap);
+  painter.paint = (img, { view, size }, theme) => {
+    const { W, H, dpr } = size, n = data.x.length;
     const r = Math.max(1, Math.round((n <= 2e4 ? 3 : n <= 2e5 ? 2 : 1) * dpr));
     const s = view.scale * dpr, t = { s, ox: W / 2 - view.cx * s, oy: H / 2 + view.cy * s };
     const hasSel = data.selCount > 0;
-    const key = [W, H, s, t.ox, t.oy, r, hasSel, data.version, model.get("aggregate_above"), theme.bg, theme.dim, palKey].join("|");
-    if (key !== baseKey || base.buf.length !== W * H) {
+    palettesFor(theme);
+    const key = [W, H, s, t.ox, t.oy, r, hasSel, data.version, model.get("aggregate_above"), theme.bg, palKey].join("|");
+    sizeLayer(base, W, H);
+    if (key !== baseKey) {
       paintBase(theme, r, t, hasSel);
       baseKey = key;
     }
-    const top = { W, H, buf: new Uint32Array(img.data.buffer), own: owner };
+    if (painter.owner.length !== W * H) painter.owner = new Int32Array(W * H);
+    const top = { W, H, buf: new Uint32Array(img.data.buffer), own: painter.owner };
     top.buf.set(base.buf);
-    owner.set(base.own);
-    if (hasSel) {
-      const rs = r + Math.max(1, Math.round(dpr)), { pal } = palettesFor(theme);
-      for (const i of data.selRows) if (i < n && data.shown(i)) plot(top, data, i, pal[data.codes[i]], rs, t);
+    top.own.set(base.own);
+    if (!hasSel) return;
+    const rs = r + Math.max(1, Math.round(dpr)), { pal } = palettesFor(theme);
+    for (const i of data.selRows) if (i < n && data.shown(i)) plot(top, data, i, pal[data.codes[i]], rs, t);
+  };
+  return painter;
+}
+function mountMap(ctx) {
+  const { model, data, slots } = ctx;
+  const canvas = el("canvas", { class: "fl-map", "aria-label": "Map of images; drag to select" });
+  const overlay = el("canvas", { class: "fl-overlay" });
+  slots.mapWrap.append(canvas, overlay);
+  const v = createView(), { view, size } = v, painter = createPainter(model, data);
+  let frame = 0;
+  function resize() {
+    const cssW = Math.max(200, Math.floor(slots.mapWrap.clientWidth || 600)), cssH = model.get("height") || 440;
+    size.dpr = Math.min(2, window.devicePixelRatio || 1);
+    size.W = Math.floor(cssW * size.dpr);
+    size.H = Math.floor(cssH * size.dpr);
+    for (const c of [canvas, overlay]) {
+      Object.assign(c, { width: size.W, height: size.H });
+      Object.assign(c.style, { width: cssW + "px", height: cssH + "px" });
     }
+    slots.mapWrap.style.height = cssH + "px";
+    slots.side.style.maxHeight = cssH + "px";
+  }
+  function draw() {
+    frame = 0;
+    if (!size.W || !size.H) return;
+    const g = canvas.getContext("2d"), img = g.createImageData(size.W, size.H);
+    painter.paint(img, v, readTheme(slots.mapWrap));
     g.putImageData(img, 0, 0);
-    publish();
+    Object.assign(canvas.dataset, { cx: String(view.cx), cy: String(view.cy), scale: String(view.scale) });
+    canvas.dataset.rendered = String(Number(canvas.dataset.rendered || 0) + 1);
+    canvas.dataset.aggregated = String(painter.aggregated);
   }
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
   };
-  function hit(p) {
-    const { W, H, dpr } = size;
-    const cx = Math.round(p[0] * dpr), cy = Math.round(p[1] * dpr), rad = Math.round(4 * dpr);
-    let best = -1, bestD = Infinity;
-    for (let dy = -rad; dy <= rad; dy++) {
-      const yy = cy + dy;
-      if (yy < 0 || yy >= H) continue;
-      for (let dx = -rad; dx <= rad; dx++) {
-        const xx = cx + dx, i = xx < 0 || xx >= W ? -1 : owner[yy * W + xx];
-        if (i >= 0 && dx * dx + dy * dy < bestD) {
-          best = i;
-          bestD = dx * dx + dy * dy;
-        }
-      }
-    }
-    return best;
-  }
   const refit = () => {
-    fit();
+    v.fit(data.bounds);
     draw();
   };
-  ctx.map = { canvas, overlay, view, size, toX, toY, hit, schedule, refit, theme: () => readTheme(slots.mapWrap) };
+  ctx.map = {
+    canvas,
+    overlay,
+    view,
+    size,
+    toX: v.toX,
+    toY: v.toY,
+    schedule,
+    refit,
+    hit: (p) => hitTest(painter.owner, size, p),
+    theme: () => readTheme(slots.mapWrap)
+  };
   const reloadXY = () => {
     data.loadXY();
-    fit();
+    v.fit(data.bounds);
     schedule();
   };
   ctx.on("change:_x", reloadXY);
@@ -911,27 +928,47 @@ function outline(g, drag) {
     g.closePath();
   }
 }
-function mountPointer(ctx) {
+function paintOverlay(g, map, drag) {
+  const { W, H, dpr } = map.size;
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, W, H);
+  if (!drag || drag.mode === "pan") return;
+  g.strokeStyle = `rgb(${map.theme().fg.join(",")})`;
+  g.fillStyle = "rgba(30,120,220,0.12)";
+  g.setLineDash([4, 3]);
+  g.beginPath();
+  outline(g, drag);
+  g.fill();
+  g.stroke();
+}
+function finish(ctx, d, p) {
   const { map, data } = ctx;
+  if (d.mode === "box") {
+    const xa = Math.min(map.toX(d.start[0]), map.toX(p[0])), xb = Math.max(map.toX(d.start[0]), map.toX(p[0]));
+    const ya = Math.min(map.toY(d.start[1]), map.toY(p[1])), yb = Math.max(map.toY(d.start[1]), map.toY(p[1]));
+    ctx.selection.commit(rowsInBox(data, xa, xb, ya, yb, d.add), "box");
+  } else if (d.path.length >= 3) {
+    const poly = d.path.map(([px, py]) => [map.toX(px), map.toY(py)]);
+    ctx.selection.commit(rowsInPolygon(data, poly, d.add), "lasso");
+  }
+}
+function zoom(map, p, deltaY) {
+  const { view, size } = map;
+  const bx = map.toX(p[0]), by = map.toY(p[1]);
+  view.scale *= Math.exp(-deltaY * 15e-4);
+  view.cx = bx - (p[0] - size.W / size.dpr / 2) / view.scale;
+  view.cy = by - (size.H / size.dpr / 2 - p[1]) / view.scale;
+  map.schedule();
+}
+function mountPointer(ctx) {
+  const { map } = ctx;
   const overlay = map.overlay, g = overlay.getContext("2d");
   let drag = null;
   const local = (ev) => {
     const rect = overlay.getBoundingClientRect();
     return [ev.clientX - rect.left, ev.clientY - rect.top];
   };
-  function drawOverlay() {
-    const { W, H, dpr } = map.size;
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, W, H);
-    if (!drag || drag.mode === "pan") return;
-    g.strokeStyle = `rgb(${map.theme().fg.join(",")})`;
-    g.fillStyle = "rgba(30,120,220,0.12)";
-    g.setLineDash([4, 3]);
-    g.beginPath();
-    outline(g, drag);
-    g.fill();
-    g.stroke();
-  }
+  const drawOverlay = () => paintOverlay(g, map, drag);
   function down(ev) {
     if (ev.button !== 0) return;
     overlay.setPointerCapture(ev.pointerId);
@@ -964,16 +1001,6 @@ function mountPointer(ctx) {
       ctx.selection.commit(new Uint32Array(0), d.mode);
     }
   }
-  function finish(d, p) {
-    if (d.mode === "box") {
-      const xa = Math.min(map.toX(d.start[0]), map.toX(p[0])), xb = Math.max(map.toX(d.start[0]), map.toX(p[0]));
-      const ya = Math.min(map.toY(d.start[1]), map.toY(p[1])), yb = Math.max(map.toY(d.start[1]), map.toY(p[1]));
-      ctx.selection.commit(rowsInBox(data, xa, xb, ya, yb, d.add), "box");
-    } else if (d.path.length >= 3) {
-      const poly = d.path.map(([px, py]) => [map.toX(px), map.toY(py)]);
-      ctx.selection.commit(rowsInPolygon(data, poly, d.add), "lasso");
-    }
-  }
   function up(ev) {
     if (!drag) return;
     const d = drag;
@@ -982,16 +1009,7 @@ function mountPointer(ctx) {
     const p = local(ev);
     if (d.mode === "pan") return;
     if (Math.abs(p[0] - d.start[0]) + Math.abs(p[1] - d.start[1]) < 3) click(p, d);
-    else finish(d, p);
-  }
-  function wheel(ev) {
-    ev.preventDefault();
-    const p = local(ev), { view, size } = map;
-    const bx = map.toX(p[0]), by = map.toY(p[1]);
-    view.scale *= Math.exp(-ev.deltaY * 15e-4);
-    view.cx = bx - (p[0] - size.W / size.dpr / 2) / view.scale;
-    view.cy = by - (size.H / size.dpr / 2 - p[1]) / view.scale;
-    map.schedule();
+    else finish(ctx, d, p);
   }
   ctx.listen(overlay, "pointerdown", down);
   ctx.listen(overlay, "pointermove", move);
@@ -1004,7 +1022,10 @@ function mountPointer(ctx) {
     if (!drag) ctx.inspector.hideTooltip(true);
   });
   ctx.listen(overlay, "dblclick", map.refit);
-  ctx.listen(overlay, "wheel", wheel, { passive: false });
+  ctx.listen(overlay, "wheel", (ev) => {
+    ev.preventDefault();
+    zoom(map, local(ev), ev.deltaY);
+  }, { passive: false });
   return () => {
   };
 }

@@ -13,27 +13,53 @@ function outline(g, drag) {
   }
 }
 
-export function mountPointer(ctx) {
+/** The drag outline (box or lasso) on the overlay canvas; cleared when there is none. */
+function paintOverlay(g, map, drag) {
+  const { W, H, dpr } = map.size;
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, W, H);
+  if (!drag || drag.mode === "pan") return;
+  g.strokeStyle = `rgb(${map.theme().fg.join(",")})`;
+  g.fillStyle = "rgba(30,120,220,0.12)";
+  g.setLineDash([4, 3]);
+  g.beginPath();
+  outline(g, drag);
+  g.fill();
+  g.stroke();
+}
+
+/** Commits the rows inside a finished box or lasso drag `d` ending at CSS pixel p. */
+function finish(ctx, d, p) {
   const { map, data } = ctx;
+  if (d.mode === "box") {
+    const xa = Math.min(map.toX(d.start[0]), map.toX(p[0])), xb = Math.max(map.toX(d.start[0]), map.toX(p[0]));
+    const ya = Math.min(map.toY(d.start[1]), map.toY(p[1])), yb = Math.max(map.toY(d.start[1]), map.toY(p[1]));
+    ctx.selection.commit(rowsInBox(data, xa, xb, ya, yb, d.add), "box");
+  } else if (d.path.length >= 3) {
+    const poly = d.path.map(([px, py]) => [map.toX(px), map.toY(py)]);
+    ctx.selection.commit(rowsInPolygon(data, poly, d.add), "lasso");
+  }
+}
+
+/** Zooms around CSS pixel p by a wheel step. */
+function zoom(map, p, deltaY) {
+  const { view, size } = map;
+  const bx = map.toX(p[0]), by = map.toY(p[1]);
+  view.scale *= Math.exp(-deltaY * 0.0015);
+  view.cx = bx - (p[0] - size.W / size.dpr / 2) / view.scale;
+  view.cy = by - (size.H / size.dpr / 2 - p[1]) / view.scale;
+  map.schedule();
+}
+
+export function mountPointer(ctx) {
+  const { map } = ctx;
   const overlay = map.overlay, g = overlay.getContext("2d");
   let drag = null;
   const local = (ev) => {
     const rect = overlay.getBoundingClientRect();
     return [ev.clientX - rect.left, ev.clientY - rect.top];
   };
-  function drawOverlay() {
-    const { W, H, dpr } = map.size;
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, W, H);
-    if (!drag || drag.mode === "pan") return;
-    g.strokeStyle = `rgb(${map.theme().fg.join(",")})`;
-    g.fillStyle = "rgba(30,120,220,0.12)";
-    g.setLineDash([4, 3]);
-    g.beginPath();
-    outline(g, drag);
-    g.fill();
-    g.stroke();
-  }
+  const drawOverlay = () => paintOverlay(g, map, drag);
   function down(ev) {
     if (ev.button !== 0) return;
     overlay.setPointerCapture(ev.pointerId);
@@ -60,16 +86,6 @@ export function mountPointer(ctx) {
     if (i >= 0) ctx.inspector.pin(i);
     else if (!d.add) { ctx.inspector.unpin(); ctx.selection.commit(new Uint32Array(0), d.mode); }
   }
-  function finish(d, p) {
-    if (d.mode === "box") {
-      const xa = Math.min(map.toX(d.start[0]), map.toX(p[0])), xb = Math.max(map.toX(d.start[0]), map.toX(p[0]));
-      const ya = Math.min(map.toY(d.start[1]), map.toY(p[1])), yb = Math.max(map.toY(d.start[1]), map.toY(p[1]));
-      ctx.selection.commit(rowsInBox(data, xa, xb, ya, yb, d.add), "box");
-    } else if (d.path.length >= 3) {
-      const poly = d.path.map(([px, py]) => [map.toX(px), map.toY(py)]);
-      ctx.selection.commit(rowsInPolygon(data, poly, d.add), "lasso");
-    }
-  }
   function up(ev) {
     if (!drag) return;
     const d = drag;
@@ -78,16 +94,7 @@ export function mountPointer(ctx) {
     const p = local(ev);
     if (d.mode === "pan") return;
     if (Math.abs(p[0] - d.start[0]) + Math.abs(p[1] - d.start[1]) < 3) click(p, d);
-    else finish(d, p);
-  }
-  function wheel(ev) {
-    ev.preventDefault();
-    const p = local(ev), { view, size } = map;
-    const bx = map.toX(p[0]), by = map.toY(p[1]);
-    view.scale *= Math.exp(-ev.deltaY * 0.0015);
-    view.cx = bx - (p[0] - size.W / size.dpr / 2) / view.scale;
-    view.cy = by - (size.H / size.dpr / 2 - p[1]) / view.scale;
-    map.schedule();
+    else finish(ctx, d, p);
   }
   ctx.listen(overlay, "pointerdown", down);
   ctx.listen(overlay, "pointermove", move);
@@ -95,6 +102,6 @@ export function mountPointer(ctx) {
   ctx.listen(overlay, "pointercancel", () => { drag = null; drawOverlay(); });
   ctx.listen(overlay, "pointerleave", () => { if (!drag) ctx.inspector.hideTooltip(true); });
   ctx.listen(overlay, "dblclick", map.refit);
-  ctx.listen(overlay, "wheel", wheel, { passive: false });
+  ctx.listen(overlay, "wheel", (ev) => { ev.preventDefault(); zoom(map, local(ev), ev.deltaY); }, { passive: false });
   return () => {};
 }

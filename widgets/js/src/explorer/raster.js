@@ -84,3 +84,19 @@ export function paintMean(layer, data, colors, size, t) {
     buf[p] = word([Math.floor((sumR[p] + half) / c), Math.floor((sumG[p] + half) / c), Math.floor((sumB[p] + half) / c)]);
   }
 }
+
+/** The row drawn nearest to CSS pixel p within 4 px on a layer of `owner` rows, or -1. */
+export function hitTest(owner, size, p) {
+  const { W, H, dpr } = size;
+  const cx = Math.round(p[0] * dpr), cy = Math.round(p[1] * dpr), rad = Math.round(4 * dpr);
+  let best = -1, bestD = Infinity;
+  for (let dy = -rad; dy <= rad; dy++) {
+    const yy = cy + dy;
+    if (yy < 0 || yy >= H) continue;
+    for (let dx = -rad; dx <= rad; dx++) {
+      const xx = cx + dx, i = xx < 0 || xx >= W ? -1 : owner[yy * W + xx];
+      if (i >= 0 && dx * dx + dy * dy < bestD) { best = i; bestD = dx * dx + dy * dy; }
+    }
+  }
+  return best;
+}
