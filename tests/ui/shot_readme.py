@@ -2,7 +2,7 @@
 the Explorer on the demo with its planted errors selected, the Explorer with discovered slices and
 a described selection, and the FeatureBrowser beside an Explorer.
 
-    python -m tests.ui.shot_readme [OUT_DIR]     # default tests/ui/screenshots
+    python -m tests.ui.shot_readme [OUT_DIR [NAME ...]]   # default tests/ui/screenshots, all
 
 writes explorer-demo.png, explorer-slices.png, feature-browser.png and their *-dark.png twins.
 """
@@ -62,7 +62,7 @@ def _shoot(
     for attempt in range(2):  # "Run All" sometimes does not take on a fresh server: once more
         nb = f"{name}-{attempt}.ipynb"
         (root / nb).write_text(json.dumps(_notebook([cell % str(DEMO)])))
-        page = _new_page(browser, viewport={"width": 1400, "height": 1500})
+        page = _new_page(browser, viewport={"width": 1400, "height": 2200})  # room for all of it
         try:
             _open_and_run(page, url, nb)
             break
@@ -87,7 +87,7 @@ def _shoot(
         page.close()
 
 
-def main(out: Path) -> None:
+def main(out: Path, only: list[str]) -> None:
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +110,8 @@ def main(out: Path) -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
             try:
                 for name, cell, ready, sel in SHOTS:
+                    if only and name not in only:
+                        continue
                     _shoot(browser, f"http://127.0.0.1:{port}", root, name, cell, ready, sel, out)
             finally:
                 browser.close()
@@ -120,4 +122,7 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "screenshots"))
+    main(
+        Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "screenshots"),
+        sys.argv[2:],
+    )

@@ -159,9 +159,13 @@ function drawFeatures(ctx) {
   ctx.parts.featList.replaceChildren(...model.get("features").map((f) => el("button", {
     class: "fl-feat" + (f.feature === cur ? " fl-current" : "") + (f.mark ? ` fl-${f.mark}` : ""),
     "aria-label": `feature ${f.feature}`,
-    text: `#${f.rank} feature ${f.feature} · ${fmt(f.importance)}${f.mark ? " · " + f.mark : ""}`,
+    text: `#${f.rank} feature ${f.feature} · ${fmt(f.importance)}${f.mark ? " · " + f.mark : f.suggest ? " · spurious?" : ""}`,
     onclick: () => setTrait(model, "feature", f.feature)
   })));
+}
+function suggestion(shown, cur) {
+  if (!shown || !shown.suggest || cur) return null;
+  return el("span", { class: "fl-suggest", text: ` spurious? (suspicion ${fmt(shown.suspicion, 2)}): confirm with "spurious", reject with "core"` });
 }
 function drawMark(ctx) {
   const { model } = ctx, cur = model.get("mark"), f = model.get("feature");
@@ -170,9 +174,11 @@ function drawMark(ctx) {
     "aria-label": `mark ${m}`,
     "aria-pressed": String(cur === m),
     text: m,
-    onclick: () => setTrait(model, "mark", cur === m ? "" : m)
+    onclick: () => model.send({ type: "set_mark", mark: cur === m ? "" : m })
   });
-  ctx.parts.markBar.replaceChildren(el("span", { text: f >= 0 ? `feature ${f}: ` : "no feature" }), btn("core"), btn("spurious"));
+  const shown = model.get("features").find((x) => x.feature === f);
+  const parts = [el("span", { text: f >= 0 ? `feature ${f}: ` : "no feature" }), btn("core"), btn("spurious"), suggestion(shown, cur)];
+  ctx.parts.markBar.replaceChildren(...parts.filter(Boolean));
 }
 function drawGroups(ctx) {
   const { model, images } = ctx, g = model.get("groups");
@@ -260,7 +266,10 @@ function render({ model, el: host }) {
     c.classSel.value = String(model.get("class_index"));
     ctx.images.reset();
   });
-  scope.on("change:features", () => drawFeatures(ctx));
+  scope.on("change:features", () => {
+    drawFeatures(ctx);
+    drawMark(ctx);
+  });
   scope.on("change:feature", () => {
     ctx.images.reset();
     drawFeatures(ctx);

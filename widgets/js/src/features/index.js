@@ -51,7 +51,7 @@ function render({ model, el: host }) {
   const redrawImages = () => { ctx.images.reset(); drawGroups(ctx); drawStrip(ctx); };
   scope.on("change:class_names", c.sync);
   scope.on("change:class_index", () => { c.classSel.value = String(model.get("class_index")); ctx.images.reset(); });
-  scope.on("change:features", () => drawFeatures(ctx));
+  scope.on("change:features", () => { drawFeatures(ctx); drawMark(ctx); });
   scope.on("change:feature", () => { ctx.images.reset(); drawFeatures(ctx); drawMark(ctx); });
   scope.on("change:mark", () => drawMark(ctx));
   scope.on("change:groups", () => drawGroups(ctx));
