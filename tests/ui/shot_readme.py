@@ -10,6 +10,7 @@ writes explorer-demo.png, explorer-slices.png, feature-browser.png and their *-d
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -98,6 +99,7 @@ def main(out: Path, only: list[str]) -> None:
          f"--ServerApp.token={TOKEN}", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.root_dir={root}", "--allow-root"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
+        env={**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(root / ".settings")},  # theme stays here
     )  # fmt: skip
     try:
         for _ in range(200):
