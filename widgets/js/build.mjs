@@ -2,7 +2,7 @@
 // widgets/faultlens/ui/static/ (shipped as package data; committed, so installs need no node).
 //   node build.mjs           rebuild the bundles
 //   node build.mjs --check   exit 1 when a committed bundle differs from what its sources build to
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -29,6 +29,14 @@ const options = {
   outdir,
   logLevel: "warning",
 };
+
+// data strings reach the page through textContent and attributes only: no HTML parsing in the sources
+const unsafe = /\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write)\b/;
+const sources = readdirSync(join(here, "src"), { recursive: true }).filter((f) => f.endsWith(".js"));
+const code = (f) => readFileSync(join(here, "src", f), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+const parsing = sources.filter((f) => unsafe.test(code(f)));
+for (const f of parsing) console.error(`src/${f}: parses HTML (innerHTML or the like); build nodes with el() and textContent`);
+if (parsing.length) process.exit(1);
 
 const check = process.argv.includes("--check");
 const result = await esbuild.build({ ...options, write: !check });
