@@ -132,7 +132,8 @@ class MockHost:
 # relative to that root: {selector: [x, y, width, height] or null}.
 BOXES_JS = (_JS / "boxes.js").read_text()
 
-# Every piece of text shown inside the elements matching `roots`: its colour (with the opacity of
+# Every piece of text shown inside the elements matching `roots` (and the frames that mark right and
+# wrong tiles, as graphics needing 3:1): its colour (with the opacity of
 # it and its ancestors) over the background under it (translucent backgrounds composed up to the
 # first opaque one); returns one record per element with its WCAG contrast ratio and the ratio
 # required (3 for large text, else 4.5). Disabled controls are exempt (WCAG 1.4.3).

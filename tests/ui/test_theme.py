@@ -216,6 +216,7 @@ def test_every_text_meets_wcag_aa_contrast(browser, widgets, theme: str) -> None
         "fl-feat",
     ):
         assert any(cls in r["cls"].split() for r in records), f"no {cls} text measured"
+    assert sum(r["text"].endswith("border]") for r in records) >= 7  # ✓/✗ frames, slice panel
     low = failing(records)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"contrast-{theme}.json").write_text(json.dumps(records, indent=1))

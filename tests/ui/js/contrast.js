@@ -37,5 +37,15 @@
       ratio: Math.round(ratio(shown, bg) * 100) / 100, need: large ? 3 : 4.5,
       fg: shown.map(Math.round), bg: bg.map(Math.round) });
   }
+  // graphics that carry meaning (WCAG 1.4.11, 3:1): the frames marking wrong (✗) and right tiles, the
+  // discovered-slice panel's accent bar; each against the background around it
+  const cues = [['.faultlens-explorer .fl-tile.fl-bad', 'Top'], ['.fl-features .fl-tile.fl-bad', 'Top'],
+    ['.fl-features .fl-tile.fl-ok', 'Top'], ['.faultlens-explorer .fl-discovered', 'Left']];
+  for (const [sel, side] of cues) for (const e of [...document.querySelectorAll(sel)].slice(0, 3)) {
+    const c = parse(getComputedStyle(e)[`border${side}Color`]), bg = background(e.parentElement);
+    const shown = over(c, bg, c[3]);
+    out.push({ root: e.closest(roots).className, tag: e.tagName, cls: e.className, text: `[${side.toLowerCase()} border]`,
+      ratio: Math.round(ratio(shown, bg) * 100) / 100, need: 3, fg: shown.map(Math.round), bg: bg.map(Math.round) });
+  }
   return out;
 }
