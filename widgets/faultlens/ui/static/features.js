@@ -1,8 +1,6 @@
-// faultlens FeatureBrowser front end: class picker, top features, top-k / bottom-k images beside their
-// activation-map overlays (PNG buffers pulled on demand), core/spurious marks, spuriosity strip.
-// Hand-written ESM, no dependencies. Every data string goes into the DOM through textContent or
-// attributes, never innerHTML.
+// generated from widgets/js/src by `npm run build` (esbuild); edit the sources, not this file
 
+// src/shared/dom.js
 function el(tag, attrs = {}, children = []) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -14,139 +12,84 @@ function el(tag, attrs = {}, children = []) {
   for (const c of children) if (c != null) node.append(c);
   return node;
 }
+function setTrait(model, name, value) {
+  model.set(name, value);
+  model.save_changes();
+}
 
-const pct = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : (100 * v).toFixed(1) + "%");
-const num = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toPrecision(d));
+// src/shared/scope.js
+function createScope(model) {
+  const disposers = [];
+  const scope = {
+    /** model.on(name, fn), undone on dispose */
+    on(name, fn) {
+      model.on(name, fn);
+      disposers.push(() => model.off(name, fn));
+    },
+    /** target.addEventListener(type, fn, options), undone on dispose */
+    listen(target, type, fn, options) {
+      target.addEventListener(type, fn, options);
+      disposers.push(() => target.removeEventListener(type, fn, options));
+    },
+    /** runs `fn` on dispose (a module's own cleanup) */
+    defer(fn) {
+      if (typeof fn === "function") disposers.push(fn);
+    },
+    dispose() {
+      while (disposers.length) disposers.pop()();
+    }
+  };
+  return scope;
+}
+function createDispatcher(scope) {
+  const handlers = /* @__PURE__ */ new Map();
+  scope.on("msg:custom", (msg, buffers) => {
+    const handler = msg && handlers.get(msg.type);
+    if (handler) handler(msg, buffers);
+  });
+  return (type, fn) => handlers.set(type, fn);
+}
 
-function render({ model, el: root }) {
-  const urls = new Map(); // row → [originalURL, overlayURL] for the current map settings
-  let req = 0;
-  let gen = 0; // bumped by resetImages: the shown images went stale (feature, class, map kind, opacity)
-  const reqGen = new Map(); // request id → the generation it was sent in
-  const pending = new Set(); // rows asked for in this generation, not yet answered
-  let flushQueued = false;
-  const cleanup = [];
-  const on = (ev, fn) => { model.on(ev, fn); cleanup.push(() => model.off(ev, fn)); };
+// src/shared/binary.js
+function asBytes(dv) {
+  if (!dv) return new Uint8Array(0);
+  if (dv instanceof ArrayBuffer) return new Uint8Array(dv);
+  return new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength);
+}
+function blobUrl(buffer) {
+  const bytes = asBytes(buffer);
+  if (!bytes.byteLength) return null;
+  const jpeg = bytes.byteLength > 2 && bytes[0] === 255 && bytes[1] === 216;
+  return URL.createObjectURL(new Blob([bytes], { type: jpeg ? "image/jpeg" : "image/png" }));
+}
 
-  const wrap = el("div", { class: "fl-features" });
-  const classSel = el("select", { "aria-label": "class" });
-  const kindSel = el("select", { "aria-label": "map kind" }, [
-    el("option", { value: "nam", text: "activation map (NAM)" }),
-    el("option", { value: "gradcam", text: "Grad-CAM (class)" }),
-  ]);
-  const opacity = el("input", { type: "range", min: "0", max: "1", step: "0.05", "aria-label": "overlay opacity" });
-  const exportBtn = el("button", { text: "export CSV", "aria-label": "export marks" });
-  const head = el("div", { class: "fl-head" }, [
-    el("label", { text: "class " }), classSel, kindSel, el("label", { text: " opacity " }), opacity, exportBtn,
-  ]);
-  const featList = el("div", { class: "fl-featlist", role: "listbox", "aria-label": "top features" });
-  const markBar = el("div", { class: "fl-mark" });
-  const groupsEl = el("div", { class: "fl-groups" });
-  const stripEl = el("div", { class: "fl-strip" });
-  const status = el("div", { class: "fl-status" });
-  wrap.append(head, el("div", { class: "fl-body" }, [featList, el("div", { class: "fl-main" }, [markBar, groupsEl, stripEl])]), status);
-  root.append(wrap);
-
-  function fillClasses() {
-    classSel.replaceChildren(...model.get("class_names").map((n, i) => el("option", { value: String(i), text: `${i}: ${n}` })));
-    classSel.value = String(model.get("class_index"));
-  }
-  classSel.addEventListener("change", () => { model.set("class_index", Number(classSel.value)); model.save_changes(); });
-  kindSel.addEventListener("change", () => { model.set("map_kind", kindSel.value); model.save_changes(); });
-  opacity.addEventListener("change", () => { model.set("opacity", Number(opacity.value)); model.save_changes(); });
-  exportBtn.addEventListener("click", () => model.send({ type: "export" }));
-
-  function drawFeatures() {
-    const cur = model.get("feature");
-    featList.replaceChildren(...model.get("features").map((f) => el("button", {
-      class: "fl-feat" + (f.feature === cur ? " fl-current" : "") + (f.mark ? ` fl-${f.mark}` : ""),
-      "aria-label": `feature ${f.feature}`,
-      text: `#${f.rank} feature ${f.feature} · ${num(f.importance)}${f.mark ? " · " + f.mark : ""}`,
-      onclick: () => { model.set("feature", f.feature); model.save_changes(); },
-    })));
-  }
-
-  function drawMark() {
-    const cur = model.get("mark");
-    const btn = (m, label) => el("button", {
-      class: "fl-markbtn" + (cur === m ? " fl-on" : ""), "aria-label": `mark ${label}`, "aria-pressed": String(cur === m), text: label,
-      onclick: () => { model.set("mark", cur === m ? "" : m); model.save_changes(); },
-    });
-    const f = model.get("feature");
-    markBar.replaceChildren(
-      el("span", { text: f >= 0 ? `feature ${f}: ` : "no feature" }), btn("core", "core"), btn("spurious", "spurious"),
-    );
-  }
-
-  function tile(row, correct, caption) {
-    const pair = urls.get(row);
-    const a = el("img", { class: "fl-img", alt: `image ${row}` });
-    const b = el("img", { class: "fl-img", alt: `map of image ${row}` });
-    if (pair) { a.src = pair[0]; b.src = pair[1]; }
-    a.dataset.row = b.dataset.row = String(row);
-    return el("figure", { class: "fl-tile " + (correct ? "fl-ok" : "fl-bad") }, [
-      el("div", { class: "fl-pair" }, [a, b]), el("figcaption", { text: caption }),
-    ]);
-  }
-
-  function drawGroups() {
-    const g = model.get("groups");
-    if (!g || !g.top) { groupsEl.replaceChildren(el("p", { text: "Choose a feature." })); return; }
-    const block = (name, grp) => el("div", { class: "fl-group" }, [
-      el("button", { type: "button", class: "fl-gtitle", title: "select these images",
-        text: `${name} ${grp.rows.length} by activation · accuracy ${pct(grp.accuracy)}`,
-        onclick: () => model.send({ type: "select", group: name === "most activating" ? "top" : "bottom" }) }),
-      el("div", { class: "fl-tiles" }, grp.rows.map((r, i) => tile(r, grp.correct[i], `${grp.correct[i] ? "✓" : "✗"} ${num(grp.acts[i])}`))),
-    ]);
-    const gap = g.gap || {};
-    groupsEl.replaceChildren(
-      el("div", { class: "fl-gap", text: `gap (top-${gap.k ?? "–"} − bottom-${gap.k ?? "–"}): ${num(gap.gap)} points, 95% CI [${num(gap.ci_low)}, ${num(gap.ci_high)}] · ${g.scale}` }),
-      ...(g.note ? [el("div", { class: "fl-note", text: g.note })] : []),
-      block("most activating", g.top), block("least activating", g.bottom),
-    );
-    request();
-  }
-
-  function drawStrip() {
-    const s = model.get("strip");
-    if (!s || !s.rows || !s.rows.length) { stripEl.replaceChildren(el("p", { class: "fl-note", text: (s && s.note) || "" })); return; }
-    const gap = s.gap || {};
-    stripEl.replaceChildren(
-      el("button", { type: "button", class: "fl-gtitle", title: "select these images",
-        text: `spuriosity ranking (features ${s.features.join(", ")}): least → most spurious · gap ${num(gap.gap)} points [${num(gap.ci_low)}, ${num(gap.ci_high)}]`,
-        onclick: () => model.send({ type: "select", group: "strip" }) }),
-      el("div", { class: "fl-note", text: s.note }),
-      el("div", { class: "fl-tiles fl-striprow" }, s.rows.map((r, i) => tile(r, s.correct[i], `${s.correct[i] ? "✓" : "✗"} ${num(s.score[i], 2)}`))),
-    );
-    request();
-  }
-
-  // Images are asked for once the current batch of model changes has been applied (a microtask
-  // later), for the tiles then on the page: so whatever order a batch's change events come in,
-  // the request is made for the final feature / class / map settings and nothing is left blank.
-  function request() {
-    if (flushQueued) return;
-    flushQueued = true;
-    queueMicrotask(flush);
-  }
+// src/features/images.js
+function createImages(ctx) {
+  const { model, root } = ctx;
+  const urls = /* @__PURE__ */ new Map();
+  const reqGen = /* @__PURE__ */ new Map();
+  const pending = /* @__PURE__ */ new Set();
+  let req = 0, gen = 0, queued = false, closed = false;
+  const imgs = () => root.querySelectorAll("img.fl-img");
   function fill() {
-    for (const img of wrap.querySelectorAll("img.fl-img")) {
+    for (const img of imgs()) {
       const pair = urls.get(Number(img.dataset.row));
-      const url = pair ? (img.alt.startsWith("map") ? pair[1] : pair[0]) : null;
+      const url = pair ? img.alt.startsWith("map") ? pair[1] : pair[0] : null;
       if (url && img.getAttribute("src") !== url) img.src = url;
-      else if (!url && img.getAttribute("src")) img.removeAttribute("src"); // a revoked URL
+      else if (!url && img.getAttribute("src")) img.removeAttribute("src");
     }
   }
   function flush() {
-    flushQueued = false;
+    queued = false;
+    if (closed) return;
     fill();
-    const want = new Set();
-    for (const img of wrap.querySelectorAll("img.fl-img")) {
+    const want = /* @__PURE__ */ new Set();
+    for (const img of imgs()) {
       const row = Number(img.dataset.row);
       if (!urls.has(row) && !pending.has(row)) want.add(row);
     }
     const rows = [...want];
-    for (let i = 0; i < rows.length; i += 200) { // Python answers at most 200 rows a request
+    for (let i = 0; i < rows.length; i += 200) {
       const chunk = rows.slice(i, i + 200);
       req += 1;
       reqGen.set(req, gen);
@@ -154,49 +97,211 @@ function render({ model, el: root }) {
       model.send({ type: "tiles", rows: chunk, req });
     }
   }
-
-  function revoke(pair) { URL.revokeObjectURL(pair[0]); URL.revokeObjectURL(pair[1]); }
-  function resetImages() {
-    gen += 1; // replies to earlier requests are dropped from now on
+  function request() {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(flush);
+  }
+  const revoke = (pair) => pair.forEach((u) => u && URL.revokeObjectURL(u));
+  function reset() {
+    gen += 1;
     reqGen.clear();
     pending.clear();
     for (const pair of urls.values()) revoke(pair);
-    urls.clear(); // the tiles drawn next (or redrawn now) ask for images with the new settings
+    urls.clear();
   }
-
-  on("msg:custom", (msg, buffers) => {
-    if (!msg || msg.type !== "tiles") return;
+  function receive(msg, buffers) {
     const sentIn = reqGen.get(msg.req);
     reqGen.delete(msg.req);
-    // a late reply for another feature, class, map kind or opacity must not fill this view
-    if (sentIn !== gen || msg.feature !== model.get("feature") || msg.kind !== model.get("map_kind")
-        || (msg.class !== undefined && msg.class !== model.get("class_index"))) return;
+    if (sentIn !== gen || msg.feature !== model.get("feature") || msg.kind !== model.get("map_kind") || msg.class !== void 0 && msg.class !== model.get("class_index")) return;
     msg.rows.forEach((row, i) => {
-      const mk = (buf) => URL.createObjectURL(new Blob([buf], { type: "image/png" }));
       pending.delete(row);
-      if (urls.has(row)) revoke(urls.get(row)); // overlapping requests: never leak a blob URL
-      urls.set(row, [mk(buffers[2 * i]), mk(buffers[2 * i + 1])]);
+      if (urls.has(row)) revoke(urls.get(row));
+      urls.set(row, [blobUrl(buffers[2 * i]), blobUrl(buffers[2 * i + 1])]);
     });
     fill();
-  });
-
-  on("change:class_names", fillClasses);
-  on("change:class_index", () => { classSel.value = String(model.get("class_index")); resetImages(); });
-  on("change:features", drawFeatures);
-  on("change:feature", () => { resetImages(); drawFeatures(); drawMark(); });
-  on("change:mark", drawMark);
-  on("change:groups", drawGroups);
-  on("change:strip", drawStrip);
-  on("change:map_kind", () => { kindSel.value = model.get("map_kind"); resetImages(); drawGroups(); drawStrip(); });
-  on("change:opacity", () => { opacity.value = String(model.get("opacity")); resetImages(); drawGroups(); drawStrip(); });
-  on("change:status", () => { status.textContent = model.get("status"); });
-
-  fillClasses();
-  kindSel.value = model.get("map_kind");
-  opacity.value = String(model.get("opacity"));
-  status.textContent = model.get("status") || "";
-  drawFeatures(); drawMark(); drawGroups(); drawStrip();
-  return () => { cleanup.forEach((f) => f()); resetImages(); flushQueued = true; /* no more requests */ };
+  }
+  ctx.handle("tiles", receive);
+  return { urls, request, reset, close() {
+    closed = true;
+    reset();
+  } };
 }
 
-export default { render };
+// src/shared/format.js
+var missing = (v) => v === null || v === void 0 || Number.isNaN(v);
+function fmt(v, digits = 3) {
+  return missing(v) ? "–" : Number(v).toPrecision(digits);
+}
+function pct(v) {
+  return missing(v) ? "–" : (100 * v).toFixed(1) + "%";
+}
+
+// src/features/views.js
+function tile(images, row, correct, caption) {
+  const pair = images.urls.get(row);
+  const a = el("img", { class: "fl-img", alt: `image ${row}` });
+  const b = el("img", { class: "fl-img", alt: `map of image ${row}` });
+  if (pair) {
+    if (pair[0]) a.src = pair[0];
+    if (pair[1]) b.src = pair[1];
+  }
+  a.dataset.row = b.dataset.row = String(row);
+  return el("figure", { class: "fl-tile " + (correct ? "fl-ok" : "fl-bad") }, [
+    el("div", { class: "fl-pair" }, [a, b]),
+    el("figcaption", { text: caption })
+  ]);
+}
+var tiles = (images, rows, correct, values, digits) => rows.map((r, i) => tile(images, r, correct[i], `${correct[i] ? "✓" : "✗"} ${fmt(values[i], digits)}`));
+var groupTitle = (text, onclick) => el("button", { type: "button", class: "fl-gtitle", title: "select these images", text, onclick });
+function drawFeatures(ctx) {
+  const { model } = ctx, cur = model.get("feature");
+  ctx.parts.featList.replaceChildren(...model.get("features").map((f) => el("button", {
+    class: "fl-feat" + (f.feature === cur ? " fl-current" : "") + (f.mark ? ` fl-${f.mark}` : ""),
+    "aria-label": `feature ${f.feature}`,
+    text: `#${f.rank} feature ${f.feature} · ${fmt(f.importance)}${f.mark ? " · " + f.mark : f.suggest ? " · spurious?" : ""}`,
+    onclick: () => setTrait(model, "feature", f.feature)
+  })));
+}
+function suggestion(shown, cur) {
+  if (!shown || !shown.suggest || cur) return null;
+  return el("span", { class: "fl-suggest", text: ` spurious? (suspicion ${fmt(shown.suspicion, 2)}): confirm with "spurious", reject with "core"` });
+}
+function drawMark(ctx) {
+  const { model } = ctx, cur = model.get("mark"), f = model.get("feature");
+  const btn = (m) => el("button", {
+    class: "fl-markbtn" + (cur === m ? " fl-on" : ""),
+    "aria-label": `mark ${m}`,
+    "aria-pressed": String(cur === m),
+    text: m,
+    onclick: () => model.send({ type: "set_mark", mark: cur === m ? "" : m })
+  });
+  const shown = model.get("features").find((x) => x.feature === f);
+  const parts = [el("span", { text: f >= 0 ? `feature ${f}: ` : "no feature" }), btn("core"), btn("spurious"), suggestion(shown, cur)];
+  ctx.parts.markBar.replaceChildren(...parts.filter(Boolean));
+}
+function drawGroups(ctx) {
+  const { model, images } = ctx, g = model.get("groups");
+  if (!g || !g.top) {
+    ctx.parts.groups.replaceChildren(el("p", { text: "Choose a feature." }));
+    return;
+  }
+  const block = (name, group, key) => el("div", { class: "fl-group" }, [
+    groupTitle(`${name} ${group.rows.length} by activation · accuracy ${pct(group.accuracy)}`, () => model.send({ type: "select", group: key })),
+    el("div", { class: "fl-tiles" }, tiles(images, group.rows, group.correct, group.acts))
+  ]);
+  const gap = g.gap || {};
+  ctx.parts.groups.replaceChildren(
+    el("div", { class: "fl-gap", text: `gap (top-${gap.k ?? "–"} − bottom-${gap.k ?? "–"}): ${fmt(gap.gap)} points, 95% CI [${fmt(gap.ci_low)}, ${fmt(gap.ci_high)}] · ${g.scale}` }),
+    ...g.note ? [el("div", { class: "fl-note", text: g.note })] : [],
+    block("most activating", g.top, "top"),
+    block("least activating", g.bottom, "bottom")
+  );
+  images.request();
+}
+function drawStrip(ctx) {
+  const { model, images } = ctx, s = model.get("strip");
+  if (!s || !s.rows || !s.rows.length) {
+    ctx.parts.strip.replaceChildren(el("p", { class: "fl-note", text: s && s.note || "" }));
+    return;
+  }
+  const gap = s.gap || {};
+  ctx.parts.strip.replaceChildren(
+    groupTitle(
+      `spuriosity ranking (features ${s.features.join(", ")}): least → most spurious · gap ${fmt(gap.gap)} points [${fmt(gap.ci_low)}, ${fmt(gap.ci_high)}]`,
+      () => model.send({ type: "select", group: "strip" })
+    ),
+    el("div", { class: "fl-note", text: s.note }),
+    el("div", { class: "fl-tiles fl-striprow" }, tiles(images, s.rows, s.correct, s.score, 2))
+  );
+  images.request();
+}
+
+// src/features/index.js
+function controls(model) {
+  const classSel = el("select", { "aria-label": "class", onchange: () => setTrait(model, "class_index", Number(classSel.value)) });
+  const kindSel = el("select", { "aria-label": "map kind", onchange: () => setTrait(model, "map_kind", kindSel.value) }, [
+    el("option", { value: "nam", text: "activation map (NAM)" }),
+    el("option", { value: "gradcam", text: "Grad-CAM (class)" })
+  ]);
+  const opacity = el("input", { type: "range", min: "0", max: "1", step: "0.05", "aria-label": "overlay opacity", onchange: () => setTrait(model, "opacity", Number(opacity.value)) });
+  const exportBtn = el("button", { text: "export CSV", "aria-label": "export marks", onclick: () => model.send({ type: "export" }) });
+  const head = el("div", { class: "fl-head" }, [el("label", { text: "class " }), classSel, kindSel, el("label", { text: " opacity " }), opacity, exportBtn]);
+  function sync() {
+    classSel.replaceChildren(...model.get("class_names").map((n, i) => el("option", { value: String(i), text: `${i}: ${n}` })));
+    classSel.value = String(model.get("class_index"));
+    kindSel.value = model.get("map_kind");
+    opacity.value = String(model.get("opacity"));
+  }
+  return { head, classSel, kindSel, opacity, sync };
+}
+function layout(model) {
+  const c = controls(model);
+  const parts = {
+    featList: el("div", { class: "fl-featlist", role: "listbox", "aria-label": "top features" }),
+    markBar: el("div", { class: "fl-mark" }),
+    groups: el("div", { class: "fl-groups" }),
+    strip: el("div", { class: "fl-strip" }),
+    status: el("div", { class: "fl-status" })
+  };
+  const root = el("div", { class: "fl-features" }, [
+    c.head,
+    el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.groups, parts.strip])]),
+    parts.status
+  ]);
+  return { root, parts, controls: c };
+}
+function render({ model, el: host }) {
+  const scope = createScope(model);
+  const { root, parts, controls: c } = layout(model);
+  const ctx = { model, root, parts, handle: createDispatcher(scope) };
+  ctx.images = createImages(ctx);
+  const redrawImages = () => {
+    ctx.images.reset();
+    drawGroups(ctx);
+    drawStrip(ctx);
+  };
+  scope.on("change:class_names", c.sync);
+  scope.on("change:class_index", () => {
+    c.classSel.value = String(model.get("class_index"));
+    ctx.images.reset();
+  });
+  scope.on("change:features", () => {
+    drawFeatures(ctx);
+    drawMark(ctx);
+  });
+  scope.on("change:feature", () => {
+    ctx.images.reset();
+    drawFeatures(ctx);
+    drawMark(ctx);
+  });
+  scope.on("change:mark", () => drawMark(ctx));
+  scope.on("change:groups", () => drawGroups(ctx));
+  scope.on("change:strip", () => drawStrip(ctx));
+  scope.on("change:map_kind", () => {
+    c.kindSel.value = model.get("map_kind");
+    redrawImages();
+  });
+  scope.on("change:opacity", () => {
+    c.opacity.value = String(model.get("opacity"));
+    redrawImages();
+  });
+  scope.on("change:status", () => {
+    parts.status.textContent = model.get("status");
+  });
+  host.append(root);
+  c.sync();
+  parts.status.textContent = model.get("status") || "";
+  drawFeatures(ctx);
+  drawMark(ctx);
+  drawGroups(ctx);
+  drawStrip(ctx);
+  return () => {
+    scope.dispose();
+    ctx.images.close();
+  };
+}
+var features_default = { render };
+export {
+  features_default as default
+};
