@@ -1,21 +1,22 @@
 """Builders shared by the tests: tiny seeded models, small image sets, planted analyses.
 
-Fixtures live in ``conftest.py``; what a test calls lives here and is imported from here.
+Fixtures live in ``conftest.py``; what a test calls lives here and is imported from here. The
+models and images need only numpy and torch (a child process may import them with ``tests/`` on its
+path); the analyses import faultlens when they are built.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from faultlens.analysis.result import TABLE_COLUMNS, Analysis
-from faultlens.data.sources import ArraySource
+if TYPE_CHECKING:
+    from faultlens.analysis.result import Analysis
 
 # ----------------------------------------------------------------------------- models and images
 
@@ -107,6 +108,11 @@ def analysis_from(
     Defaults: ids ``img-<i>``, no paths, the map at the origin, confidence 1 (or the largest
     probability), loss 0 for a right prediction and 1 for a wrong one; ``columns`` are appended
     after the table's own; ``images`` (one per row) become the analysis's in-memory source."""
+    import pandas as pd
+
+    from faultlens.analysis.result import TABLE_COLUMNS, Analysis
+    from faultlens.data.sources import ArraySource
+
     n = len(label)
     names = np.asarray(class_names, dtype=object)
     xy = np.zeros((n, 2), dtype=np.float32) if xy is None else xy

@@ -1,28 +1,23 @@
-"""Inputs a review found mishandled: stale files in a reused analysis folder, cache ids that
-ignored the transform, corrupt cache shards, string labels of a torch Dataset, runs where every
-item is skipped, user probs of the wrong width or with a bad row after a skipped one,
-transforms that give images of different shapes, and one model's failures recorded as skips in
-every model's cache."""
+"""Inputs that must be handled: cache ids that depend on the transform, corrupt cache shards,
+string labels of a torch Dataset, runs where every item is skipped, user probs of the wrong width or
+with a bad row after a skipped one, transforms that give images of different shapes, and one
+model's failures recorded as skips in every model's cache (the saved folder: test_folder.py)."""
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
 from torchvision import transforms as T
 
 from faultlens.analysis.analyze import analyze
-from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource, FolderSource, TorchDatasetSource
 from faultlens.models.classifier import Classifier
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, CacheWarning, fingerprint_array
-from faultlens.store import _umask as store_umask
 from tests.helpers import TinyNet, blob_images
 
 # the analyses here are a dozen points: the map falls back to PCA, which is not under test
@@ -42,151 +37,7 @@ class MeanColour:
         return batch.mean(dim=(2, 3)).numpy()
 
 
-def _table(n: int, paths: list[str | None]) -> pd.DataFrame:
-    labels = np.arange(n) % 2
-    return pd.DataFrame(
-        {
-            "id": [str(i) for i in range(n)],
-            "path": paths,
-            "label": labels,
-            "label_name": np.array(["a", "b"])[labels],
-            "pred": labels,
-            "pred_name": np.array(["a", "b"])[labels],
-            "confidence": np.full(n, 0.9, np.float32),
-            "loss": np.full(n, 0.1, np.float32),
-            "correct": np.ones(n, bool),
-            "x": np.arange(n, dtype=np.float32),
-            "y": np.arange(n, dtype=np.float32),
-            "source_index": np.arange(n),
-        }
-    )
-
-
-# --------------------------------------------------------------------------- 1. stale files
-
-
-def test_saving_into_a_used_folder_leaves_nothing_of_the_earlier_analysis(tmp_path: Path) -> None:
-    n = 3
-    probs = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
-    images_a = np.full((n, 8, 8), 7, np.uint8)
-    a = Analysis(
-        _table(n, [None] * n),
-        class_names=["a", "b"],
-        probs=probs,
-        embeddings=np.ones((n, 4), np.float32),
-        arrays={"extra": np.zeros((n, 2), np.float32)},
-        source=ArraySource(images_a, np.arange(n) % 2, class_names=["a", "b"]),
-    )
-    a.save(tmp_path / "out")
-    images_b = np.full((n, 8, 8), 200, np.uint8)
-    b = Analysis(
-        _table(n, [None] * n),
-        class_names=["a", "b"],
-        probs=probs,
-        embeddings=None,
-        source=ArraySource(images_b, np.arange(n) % 2, class_names=["a", "b"]),
-    )
-    b.save(tmp_path / "out")
-    back = Analysis.load(tmp_path / "out")
-    assert back.embeddings is None
-    assert back.arrays == {}
-    assert not (tmp_path / "out" / "arrays" / "extra.npy").exists()
-    assert np.asarray(back.image(0))[0, 0].tolist() == [200, 200, 200]
-
-    # and an analysis without in-memory images leaves no images.npy to be loaded as its source
-    c = Analysis(_table(n, [f"/nowhere/{i}.png" for i in range(n)]), class_names=["a", "b"],
-                 probs=probs)  # fmt: skip
-    c.save(tmp_path / "out")
-    assert Analysis.load(tmp_path / "out").source is None
-
-
-def test_a_save_that_cannot_be_done_leaves_the_earlier_analysis_as_it_was(tmp_path: Path) -> None:
-    n = 4
-    probs = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
-    good = Analysis(_table(n, [None] * n), class_names=["a", "b"], probs=probs,
-                    embeddings=np.ones((n, 3), np.float32))  # fmt: skip
-    good.save(tmp_path / "out")
-    before = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
-
-    def bad(**kw) -> Analysis:
-        return Analysis(_table(n, [None] * n), class_names=["a", "b", "c"],
-                        probs=np.full((n, 3), 1 / 3, np.float32), **kw)  # fmt: skip
-
-    with pytest.raises(ValueError, match=r"'\.\./x' is not a plain file name"):
-        bad(arrays={"../x": np.zeros((n, 1))}).save(tmp_path / "out")
-    with pytest.raises(TypeError, match="array 'tags' holds Python objects"):
-        bad(arrays={"tags": np.array([{"a": 1}] * n, dtype=object)}).save(tmp_path / "out")
-    mixed = bad()
-    mixed.table["site"] = [1, "two", 3.0, None]
-    with pytest.raises(ValueError, match=r"column\(s\) \['site'\] mix types.*astype\(str\)"):
-        mixed.save(tmp_path / "out")
-    after = {p.name: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
-    assert after == before
-    assert Analysis.load(tmp_path / "out").class_names == ["a", "b"]
-
-
-def test_saved_files_get_normal_permissions_and_links_are_written_through(tmp_path: Path) -> None:
-    from faultlens.store import atomic_path
-
-    with atomic_path(tmp_path / "new.txt") as tmp:  # as open() would make it, not private
-        tmp.write_text("one")
-    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o666 & ~store_umask()
-    (tmp_path / "new.txt").chmod(0o600)  # a file replaced keeps its permissions
-    with atomic_path(tmp_path / "new.txt") as tmp:
-        tmp.write_text("two")
-    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o600
-    (tmp_path / "link.txt").symlink_to(tmp_path / "new.txt")
-    with atomic_path(tmp_path / "link.txt") as tmp:
-        tmp.write_text("three")
-    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "new.txt").read_text() == "three"
-
-
-@pytest.mark.parametrize(
-    ("damage", "message"),
-    [
-        (lambda d: (d / "probs.npy").write_bytes((d / "probs.npy").read_bytes()[:-20]),
-         r"probs\.npy in .* cannot be read \(Failed to read all data"),
-        (lambda d: (d / "probs.npy").write_bytes(b"\x80\x04 not an npy file"),
-         r"probs\.npy .* cannot be read .*not written by faultlens"),
-        (lambda d: np.save(d / "embeddings.npy", np.array([{"a": 1}] * 4), allow_pickle=True),
-         "holds pickled Python objects, which faultlens never writes nor loads"),
-        (lambda d: (d / "analysis.json").write_text("{oops"), r"analysis\.json .* cannot be read"),
-        (lambda d: (d / "skipped.json").write_text("["), r"skipped\.json .* cannot be read"),
-        (lambda d: np.save(d / "probs.npy", np.full((4, 7), 1 / 7)),
-         r"probs\.npy .* has shape \(4, 7\), not \(4, 2\)"),
-        (lambda d: np.save(d / "embeddings.npy", np.ones(4)),
-         r"embeddings\.npy .* has shape \(4,\), not \(4, dim\)"),
-        (lambda d: pd.read_parquet(d / "table.parquet").drop(columns="source_index")
-         .to_parquet(d / "table.parquet"), r"lacks column\(s\) \['source_index'\]"),
-    ],
-)  # fmt: skip
-def test_a_damaged_saved_analysis_is_named_and_nothing_is_unpickled(
-    tmp_path: Path, damage, message: str
-) -> None:
-    n = 4
-    a = Analysis(_table(n, [None] * n), class_names=["a", "b"],
-                 probs=np.eye(2, dtype=np.float32)[np.arange(n) % 2],
-                 embeddings=np.ones((n, 3), np.float32),
-                 source=ArraySource(np.zeros((n, 8, 8), np.uint8), np.arange(n) % 2,
-                                    class_names=["a", "b"]))  # fmt: skip
-    folder = a.save(tmp_path / "saved")
-    damage(folder)
-    with pytest.raises(ValueError, match=message):
-        Analysis.load(folder)
-
-
-def test_damaged_thumbnails_are_left_out_with_a_warning(tmp_path: Path) -> None:
-    imgs, labels = blob_images(6)
-    a = analyze(imgs, labels=labels, probs=np.full((6, 3), 1 / 3), embeddings=np.eye(6),
-                embedder=None, cache_dir=tmp_path / "c", progress=False, thumbnails=16)  # fmt: skip
-    folder = a.save(tmp_path / "saved")
-    (folder / "thumbnails" / "manifest.json").write_text('{"n_items": 6, "shard_size": 0}')
-    with pytest.warns(CacheWarning, match="rendered from the images instead"):
-        back = Analysis.load(folder)
-    assert back.thumbnails is None and len(back) == 6
-
-
-# --------------------------------------------------------------------------- 2. cache ids
+# --------------------------------------------------------------------------- 1. cache ids
 
 
 def test_the_cache_id_of_a_model_depends_on_its_transform() -> None:
@@ -210,7 +61,7 @@ def test_the_cache_id_of_a_model_depends_on_its_transform() -> None:
     assert twice == Classifier(net, scaled(2.0), device="cpu").id
 
 
-# --------------------------------------------------------------------------- 3. corrupt shards
+# --------------------------------------------------------------------------- 2. corrupt shards
 
 
 def test_a_truncated_shard_is_reported_removed_and_computed_again(tmp_path: Path) -> None:
@@ -234,7 +85,7 @@ def test_an_empty_array_has_a_fingerprint() -> None:
     )
 
 
-# --------------------------------------------------------------------------- 4. labels, all skipped
+# --------------------------------------------------------------------------- 3. labels, all skipped
 
 
 class NamedLabels(torch.utils.data.Dataset):
@@ -272,7 +123,7 @@ def test_when_every_item_is_skipped_the_error_says_why(tmp_path: Path) -> None:
                 cache_dir=tmp_path / "cache", progress=False, num_workers=0)  # fmt: skip
 
 
-# --------------------------------------------------------------------------- 5. user probs
+# --------------------------------------------------------------------------- 4. user probs
 
 
 def _probs_inputs(n: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,7 +159,7 @@ def test_a_bad_probs_row_is_named_by_its_source_row_after_a_skipped_item(tmp_pat
     assert len(result) == len(imgs) - 1 and np.isfinite(result.probs).all()
 
 
-# --------------------------------------------------------------------------- 6. uneven shapes
+# --------------------------------------------------------------------------- 5. uneven shapes
 
 
 def test_images_a_transform_leaves_in_another_shape_are_skipped_with_the_fix(
@@ -331,7 +182,7 @@ def test_images_a_transform_leaves_in_another_shape_are_skipped_with_the_fix(
     assert np.isnan(out[1]).all() and np.isfinite(np.delete(out, 1, axis=0)).all()
 
 
-# --------------------------------------------------------------------------- 7. one model's failures
+# --------------------------------------------------------------------------- 6. one model's failures
 
 
 class _Picky(MeanColour):

@@ -22,7 +22,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time, numpy as np, torch
     sys.path.insert(0, {tests!r})
-    from conftest import TinyNet, blob_images, tiny_transform
+    from helpers import TinyNet, blob_images, tiny_transform
     from faultlens.data.sources import ArraySource
     from faultlens.models.embedders import LayerEmbedder
     from faultlens.models.runner import run_models

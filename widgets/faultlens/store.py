@@ -9,7 +9,7 @@ none. A run that was killed half-way computes only the shards that are missing.
 Nothing here unpickles: arrays are ``.npy`` read with ``allow_pickle=False``, metadata is JSON.
 
 Several processes may fill one cache (two notebooks, a class on one JupyterHub volume): a shard is
-computed by the one process that holds its lock (:meth:`Shards.claim`; a lock dies with its
+computed by the one process that holds its lock (:class:`ShardClaims`; a lock dies with its
 process), and every file is written through a temporary file created exclusively (``O_EXCL``,
 ``O_NOFOLLOW``) in the target folder, so a write never follows a link someone placed there. A
 cache shared by a group (``FAULTLENS_CACHE_GROUP=1``, or a cache folder with the setgid bit) makes

@@ -270,9 +270,13 @@ class RecordStore:
     # -- reading ---------------------------------------------------------------------------------
 
     def read(self) -> dict[Hashable, dict]:
-        """The usable records by key (a copy). Records kept in memory move into the folder's file
+        """The usable records by key, each entry a new dict (its lists are shared: change records
+        with :meth:`put`, not in place). Records kept in memory move into the folder's file
         first when the analysis has one now; when that cannot be written, the notes say why and
         the memory ones are still shown (and tried again next time)."""
+        return {k: dict(v) for k, v in self._read().items()}
+
+    def _read(self) -> dict[Hashable, dict]:
         with self._mutex:
             path = self.path
             if path is None:

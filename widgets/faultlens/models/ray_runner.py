@@ -43,12 +43,17 @@ from faultlens.models.runner import (
     _collate_groups,
     _Items,
     _run_batch,
+    claim_shards,
+    claims_key,
     open_outputs,
     open_thumbnails,
 )
-from faultlens.store import ArtifactStore, ShardedArray, ShardedBlobs
+from faultlens.store import ArtifactStore, ShardClaims, ShardedArray, ShardedBlobs
 
 INSTALL_HINT = "pip install 'faultlens[ray]'"
+RAY_CLAIMS = (
+    256  # shards claimed per Ray run (one lock file open each); a run over more makes passes
+)
 
 
 def import_ray() -> Any:
@@ -137,8 +142,64 @@ class RayEngine:
         computed: dict[str, list[int]] = {name: [] for name in models}
         if not todo:
             return computed
-        active = [name for name in models if missing[name]]
         ray = self.connect()
+        claims = ShardClaims(store.path("claims", claims_key(source, self.shard_size)))
+        try:
+            while todo:  # the shards no other process of this cache computes, in passes
+                mine = claim_shards(claims, todo, RAY_CLAIMS)
+                todo = [s for s in todo if s not in mine]
+                for s in mine:  # another process may have written some since they were listed
+                    for name, arr in arrays.items():
+                        if s in missing[name] and arr.has(s):
+                            missing[name].discard(s)
+                    if thumbs is not None and s in thumbs_missing and thumbs.has(s):
+                        thumbs_missing.discard(s)
+                run = [
+                    s for s in mine if s in thumbs_missing or any(s in m for m in missing.values())
+                ]
+                if run:
+                    self._pass(
+                        ray,
+                        source,
+                        models,
+                        store,
+                        arrays,
+                        missing,
+                        thumbs,
+                        thumbs_missing,
+                        run,
+                        batch_size,
+                        progress,
+                        thumbnails,
+                        computed,
+                    )
+                for s in mine:
+                    claims.release(s)
+        finally:
+            claims.release_all()
+        return computed
+
+    def _pass(
+        self,
+        ray: Any,
+        source: ImageSource,
+        models: Mapping[str, BatchModel],
+        store: ArtifactStore,
+        arrays: dict[str, ShardedArray],
+        missing: dict[str, set[int]],
+        thumbs: ShardedBlobs | None,
+        thumbs_missing: set[int],
+        todo: list[int],
+        batch_size: int,
+        progress: bool,
+        thumbnails: int | None,
+        computed: dict[str, list[int]],
+    ) -> None:
+        """One Ray run over the shards ``todo`` (claimed by this process); what it wrote is added
+        to ``computed``."""
+        shards = set(todo)
+        active = [name for name in models if missing[name] & shards]
+        thumbs_todo = thumbs_missing & shards
         first = arrays[active[0]] if active else thumbs
         assert first is not None  # todo is not empty: a model or the thumbnails miss a shard
         by_files = isinstance(source, _FileSource)
@@ -156,7 +217,7 @@ class RayEngine:
                 None if by_files else ray.put(source),
                 self.num_gpus > 0,
                 max(1, int(self.num_cpus)),
-                thumbnails if thumbs_missing else None,
+                thumbnails if thumbs_todo else None,
             ),
             batch_size=batch,
             batch_format="numpy",
@@ -165,7 +226,7 @@ class RayEngine:
             num_gpus=self.num_gpus,
         )
         writer = _ShardWriter(
-            source, {a: arrays[a] for a in active}, missing, first, thumbs, thumbs_missing
+            source, {a: arrays[a] for a in active}, missing, first, thumbs, thumbs_todo
         )
         bar = tqdm(
             total=len(rows),
@@ -192,8 +253,9 @@ class RayEngine:
             bar.close()
             context.enable_progress_bars = ray_bars
         for name in active:
-            computed[name] = sorted(s for s in writer.written if s in missing[name])
-        return computed
+            computed[name] = sorted(
+                {*computed[name], *(s for s in writer.written if s in missing[name])}
+            )
 
 
 def as_engine(engine: Any, workers: int | None = None) -> RayEngine:

@@ -348,7 +348,7 @@ def run_models(
         try:
             remaining = todo
             while remaining:  # a few shards at a time, each claimed by one process of the cache
-                mine = _claim(claims, remaining)
+                mine = claim_shards(claims, remaining)
                 remaining = [s for s in remaining if s not in mine]
                 run.compute(mine, batch_size, num_workers, thumbnails)
                 for s in mine:
@@ -381,12 +381,14 @@ def claims_key(source: ImageSource, shard_size: int) -> str:
     return make_key("claims", source.fingerprint(), shard_size)
 
 
-def _claim(claims: ShardClaims, remaining: list[int]) -> list[int]:
-    """Up to :data:`CLAIM_WINDOW` of ``remaining`` that no other process is computing, claimed;
-    when every one is taken, wait for the first (its process writes it, or dies)."""
+def claim_shards(
+    claims: ShardClaims, remaining: list[int], window: int = CLAIM_WINDOW
+) -> list[int]:
+    """Up to ``window`` of ``remaining`` that no other process is computing, claimed; when every
+    one is taken, wait for the first (its process writes it, or dies)."""
     mine: list[int] = []
     for s in remaining:
-        if len(mine) == CLAIM_WINDOW:
+        if len(mine) == window:
             break
         if claims.try_claim(s):
             mine.append(s)
