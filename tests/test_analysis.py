@@ -414,3 +414,16 @@ def test_save_expands_the_home_folder(tiny_net, tmp_path: Path, monkeypatch) -> 
     where = a.save("~/saved")
     assert where == tmp_path / "saved" and (where / "analysis.json").exists()
     assert faultlens.load("~/saved").class_names == a.class_names
+
+
+def test_the_rich_repr_summarises_and_escapes() -> None:
+    from tests.helpers import analysis_from
+
+    evil = "<img src=x onerror=alert(1)>"
+    label = np.arange(40) % 2
+    pred = np.where(np.arange(40) < 10, 1 - label, label)  # 10 errors in the first rows
+    a = analysis_from(label, pred, [evil, "cat"])
+    out = a._repr_html_()
+    assert "40 images" in out and "accuracy 75.0%" in out
+    assert evil not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
+    assert "not saved" in out and "faultlens.explore(analysis)" in out

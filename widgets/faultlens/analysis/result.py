@@ -7,6 +7,7 @@ It is made by :func:`faultlens.analysis.analyze.analyze` and saved in the folder
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,6 +108,32 @@ class Analysis:
         return (
             f"<faultlens.Analysis: {len(self)} images, {len(self.class_names)} classes, "
             f"accuracy {acc:.1%}, {len(self.skipped)} skipped>"
+        )
+
+    def _repr_html_(self) -> str:
+        """A summary card for notebooks (and nbviewer): size, accuracy, the worst classes, where
+        it is saved, what was skipped. Every name is escaped."""
+        acc = float(self.table["correct"].mean()) if len(self) else float("nan")
+        worst = self.group_accuracy("label_name").sort_values("accuracy").head(5)
+        rows = "".join(
+            f"<tr><td>{html.escape(str(name))}</td><td style='text-align:right'>"
+            f"{r.accuracy:.1%}</td><td style='text-align:right'>{int(r.n)}</td></tr>"
+            for name, r in worst.iterrows()
+        )
+        where = (
+            html.escape(str(self.folder)) if self.folder else "not saved (analysis.save(folder))"
+        )
+        skipped = (
+            f"{len(self.skipped)} skipped (analysis.skipped)" if self.skipped else "none skipped"
+        )
+        return (
+            "<div class='faultlens-analysis'><b>faultlens.Analysis</b>: "
+            f"{len(self):,} images, {len(self.class_names)} classes, accuracy {acc:.1%}; "
+            f"{skipped}; folder: <code>{where}</code>"
+            "<table><tr><th>worst classes</th><th>accuracy</th><th>images</th></tr>"
+            f"{rows}</table>"
+            "<div>Next: <code>faultlens.explore(analysis)</code> for the map, "
+            "<code>analysis.find_slices()</code> for failure slices.</div></div>"
         )
 
     # -- images ---------------------------------------------------------------------------------
