@@ -59,7 +59,14 @@ def test_pins_leave_binders_own_jupyter_stack_alone() -> None:
     the base already holds would replace Binder's Jupyter stack (e.g. a JupyterLab that the base's
     Notebook 7 refuses). The base is binder/repo2docker-base.txt (binder/base_lock.py)."""
     base = pins("repo2docker-base.txt")
-    for needed in ("jupyterlab", "notebook", "jupyter-server", "ipykernel", "ipython", "ipywidgets"):
+    for needed in (
+        "jupyterlab",
+        "notebook",
+        "jupyter-server",
+        "ipykernel",
+        "ipython",
+        "ipywidgets",
+    ):
         assert needed in base, f"{needed} missing from binder/repo2docker-base.txt"
     both = sorted(set(pins()) & set(base))
     assert not both, f"pinned in binder/requirements.txt and provided by the base: {both}"
