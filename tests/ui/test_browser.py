@@ -236,6 +236,8 @@ def _open_and_run_inner(page, url: str, nb: str) -> None:
     page.locator(idle).wait_for(timeout=5000)
     page.wait_for_timeout(500)
     _accept_dialogs(page)
+    # focus the notebook first: JupyterLab 4.4 (Binder's base) ignores Run All until it has focus
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .jp-InputPrompt").first.click()
     page.locator(".lm-MenuBar-item", has_text="Run").first.click()
     page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
     rendered = (
@@ -287,11 +289,74 @@ def _drag(page, a: tuple[float, float], b: tuple[float, float], *, slow: bool) -
     page.mouse.up()
 
 
+# boxes as fractions of the canvas: clusters, halves, slivers, an empty corner
+FRACTIONS = [
+    (0.05, 0.05, 0.48, 0.48), (0.52, 0.05, 0.95, 0.48), (0.05, 0.52, 0.48, 0.95),
+    (0.52, 0.52, 0.95, 0.95), (0.1, 0.1, 0.9, 0.5), (0.3, 0.3, 0.7, 0.7),
+    (0.2, 0.6, 0.8, 0.7), (0.45, 0.05, 0.55, 0.95), (0.05, 0.05, 0.95, 0.95),
+    (0.6, 0.2, 0.4, 0.8), (0.25, 0.15, 0.35, 0.3), (0.7, 0.7, 0.9, 0.9),
+]  # fmt: skip
+
+
+def drag_and_check(page, root: Path, fractions) -> list[tuple[int, int, bool]]:
+    """Drag a box for each of ``fractions`` (of the map canvas; odd ones slowly, with pauses) and
+    check that each selection reached Python (SETUP/EXPLORE's log) with the rows inside the box,
+    that the view counts them, and that the grid shows them. Returns (drag, rows, exact) each."""
+    log_path = root / "selections.jsonl"
+    results: list[tuple[int, int, bool]] = []
+    xy = np.load(root / "coords.npy")
+    canvas = page.locator("canvas.fl-map")
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    box = canvas.bounding_box()
+    assert box is not None
+    for k, (fx0, fy0, fx1, fy1) in enumerate(fractions):
+        before = len(_read_log(log_path))
+        a = (box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
+        b = (box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"])
+        _drag(page, a, b, slow=k % 2 == 1)
+        entries = _new_entries(log_path, before, f"drag {k}")
+        got = entries[-1]
+        assert got["source"] == "box", got["source"]
+        rows = np.asarray(got["rows"], dtype=int)
+        # expected rows from the view transform the canvas publishes
+        ds = canvas.evaluate("c => ({...c.dataset})")
+        cx, cy, scale = float(ds["cx"]), float(ds["cy"]), float(ds["scale"])
+        w, h = box["width"], box["height"]
+
+        def to_data(pt: tuple[float, float], cx=cx, cy=cy, scale=scale, w=w, h=h):
+            px, py = pt[0] - box["x"], pt[1] - box["y"]
+            return (px - w / 2) / scale + cx, (h / 2 - py) / scale + cy
+
+        (xa, ya), (xb, yb) = to_data(a), to_data(b)
+        xa, xb = sorted((xa, xb))
+        ya, yb = sorted((ya, yb))
+        inside = (xy[:, 0] >= xa) & (xy[:, 0] <= xb) & (xy[:, 1] >= ya) & (xy[:, 1] <= yb)
+        tol = 1.5 / scale  # a pixel and a half of rounding at the edges
+        near = (
+            (np.abs(xy[:, 0] - xa) < tol) | (np.abs(xy[:, 0] - xb) < tol)
+            | (np.abs(xy[:, 1] - ya) < tol) | (np.abs(xy[:, 1] - yb) < tol)
+        )  # fmt: skip
+        expected = set(np.flatnonzero(inside))
+        diff = expected.symmetric_difference(rows.tolist())
+        assert all(near[i] for i in diff), f"drag {k}: {len(diff)} rows differ off the edges"
+        js_count = int(page.locator(".fl-selcount").get_attribute("data-count"))
+        assert js_count == len(rows), (js_count, len(rows))
+        # the grid shows the selection: header total and one tile per row on page 1
+        page.wait_for_function(
+            f"() => document.querySelector('.fl-grid-info')?.dataset.total === '{len(rows)}'",
+            timeout=10000,
+        )
+        n_tiles = page.locator(".fl-tiles .fl-tile").count()
+        assert n_tiles == min(24, len(rows))
+        results.append((k, len(rows), len(diff) == 0))
+    return results
+
+
 def test_drag_selection_reaches_python(lab: tuple[str, Path]) -> None:
     url, root = lab
     (root / "explorer.ipynb").write_text(json.dumps(_notebook([SETUP, EXPLORE, PYTHON_SELECT])))
     log_path = root / "selections.jsonl"
-    results: list[tuple[int, int, bool]] = []
     with _lab_page("drag", width=1400, height=1100) as page:
         _open_and_run(page, url, "explorer.ipynb")
         # A Python change reaches the view: the notebook's last cell selected 200 rows.
@@ -302,59 +367,9 @@ def test_drag_selection_reaches_python(lab: tuple[str, Path]) -> None:
         deadline = time.time() + 20
         while len(_read_log(log_path)) < 1 and time.time() < deadline:
             time.sleep(0.2)
-        xy = np.load(root / "coords.npy")
-        canvas = page.locator("canvas.fl-map")
-        canvas.scroll_into_view_if_needed()
-        page.wait_for_timeout(500)
-        box = canvas.bounding_box()
+        results = drag_and_check(page, root, FRACTIONS)
+        box = page.locator("canvas.fl-map").bounding_box()
         assert box is not None
-        # boxes as fractions of the canvas: clusters, halves, slivers, an empty corner
-        fractions = [
-            (0.05, 0.05, 0.48, 0.48), (0.52, 0.05, 0.95, 0.48), (0.05, 0.52, 0.48, 0.95),
-            (0.52, 0.52, 0.95, 0.95), (0.1, 0.1, 0.9, 0.5), (0.3, 0.3, 0.7, 0.7),
-            (0.2, 0.6, 0.8, 0.7), (0.45, 0.05, 0.55, 0.95), (0.05, 0.05, 0.95, 0.95),
-            (0.6, 0.2, 0.4, 0.8), (0.25, 0.15, 0.35, 0.3), (0.7, 0.7, 0.9, 0.9),
-        ]  # fmt: skip
-        for k, (fx0, fy0, fx1, fy1) in enumerate(fractions):
-            before = len(_read_log(log_path))
-            a = (box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
-            b = (box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"])
-            _drag(page, a, b, slow=k % 2 == 1)
-            entries = _new_entries(log_path, before, f"drag {k}")
-            got = entries[-1]
-            assert got["source"] == "box", got["source"]
-            rows = np.asarray(got["rows"], dtype=int)
-            # expected rows from the view transform the canvas publishes
-            ds = canvas.evaluate("c => ({...c.dataset})")
-            cx, cy, scale = float(ds["cx"]), float(ds["cy"]), float(ds["scale"])
-            w, h = box["width"], box["height"]
-
-            def to_data(pt: tuple[float, float], cx=cx, cy=cy, scale=scale, w=w, h=h):
-                px, py = pt[0] - box["x"], pt[1] - box["y"]
-                return (px - w / 2) / scale + cx, (h / 2 - py) / scale + cy
-
-            (xa, ya), (xb, yb) = to_data(a), to_data(b)
-            xa, xb = sorted((xa, xb))
-            ya, yb = sorted((ya, yb))
-            inside = (xy[:, 0] >= xa) & (xy[:, 0] <= xb) & (xy[:, 1] >= ya) & (xy[:, 1] <= yb)
-            tol = 1.5 / scale  # a pixel and a half of rounding at the edges
-            near = (
-                (np.abs(xy[:, 0] - xa) < tol) | (np.abs(xy[:, 0] - xb) < tol)
-                | (np.abs(xy[:, 1] - ya) < tol) | (np.abs(xy[:, 1] - yb) < tol)
-            )  # fmt: skip
-            expected = set(np.flatnonzero(inside))
-            diff = expected.symmetric_difference(rows.tolist())
-            assert all(near[i] for i in diff), f"drag {k}: {len(diff)} rows differ off the edges"
-            js_count = int(page.locator(".fl-selcount").get_attribute("data-count"))
-            assert js_count == len(rows), (js_count, len(rows))
-            # the grid shows the selection: header total and one tile per row on page 1
-            page.wait_for_function(
-                f"() => document.querySelector('.fl-grid-info')?.dataset.total === '{len(rows)}'",
-                timeout=10000,
-            )
-            n_tiles = page.locator(".fl-tiles .fl-tile").count()
-            assert n_tiles == min(24, len(rows))
-            results.append((k, len(rows), len(diff) == 0))
         if results[-1][1]:
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.fl-thumb')].every(i => i.src.startsWith('blob:'))",
@@ -366,8 +381,8 @@ def test_drag_selection_reaches_python(lab: tuple[str, Path]) -> None:
         page.wait_for_timeout(1500)
         ARTIFACTS.mkdir(exist_ok=True)
         page.locator(".faultlens-explorer").screenshot(path=str(ARTIFACTS / "explorer.png"))
-    assert len(results) == len(fractions)
-    print(f"\n{len(results)}/{len(fractions)} drags reached Python:", results)
+    assert len(results) == len(FRACTIONS)
+    print(f"\n{len(results)}/{len(FRACTIONS)} drags reached Python:", results)
 
 
 @pytest.mark.skipif(not DEMO.exists(), reason=f"no demo analysis at {DEMO}")

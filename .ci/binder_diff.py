@@ -1,0 +1,35 @@
+"""Print what binder/requirements.txt installed over repo2docker's base environment; exit 1 when it
+replaced a package of the base (Binder's Jupyter stack must stay the base's own).
+
+    python .ci/binder_diff.py BASE_FREEZE AFTER_FREEZE
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def freeze(path: str) -> dict[str, str]:
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+def main(base_file: str, after_file: str) -> int:
+    base, after = freeze(base_file), freeze(after_file)
+    added = sorted(set(after) - set(base))
+    changed = sorted(k for k in base if k in after and after[k] != base[k])
+    print(f"[binder] the base holds {len(base)} packages; the pins add {len(added)}:")
+    print("  " + " ".join(f"{k}=={after[k]}" for k in added))
+    for k in changed:
+        print(f"[binder] the pins REPLACED {k} {base[k]} -> {after[k]} of repo2docker's base")
+    return 1 if changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:3]))
