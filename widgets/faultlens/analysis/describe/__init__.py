@@ -24,8 +24,15 @@ evidence into one sentence; :func:`describe_members` runs all the describers the
 A captioner is anything with ``caption(images) -> list[str]`` and a ``name``.
 """
 
-from faultlens.analysis.describe._common import Description, benjamini_hochberg, hedges_g
-from faultlens.analysis.describe.concepts import concept_test, rank_concepts
+from faultlens.analysis.describe._common import (
+    Description,
+    benjamini_hochberg,
+    hedges_g,
+    held_out_precision,
+    retrieval_precision,
+    split_halves,
+)
+from faultlens.analysis.describe.concepts import ConceptFromExamples, concept_test, rank_concepts
 from faultlens.analysis.describe.pixels import (
     REGIONS,
     evidence_location,
@@ -35,7 +42,8 @@ from faultlens.analysis.describe.pixels import (
     property_values,
     region_masks,
 )
-from faultlens.analysis.describe.summary import describe_members
+from faultlens.analysis.describe.summary import describe_members, findings, summarize
+from faultlens.analysis.describe.tabular import columns
 from faultlens.analysis.describe.text import (
     BACKGROUNDS,
     COLOURS,
@@ -65,15 +73,19 @@ __all__ = [
     "SIZES",
     "TEXTURES",
     "Captioner",
+    "ConceptFromExamples",
     "Description",
     "OpenClipCaptioner",
     "benjamini_hochberg",
     "caption_slice",
+    "columns",
     "concept_test",
     "contrast_terms",
     "describe_members",
     "evidence_location",
+    "findings",
     "hedges_g",
+    "held_out_precision",
     "image_properties",
     "imagenet_tags",
     "map_pictures",
@@ -83,5 +95,8 @@ __all__ = [
     "rank_phrases",
     "region_masks",
     "representatives",
+    "retrieval_precision",
+    "split_halves",
+    "summarize",
     "vocabulary",
 ]

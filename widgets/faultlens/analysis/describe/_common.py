@@ -4,6 +4,7 @@ its interval, Benjamini–Hochberg, and how strong a finding's evidence is."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,3 +117,60 @@ def z_of_p(p: float) -> float:
 def pct(v: float) -> str:
     """A share as a rounded percentage ("18 %")."""
     return f"{100 * v:.0f} %"
+
+
+# --------------------------------------------------------------------------- generalisation
+
+
+def split_halves(
+    members: np.ndarray, reference: np.ndarray, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Members and reference each split into two random halves: (members A, reference A, members
+    B, reference B)."""
+    rng = np.random.default_rng(random_state)
+    pm, pr = rng.permutation(members), rng.permutation(reference)
+    hm, hr = (len(pm) + 1) // 2, (len(pr) + 1) // 2
+    return pm[:hm], pr[:hr], pm[hm:], pr[hr:]
+
+
+def retrieval_precision(scores: np.ndarray, is_member: np.ndarray) -> float:
+    """Precision of the top-k images by ``scores``, k = the number of members among them."""
+    is_member = np.asarray(is_member, dtype=bool)
+    k = int(is_member.sum())
+    if k == 0:
+        return float("nan")
+    top_k = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:k]
+    return float(is_member[top_k].mean())
+
+
+def held_out_precision(
+    scores: np.ndarray,
+    members: np.ndarray,
+    reference: np.ndarray,
+    terms: Sequence[str],
+    *,
+    select: Any = None,
+    random_state: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """The generalisation check of text descriptions (METHODS.md's AdaVision lesson).
+
+    ``scores``: (len(terms), n) how strongly each term matches each image. Members and reference
+    are split in halves; ``select(members_A, reference_A) -> terms`` (when given) says which terms
+    the describer picks on half A alone; each term then retrieves half B's images by its score, and
+    its precision (the share of members among the top |members B|) is set against the base rate.
+    Returns {term: {"precision", "base_rate", "selected_on_half"}}."""
+    ma, ra, mb, rb = split_halves(np.asarray(members), np.asarray(reference), random_state)
+    if len(mb) == 0 or len(rb) == 0 or len(terms) == 0:
+        return {}
+    picked = set(select(ma, ra)) if select is not None else None
+    rows = np.concatenate([mb, rb])
+    is_m = np.r_[np.ones(len(mb), bool), np.zeros(len(rb), bool)]
+    out = {}
+    S = np.asarray(scores, dtype=np.float64).reshape(len(terms), -1)
+    for t, s in zip(terms, S, strict=True):
+        out[t] = {
+            "precision": retrieval_precision(s[rows], is_m),
+            "base_rate": len(mb) / len(rows),
+            "selected_on_half": None if picked is None else t in picked,
+        }
+    return out

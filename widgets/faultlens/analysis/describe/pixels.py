@@ -57,8 +57,8 @@ def evidence_location(
     ``maps``: (n, H, W) non-negative (activation maps, Grad-CAM), one per row; each is normalised to
     sum 1 (an all-zero map counts as uniform). Per region of :data:`REGIONS`, the share of map mass
     in it, members' mean minus reference's, with a bootstrap 95 % interval (members and reference
-    resampled separately). Terms: ``(region, share difference)`` ranked by size, largest first
-    (a negative share: less of the evidence there than in the reference).
+    resampled separately). Terms: ``(region, share difference)``, largest first: where the
+    members' evidence gathers more than the reference's first, where it is missing last.
 
     ``details``: ``share`` {region: (members, reference)}, ``ci`` {region: (low, high)}, ``words``
     {region: plain words}, ``members_mean``/``reference_mean`` (H, W) mean maps, ``pictures``
@@ -92,7 +92,7 @@ def evidence_location(
     bm = rng.multinomial(len(m), np.full(len(m), 1 / len(m)), size=n_boot) @ sm / len(m)
     br = rng.multinomial(len(r), np.full(len(r), 1 / len(r)), size=n_boot) @ sr / len(r)
     lo, hi = np.percentile(bm - br, [2.5, 97.5], axis=0)
-    order = np.argsort(-np.abs(diff), kind="stable")
+    order = np.argsort(-diff, kind="stable")
     words = {}
     for k, reg in enumerate(REGIONS):
         where = "along the border" if reg == "border" else reg
