@@ -5,6 +5,7 @@ in the decoding pass, and CoCa captions without transformers."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -261,7 +262,7 @@ def test_describe_members_ranks_every_finding_into_one_sentence() -> None:
             "label_name": "Coat",
             "pred_name": np.where(correct, "Coat", "Shirt"),
             "camera": np.where(np.isin(np.arange(n), members), "old", "new"),
-        }  # fmt: skip
+        }
     )
     descs, notes = describe.describe_members(
         members,
@@ -351,6 +352,9 @@ def test_demo_logo_slices_name_the_corner_and_small_sneakers_name_size(demo_cach
 
     a = faultlens.load(DEMO)
     t = a.table
+    cached = Path(DEMO).parent / "models"  # the demo's trained CNN, when built in this cache
+    if cached.is_dir():
+        shutil.copytree(cached, demo_cache / "models", dirs_exist_ok=True)
     tr = demo_data.load_spurious_fashion_mnist()["train"]
     model = trained_cnn(tr.images, tr.labels, store=ArtifactStore(demo_cache), progress=False)
     group = t["planted_group"].to_numpy()

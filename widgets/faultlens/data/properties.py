@@ -21,7 +21,9 @@ skips an item. Intensities are in [0, 1]; positions are fractions of the width a
 - ``object size``: the share of foreground pixels. Foreground = pixels whose colour (3 × 3 mean)
   differs from the border's median colour by more than the border's own pixels typically do
   (median + 3 robust SD of their distances, at least 0.1), the border being the outer sixteenth:
-  a textured border or noise raise the threshold with them.
+  a textured border or noise raise the threshold with them. Of the connected parts found, the
+  largest and those at least half its size are the object: a small mark (a logo, a speck)
+  is not.
 - ``object x``, ``object y``: the foreground's centroid (0 = left / top edge, 1 = right / bottom);
   0.5 when there is no foreground.
 - ``aspect ratio``: width / height of the original file.
@@ -172,7 +174,13 @@ def _foreground(x: np.ndarray) -> np.ndarray:
     r = dist[ring]
     med = float(np.median(r))
     thr = max(0.1, med + 3 * 1.4826 * float(np.median(np.abs(r - med))))
-    return dist > thr
+    fg = dist > thr
+    lab, k = ndimage.label(fg, structure=np.ones((3, 3)))
+    if k > 1:  # the object: the largest part, and parts at least half its size
+        sizes = np.bincount(lab.ravel())[1:]
+        keep = np.flatnonzero(sizes >= 0.5 * sizes.max()) + 1
+        fg = np.isin(lab, keep)
+    return fg
 
 
 def _share_and_centre(fg: np.ndarray) -> tuple[float, float, float]:

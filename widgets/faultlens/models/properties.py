@@ -22,7 +22,7 @@ from faultlens.data.properties import (
 from faultlens.models.base import TorchBatchModel
 
 #: Bump when a property's definition changes: it is part of the cache id.
-VERSION = 1
+VERSION = 2
 
 
 class ImageProperties(TorchBatchModel):

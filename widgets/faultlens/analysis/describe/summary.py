@@ -115,15 +115,20 @@ def summarize(
 
 
 def slice_header(labels: Sequence[str], preds: Sequence[str] | None) -> str:
-    """ "Coat read as Shirt" when most members are that confusion, else the main class (and its
-    share)."""
+    """ "Coat read as Shirt" (or "Pullover, Coat, T-shirt/top read as Shirt") when most members are
+    read as one wrong class, else the main class (with its share when under 90 %)."""
     lab = pd.Series(np.asarray(labels, dtype=object))
     if preds is not None:
-        pairs = pd.Series([f"{a} read as {b}" if a != b else f"{a}, correct" for a, b in
-                           zip(labels, preds, strict=True)])  # fmt: skip
-        top, share = pairs.value_counts().index[0], pairs.value_counts().iloc[0] / len(pairs)
-        if share >= 0.5:
-            return str(top) if share > 0.9 else f"{top} ({share:.0%})"
+        pred = pd.Series(np.asarray(preds, dtype=object))
+        wrong = lab != pred
+        counts = pred[wrong].value_counts()
+        if len(counts) and counts.iloc[0] >= 0.5 * len(lab):
+            p = counts.index[0]
+            sources = lab[wrong & (pred == p)].value_counts()
+            keep = sources[sources >= 0.1 * sources.sum()].index[:3]
+            share = counts.iloc[0] / len(lab)
+            text = f"{', '.join(map(str, keep))} read as {p}"
+            return text if share > 0.9 else f"{text} ({share:.0%})"
     top, share = lab.value_counts().index[0], lab.value_counts().iloc[0] / len(lab)
     return str(top) if share > 0.9 else f"mostly {top} ({share:.0%})"
 
