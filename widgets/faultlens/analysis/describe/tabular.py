@@ -86,7 +86,7 @@ def columns(
                 "q": float(qv),
                 "evidence": min(abs(lr) / se, 40.0),
                 "words": f"{col} = {val}: {ka / nm:.0%} of the slice vs {kb / nr:.0%} "
-                f"(lift {math.exp(lr):.1f}×)",
+                + (f"(lift {math.exp(lr):.1f}×)" if kb else "(only in the slice)"),
             }
     order = sorted(found, key=lambda t: -found[t]["evidence"])
     return Description(
