@@ -322,10 +322,10 @@ def test_tiny_coca_captions_without_transformers(
     (tmp_path / "coca_faultlens_tiny2.json").write_text(json.dumps(TINY_COCA))
     open_clip.add_model_config(tmp_path)
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
-    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     imgs = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]
     for generation in ("beam_search", "greedy"):
+        torch.manual_seed(0)
         cap = describe.OpenClipCaptioner(
             "coca_faultlens_tiny2", pretrained=None, device="cpu", seq_len=8,
             generation=generation, num_beams=3,
@@ -333,7 +333,7 @@ def test_tiny_coca_captions_without_transformers(
         caps = cap.caption(imgs)
         assert len(caps) == 3 and all(isinstance(c, str) for c in caps)  # random weights
         toks = cap.generate(torch.stack([cap.preprocess(i) for i in imgs]))
-        assert all(cap.min_len - 1 <= len(t) <= cap.seq_len - 1 for t in toks)
+        assert all(cap.min_len - 1 <= len(t) <= cap.seq_len - 1 for t in toks), toks
         assert all(49407 not in t[:-1] for t in toks)
     with pytest.raises(ValueError, match="beam_search"):
         describe.OpenClipCaptioner("coca_faultlens_tiny2", pretrained=None, generation="top_k")

@@ -31,7 +31,6 @@ from faultlens.analysis.describe._common import (
     Description,
     groups,
     held_out_precision,
-    split_halves,
 )
 
 
@@ -141,7 +140,7 @@ class OpenClipCaptioner:
                 logits = model(
                     None, seqs, image_latent=latent, image_embs=embs, output_labels=False
                 )["logits"][:, -1]
-                logp = torch.log_softmax(logits.float(), dim=-1)
+                logp = torch.nan_to_num(torch.log_softmax(logits.float(), dim=-1), nan=-math.inf)
                 if step < self.min_len:
                     logp[:, eos] = -math.inf
                 if step == self.seq_len - 1:  # the last step may only end the caption
@@ -273,25 +272,22 @@ def caption_slice(
     slice's errors and its correct images separately when ``correct`` is given; ``reference`` rows
     (e.g. the same class's correct images outside the slice) are captioned likewise.
 
-    With ``check`` (the generalisation check), the terms come from a random half of the members and
-    of the reference; ``k`` representatives of each held-out half are captioned too, and each term's
-    ``details["generalisation"]`` precision is the share of members among the held-out images whose
-    caption holds it (``base_rate``: the members' share of the held-out images captioned).
+    With ``check`` (the generalisation check), ``k`` more members and ``k`` more reference images
+    (random, none of those the terms came from) are captioned too; each term's
+    ``details["generalisation"]`` precision is the share of members among these held-out images
+    whose caption holds it (``base_rate``: the members' share of the held-out images captioned).
     """
     members, reference = np.asarray(members), np.asarray(reference)
-    ma, ra, mb, rb = (
-        split_halves(members, reference, random_state)
-        if check
-        else (members, reference, members[:0], reference[:0])
-    )
     if correct is not None:
-        errs, oks = ma[~correct[ma]], ma[correct[ma]]
+        errs, oks = members[~correct[members]], members[correct[members]]
         picked = np.concatenate(
             [representatives(errs, embeddings, k), representatives(oks, embeddings, k // 2)]
         )
     else:
-        picked = representatives(ma, embeddings, k)
-    ref = representatives(ra, embeddings, k)
+        picked = representatives(members, embeddings, k)
+    ref = representatives(reference, embeddings, k)
+    # held out: the members and reference images the terms were not found on
+    mb, rb = np.setdiff1d(members, picked), np.setdiff1d(reference, ref)
     slice_caps = captioner.caption([images(int(i)) for i in picked])
     ref_caps = captioner.caption([images(int(i)) for i in ref]) if len(ref) else []
     terms = contrast_terms(slice_caps, ref_caps)
@@ -302,7 +298,8 @@ def caption_slice(
     if check and len(mb) and len(rb) and terms:
         # held out: captions of other members and reference images; a term retrieves the images
         # whose caption holds it
-        hm, hr = representatives(mb, embeddings, k), representatives(rb, embeddings, k)
+        rng = np.random.default_rng(random_state)
+        hm, hr = rng.permutation(mb)[:k], rng.permutation(rb)[:k]
         caps = captioner.caption([images(int(i)) for i in np.concatenate([hm, hr])])
         has = [_terms(c) for c in caps]
         is_m = np.r_[np.ones(len(hm), bool), np.zeros(len(hr), bool)]
