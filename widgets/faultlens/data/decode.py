@@ -18,6 +18,8 @@ from PIL import Image, ImageFile, ImageOps
 
 # Refuse images whose declared size is absurd before decoding them (decompression bombs).
 MAX_PIXELS = 64_000_000
+#: ``image.info`` key of a decoded file's own (width, height), upright, before any scaled decoding.
+ORIGINAL_SIZE = "faultlens_original_size"
 
 
 class ImageDecodeError(Exception):
@@ -106,9 +108,13 @@ def _open(fh: io.IOBase, min_size: int | None = None) -> Image.Image:
             raise ImageDecodeError(msg) from None
         if img.format == "PNG":
             _check_png_checksums(fh)
+        drafted = img.size
         with contextlib.suppress(Exception):  # a broken EXIF block must not lose the image
             img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        out = _to_rgb(img)
+        # the file's own size (upright), which a draft decode at reduced scale does not show
+        out.info[ORIGINAL_SIZE] = (w, h) if out.size == drafted else (h, w)
+        return out
 
 
 def _check_png_checksums(fh: io.IOBase) -> None:
