@@ -45,6 +45,7 @@ def analyze(
     force: bool = False,
     progress: bool = True,
     thumbnails: int | None = 96,
+    image_properties: bool = True,
 ) -> Analysis:
     """Classifier outputs, embeddings and a 2-D map of ``source``, cached on disk.
 
@@ -90,6 +91,11 @@ def analyze(
         Size in pixels of the thumbnails rendered in the same decoding pass and kept in one
         compact store (the Explorer's grid and the report read them instead of decoding each
         image again); ``None`` renders none.
+    image_properties:
+        Measure each image in the same decoding pass (brightness, contrast, saturation,
+        sharpness, noise, object size and position, the file's aspect ratio and resolution;
+        :mod:`faultlens.data.properties`) and keep them as table columns, so the map can be
+        coloured by them and descriptions can compare a slice with its reference.
     """
     src = _open_source(source, classifier, class_names=class_names, labels=labels, columns=columns)
     embedder, batch_size = _check_arguments(
@@ -101,7 +107,7 @@ def analyze(
         batch_size=batch_size,
     )
     store = ArtifactStore(cache_dir)
-    models = _models(classifier, embedder)
+    models = _models(classifier, embedder, image_properties=image_properties)
     run = _run_models(
         src,
         models,
@@ -125,8 +131,9 @@ def analyze(
         "n_source": len(src),
         "thumbnail_size": int(thumbnails) if thumbnails else None,
     }
+    props = run.outputs.get("properties") if run is not None else None
     return Analysis(
-        build_table(src, keep, out, xy),
+        build_table(src, keep, out, xy, properties=None if props is None else props[keep]),
         class_names=src.class_names,
         probs=out.probs,
         embeddings=emb,
@@ -206,9 +213,9 @@ def _check_arguments(
 
 
 def _models(
-    classifier: BatchModel | None, embedder: BatchModel | str | None
+    classifier: BatchModel | None, embedder: BatchModel | str | None, *, image_properties: bool
 ) -> dict[str, BatchModel]:
-    """The models to run, by role (``classifier``, ``embedder``)."""
+    """The models to run, by role (``classifier``, ``embedder``, ``properties``)."""
     models: dict[str, BatchModel] = {}
     if classifier is not None:
         models["classifier"] = classifier
@@ -217,6 +224,10 @@ def _models(
             msg = f"unknown embedder {embedder!r}: use 'offline' or an embedder object"
             raise ValueError(msg)
         models["embedder"] = embedder
+    if image_properties:
+        from faultlens.models.properties import ImageProperties
+
+        models["properties"] = ImageProperties()
     return models
 
 
@@ -434,8 +445,16 @@ def _projection_fit(emb: np.ndarray, projection: dict[str, Any]) -> dict[str, in
     return {"fitted_on": placed if sample is None else min(placed, int(sample)), "placed": placed}
 
 
-def build_table(src: ImageSource, keep: np.ndarray, out: Outputs, xy: np.ndarray) -> pd.DataFrame:
-    """The analysis table of the kept items: :data:`TABLE_COLUMNS`, then the source's columns."""
+def build_table(
+    src: ImageSource,
+    keep: np.ndarray,
+    out: Outputs,
+    xy: np.ndarray,
+    *,
+    properties: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The analysis table of the kept items: :data:`TABLE_COLUMNS`, the image properties (when
+    measured), then the source's columns."""
     names = np.asarray(src.class_names, dtype=object)
     labels = src.labels[keep]
     ids = np.asarray(src.ids, dtype=object)[keep]
@@ -459,6 +478,11 @@ def build_table(src: ImageSource, keep: np.ndarray, out: Outputs, xy: np.ndarray
         },
         columns=TABLE_COLUMNS,
     )
+    if properties is not None:
+        from faultlens.models.properties import property_columns
+
+        for name, values in property_columns(properties).items():
+            table[name] = values
     user = src.columns.loc[keep].reset_index(drop=True)
     clash = [c for c in user.columns if c in table.columns]
     if clash:
