@@ -34,7 +34,7 @@ def test_class_accuracy_bars_hold_each_class_accuracy_and_its_interval() -> None
     all_bars, sel_bars = fig.data
     want = t.groupby("label")["correct"].mean().to_numpy() * 100
     assert np.allclose(all_bars.y, want)
-    assert list(all_bars.customdata[:, 0]) == [0, 1, 2]
+    assert [c[0] for c in all_bars.customdata] == [0, 1, 2]
     lo = np.asarray(all_bars.y) - np.asarray(all_bars.error_y.arrayminus)
     hi = np.asarray(all_bars.y) + np.asarray(all_bars.error_y.array)
     assert ((lo <= want) & (want <= hi) & (lo >= 0) & (hi <= 100)).all()

@@ -118,7 +118,7 @@ def _acc_trace(stats: pd.DataFrame, names: list[str], label: str, color: str) ->
         y=100 * acc,
         name=label,
         marker_color=color,
-        customdata=np.stack([stats["class"], stats["n"], stats["correct"]], axis=1),
+        customdata=np.stack([stats["class"], stats["n"], stats["correct"]], axis=1).tolist(),
         error_y={
             "type": "data",
             "symmetric": False,
@@ -199,7 +199,7 @@ def confusion_matrix(
             z=share,
             x=names,
             y=names,
-            customdata=custom,
+            customdata=custom.tolist(),
             text=counts,
             texttemplate="%{text}",
             colorscale="Blues",
@@ -243,7 +243,7 @@ def concept_curve(
             mode="lines+markers",
             line={"color": ORANGE},
             marker={"size": 8},
-            customdata=np.stack([t["low"], t["high"], t["n"]], axis=1),
+            customdata=np.stack([t["low"], t["high"], t["n"]], axis=1).tolist(),
             error_y={
                 "type": "data",
                 "symmetric": False,
@@ -292,7 +292,7 @@ def spurious_gap(
             x=names,
             y=g,
             marker_color=[ORANGE if lo > 0 else GREY for lo in t["ci_low"]],
-            customdata=np.stack([cls, t["k"], t["ci_low"], t["ci_high"]], axis=1),
+            customdata=np.stack([cls, t["k"], t["ci_low"], t["ci_high"]], axis=1).tolist(),
             error_y={
                 "type": "data",
                 "symmetric": False,
