@@ -102,3 +102,22 @@ def test_chart_inputs_are_checked(explorer: Explorer) -> None:
         spurious_chart(explorer, np.ones(3))
     with pytest.raises(TypeError, match="plotly Figure"):
         PlotlyChart("not a figure")
+
+
+def test_clicks_that_waited_behind_a_busy_kernel_all_arrive_once_in_order(
+    explorer: Explorer,
+) -> None:
+    """The browser sends the last clicks with each click: when two wait behind a busy kernel, the
+    pending message is replaced by the newer one, and the log still holds both."""
+    chart = PlotlyChart({"data": [], "layout": {}})
+    heard: list[int] = []
+    chart.on_click(lambda points: heard.append(points[0]["index"]))
+
+    def state(seq: int) -> dict:
+        log = [{"seq": s, "points": [{"index": s * 10}]} for s in range(1, seq + 1)]
+        return {"seq": seq, "points": log[-1]["points"], "log": log[-32:]}
+
+    chart.clicked = state(1)
+    chart.clicked = state(4)  # clicks 2 and 3 were replaced before they were sent
+    chart.clicked = state(5)
+    assert heard == [10, 20, 30, 40, 50]

@@ -94,8 +94,13 @@ export default {
     };
     draw();
     div.on("plotly_click", (event) => {
-      const seq = ((model.get("clicked") || {}).seq || 0) + 1;
-      model.set("clicked", { seq, points: pointsOf(event) });
+      // the last clicks travel together, so one that waits behind a busy kernel and is then
+      // replaced by the next still reaches Python (in order, each once: by `seq`)
+      const prev = model.get("clicked") || {};
+      const seq = (prev.seq || 0) + 1;
+      const points = pointsOf(event);
+      const log = [...(prev.log || []), { seq, points }].slice(-32);
+      model.set("clicked", { seq, points, log });
       model.save_changes();
     });
     model.on("change:figure", draw);
@@ -134,13 +139,14 @@ class PlotlyChart(anywidget.AnyWidget):
     )
     clicked = t.Dict(
         help="Written by the browser on each click: {'seq': n, 'points': [{'curve', 'index', "
-        "'customdata', 'x', 'y'}]}."
+        "'customdata', 'x', 'y'}], 'log': the last 32 clicks as {'seq', 'points'}}."
     ).tag(sync=True)
     _plotly_js = t.Unicode(help="plotly.js, loaded once per page.").tag(sync=True)
 
     def __init__(self, figure: Any, **kwargs: Any) -> None:
         super().__init__(_plotly_js=_plotly_js(), **kwargs)
         self._click_callbacks: list[Callable[[list[dict[str, Any]]], Any]] = []
+        self._seen_seq = 0
         self.click_errors: list[BaseException] = []
         self.observe(self._on_clicked, names=["clicked"])
         self.show(figure)
@@ -168,12 +174,18 @@ class PlotlyChart(anywidget.AnyWidget):
         return remove
 
     def _on_clicked(self, change: dict[str, Any]) -> None:
-        points = (change["new"] or {}).get("points") or []
-        for cb in list(self._click_callbacks):
-            try:
-                cb(points)
-            except Exception as exc:  # shown to the user through click_errors
-                self.click_errors.append(exc)
+        new = change["new"] or {}
+        log = new.get("log") or [{"seq": new.get("seq", 0), "points": new.get("points") or []}]
+        for entry in sorted(log, key=lambda e: int(e.get("seq") or 0)):
+            seq = int(entry.get("seq") or 0)
+            if seq and seq <= self._seen_seq:
+                continue  # already handled (it came again with a later click)
+            self._seen_seq = max(self._seen_seq, seq)
+            for cb in list(self._click_callbacks):
+                try:
+                    cb(entry.get("points") or [])
+                except Exception as exc:  # shown to the user through click_errors
+                    self.click_errors.append(exc)
 
 
 def _jsonable(value: Any) -> Any:
