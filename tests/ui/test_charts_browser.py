@@ -106,7 +106,7 @@ def _wait(log: Path, n: int, what: str) -> list[dict]:
 
 def test_chart_clicks_become_explorer_selections(lab: tuple[str, Path]) -> None:
     url, root = lab
-    (root / "charts.ipynb").write_text(json.dumps(_notebook([SETUP, CHARTS])))
+    (root / "charts.ipynb").write_text(json.dumps(_notebook([SETUP + CHARTS])))  # one cell
     log = root / "selections.jsonl"
     with _lab_page("charts", width=1500, height=1500) as page:
         _open_and_run(page, url, "charts.ipynb")
