@@ -41,6 +41,11 @@ GREY = "#8c8c8c"
 FONT = "system-ui, -apple-system, 'Segoe UI', sans-serif"
 
 
+def _tilt(names: Sequence[str]) -> int:
+    """Tick label angle: tilted when the labels would run into each other."""
+    return -30 if sum(len(n) for n in names) > 36 or len(names) > 6 else 0
+
+
 def _layout(fig: go.Figure, title: str, **kwargs: Any) -> go.Figure:
     fig.update_layout(
         title={"text": html.escape(title), "x": 0.01, "font": {"size": 15}},
@@ -127,7 +132,7 @@ def _acc_trace(stats: pd.DataFrame, names: list[str], label: str, color: str) ->
             "color": "#444",
             "thickness": 1,
         },
-        hovertemplate="%{x}: %{y:.1f} %% correct (%{customdata[2]} of %{customdata[1]})"
+        hovertemplate="%{x}: %{y:.1f} % correct (%{customdata[2]} of %{customdata[1]})"
         "<extra>" + html.escape(label) + "</extra>",
     )
 
@@ -159,7 +164,7 @@ def class_accuracy(
         title,
         barmode="group",
         yaxis={"title": "accuracy (%)", "range": [0, 105]},
-        xaxis={"title": "class (the given label)", "tickangle": -30 if n_classes > 6 else 0},
+        xaxis={"title": "class (the given label)", "tickangle": _tilt(names)},
         legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
     )
 
@@ -212,11 +217,11 @@ def confusion_matrix(
             "(%{z:.1%} of the label)<extra></extra>",
         )
     )
-    side = max(320, 40 * n_classes + 140)
+    side = max(380, 56 * n_classes + 160)
     return _layout(
         fig,
         title,
-        xaxis={"title": "predicted", "side": "bottom", "tickangle": -30 if n_classes > 6 else 0},
+        xaxis={"title": "predicted", "side": "bottom", "tickangle": _tilt(names)},
         yaxis={"title": "label", "autorange": "reversed"},
         height=side,
         width=side + 120,
@@ -254,7 +259,7 @@ def concept_curve(
             },
             name="error rate",
             hovertemplate="similarity %{customdata[0]:.3f}–%{customdata[1]:.3f}: "
-            "%{y:.1f} %% errors (n=%{customdata[2]})<extra></extra>",
+            "%{y:.1f} % errors (n=%{customdata[2]})<extra></extra>",
         )
     )
     rho = result.get("spearman") if isinstance(result, Mapping) else None
@@ -301,7 +306,7 @@ def spurious_gap(
                 "color": "#444",
                 "thickness": 1,
             },
-            hovertemplate="%{x}: %{y:.1f} points (95 %% interval %{customdata[2]:.1f} to "
+            hovertemplate="%{x}: %{y:.1f} points (95 % interval %{customdata[2]:.1f} to "
             "%{customdata[3]:.1f}; k=%{customdata[1]})<extra></extra>",
         )
     )
@@ -310,7 +315,7 @@ def spurious_gap(
         fig,
         title,
         yaxis={"title": "accuracy top-k − bottom-k (points)"},
-        xaxis={"title": "class"},
+        xaxis={"title": "class", "tickangle": _tilt(names)},
         showlegend=False,
     )
 
