@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui.test_browser import (
+    ARTIFACTS,
     SETUP,
     TOKEN,
     _accept_dialogs,
@@ -159,4 +160,5 @@ def test_chart_clicks_become_explorer_selections(lab: tuple[str, Path]) -> None:
             "._fullData.map(t => t.name)"
         )
         assert names == ["all images", "selection (500)"]
-        page.screenshot(path=str(root.parent / "charts.png"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "charts-linked.png"))  # README material

@@ -166,6 +166,8 @@ def class_accuracy(
         yaxis={"title": "accuracy (%)", "range": [0, 105]},
         xaxis={"title": "class (the given label)", "tickangle": _tilt(names)},
         legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
+        width=min(1000, max(440, 90 * n_classes + 180)),
+        height=400,
     )
 
 
