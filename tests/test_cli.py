@@ -434,3 +434,18 @@ def test_report_command_on_a_saved_analysis(
         main(["report", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "r.html")])
     assert exit_info.value.code == 2
     assert "is not an analysis folder" in capsys.readouterr().err
+
+
+def test_a_clip_embedder_without_open_clip_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # as if the clip extra were not installed
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "a" / "0.png")
+    argv = ["prepare", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"), "--arch", "resnet18"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--embedder", "open_clip:ViT-B-32:none"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert 'CLIP embeddings need open_clip: pip install "faultlens[clip]"' in err
+    assert "Traceback" not in err
