@@ -64,7 +64,7 @@ def _writer(via: str, kind: str, folder: str, proc: int, saves: int, every: int,
         if via == "store":  # what the store needs of an analysis (and a quick start)
             a: Any = SimpleNamespace(folder=Path(folder), table=table, class_names=["r", "g", "b"])
         else:
-            from faultlens.analysis.core import Analysis
+            from faultlens.analysis.result import Analysis
             from faultlens.data.sources import ArraySource
 
             images = np.random.default_rng(1).integers(0, 255, (N_ROWS, 16, 16, 3), np.uint8)

@@ -1,18 +1,40 @@
-"""Command line for the heavy batch steps: ``faultlens demo`` and ``faultlens prepare``.
+"""The faultlens command line: the heavy batch steps, run outside a notebook.
 
-``faultlens prepare SOURCE --engine ray --workers N [--ray-address auto]`` runs the models on Ray
-Data (``pip install 'faultlens[ray]'``; see docs/ray.md) and writes the same analysis folder.
+  faultlens demo                      build the offline demo analysis
+  faultlens prepare SOURCE --out DIR  analyse your images with your classifier
+  faultlens report DIR --out FILE     write the self-contained HTML report of an analysis
+
+`faultlens prepare SOURCE --engine ray --workers N [--ray-address auto]` runs the models on Ray
+Data (pip install "faultlens[ray]"; see docs/ray.md) and writes the same analysis folder.
+Nothing here imports torch until a command runs, so `faultlens --help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-import torch
+from faultlens._version import __version__
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+EPILOG = """examples:
+  faultlens prepare photos/ --arch resnet18 --checkpoint best.ckpt --out analysis/ \
+      --weights ResNet18_Weights.IMAGENET1K_V1
+  faultlens prepare digits/ --arch mymodels:small_cnn --checkpoint cnn.pt --out analysis/ \
+      --channels 1 --input-size 28 --mean 0.286 --std 0.353
+  faultlens report analysis/ --out report.html
+
+In a notebook:  import faultlens; faultlens.load("analysis/").explore()
+"""
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -39,8 +61,148 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.nn.Module:
-    """A model from ``module:factory`` or a torchvision architecture name, with optional weights."""
+@dataclass(frozen=True)
+class Preprocess:
+    """How ``prepare`` turns a PIL image into the classifier's input tensor.
+
+    Resize the short side to ``resize`` (default: ``input_size``), centre-crop ``input_size``,
+    convert to ``channels`` (1: grayscale), scale to [0, 1] and normalise with ``mean``/``std``
+    (one value per channel).
+    """
+
+    input_size: int = 224
+    resize: int | None = None
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    channels: int = 3
+    interpolation: str = "bilinear"
+
+    def checked(self) -> Preprocess:
+        """Itself with one-value mean/std spread over the channels; a mismatch is a ValueError."""
+        out = self
+        for name in ("mean", "std"):
+            values = tuple(float(v) for v in getattr(out, name))
+            if len(values) == 1:
+                values = values * out.channels
+            if len(values) != out.channels:
+                msg = (
+                    f"--{name} has {len(values)} values but the model takes {out.channels} "
+                    f"channel(s): give one value per channel (or one for all)"
+                )
+                raise ValueError(msg)
+            out = replace(out, **{name: values})
+        if any(v <= 0 for v in out.std):
+            msg = f"--std must be positive, got {list(out.std)}"
+            raise ValueError(msg)
+        return out
+
+    def transform(self) -> Any:
+        """The torchvision transform: PIL RGB image → channels×input×input float tensor."""
+        from torchvision import transforms as T
+
+        p = self.checked()
+        mode = getattr(T.InterpolationMode, p.interpolation.upper())
+        steps = [
+            T.Resize(p.resize or p.input_size, interpolation=mode, antialias=True),
+            T.CenterCrop(p.input_size),
+        ]
+        if p.channels == 1:
+            steps.append(T.Grayscale(num_output_channels=1))
+        steps += [T.ToTensor(), T.Normalize(list(p.mean), list(p.std))]
+        return T.Compose(steps)
+
+
+def preprocess_from_weights(name: str) -> Preprocess:
+    """The preprocessing of a torchvision weights enum, e.g. ``ResNet18_Weights.IMAGENET1K_V1``
+    (read from the enum's ``transforms()``; no weights are downloaded)."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_weight(name)
+    except (ValueError, KeyError, AttributeError) as exc:
+        msg = (
+            f"--weights {name!r} is not a torchvision weights enum: use a name like "
+            "ResNet18_Weights.IMAGENET1K_V1 (see torchvision.models.list_models())"
+        )
+        raise ValueError(msg) from exc
+    t = weights.transforms()
+    crop, resize = t.crop_size[0], t.resize_size[0]
+    return Preprocess(
+        input_size=int(crop),
+        resize=int(resize),
+        mean=tuple(t.mean),
+        std=tuple(t.std),
+        interpolation=t.interpolation.value,
+    )
+
+
+def preprocess_from_timm(name: str) -> Preprocess:
+    """The preprocessing of a timm pretrained config, e.g. ``resnet50.a1_in1k`` (timm's own
+    metadata; nothing is downloaded): input size, ``input / crop_pct`` resize, mean, std."""
+    try:
+        import timm
+    except ImportError as exc:
+        msg = "--timm-config needs timm: pip install timm"
+        raise ImportError(msg) from exc
+    try:
+        cfg = timm.get_pretrained_cfg(name)
+    except Exception as exc:  # timm raises several types for unknown names
+        cfg = None
+        err = exc
+    else:
+        err = None
+    if cfg is None:
+        msg = (
+            f"--timm-config {name!r}: timm has no pretrained config of that name ({err or 'none'})"
+        )
+        raise ValueError(msg)
+    channels, _, size = cfg.input_size
+    crop_pct = cfg.crop_pct or 1.0
+    interp = cfg.interpolation if cfg.interpolation in INTERPOLATIONS else "bilinear"
+    return Preprocess(
+        input_size=int(size),
+        resize=int(size / crop_pct),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        channels=int(channels),
+        interpolation=interp,
+    )
+
+
+def preprocess_from_args(args: argparse.Namespace) -> Preprocess:
+    """``--weights`` or ``--timm-config`` (when given) as the base, then the explicit flags."""
+    if args.weights and args.timm_config:
+        msg = "give --weights or --timm-config, not both"
+        raise ValueError(msg)
+    base = Preprocess()
+    if args.weights:
+        base = preprocess_from_weights(args.weights)
+    elif args.timm_config:
+        base = preprocess_from_timm(args.timm_config)
+    flags = {
+        "input_size": args.input_size,
+        "resize": args.resize,
+        "mean": args.mean,
+        "std": args.std,
+        "channels": args.channels,
+        "interpolation": args.interpolation,
+    }
+    out = replace(base, **{k: v for k, v in flags.items() if v is not None})
+    if args.channels == 1 and base.channels == 3 and not (args.mean or args.std):
+        # a grayscale model with an RGB config: one mean/std (the channels' average)
+        out = replace(
+            out, mean=(sum(out.mean) / len(out.mean),), std=(sum(out.std) / len(out.std),)
+        )
+    return out.checked()
+
+
+def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> Any:
+    """A model from ``module:factory`` or a torchvision architecture name, with optional weights.
+
+    A factory that takes ``num_classes`` or ``n_classes`` gets the source's number of classes.
+    ``checkpoint``: see :func:`faultlens.models.classifier.load_weights` (state dicts only,
+    DDP/Lightning nesting and prefixes unwrapped).
+    """
     if ":" in arch:
         mod_name, _, attr = arch.partition(":")
         try:
@@ -48,7 +210,12 @@ def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.
         except (ImportError, AttributeError) as exc:
             msg = f"--arch {arch!r}: cannot find {attr!r} in module {mod_name!r} ({exc})"
             raise SystemExit(msg) from exc
-        model = factory()
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):
+            params = {}
+        kw = next((k for k in ("num_classes", "n_classes") if k in params), None)
+        model = factory(**{kw: n_classes}) if kw else factory()
     else:
         import torchvision
 
@@ -58,14 +225,13 @@ def load_classifier(arch: str, checkpoint: str | None, n_classes: int) -> torch.
             msg = f"unknown architecture {arch!r}: use a torchvision name or module:factory"
             raise SystemExit(msg) from exc
     if checkpoint:
+        from faultlens.models.classifier import load_weights
+
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            load_weights(model, checkpoint)
         except FileNotFoundError as exc:
             msg = f"--checkpoint {checkpoint!r}: no such file"
             raise SystemExit(msg) from exc
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        model.load_state_dict(state)
     return model
 
 
@@ -84,8 +250,6 @@ def _embedder(spec: str, image_size: int):
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from torchvision import transforms as T
-
     from faultlens.analysis.analyze import analyze
     from faultlens.data.sources import as_source
     from faultlens.models.classifier import Classifier
@@ -93,16 +257,10 @@ def _prepare(args: argparse.Namespace) -> int:
     kwargs = {}
     if args.class_names:
         kwargs["class_names"] = [c.strip() for c in args.class_names.split(",")]
+    preprocess = preprocess_from_args(args)
     source = as_source(args.source, **kwargs)
     model = load_classifier(args.arch, args.checkpoint, len(source.class_names))
-    transform = T.Compose(
-        [
-            T.Resize(args.input_size, antialias=True),
-            T.CenterCrop(args.input_size),
-            T.ToTensor(),
-            T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        ]
-    )
+    transform = preprocess.transform()
     analysis = analyze(
         source,
         classifier=Classifier(model, transform, class_names=source.class_names, name=args.arch),
@@ -116,7 +274,26 @@ def _prepare(args: argparse.Namespace) -> int:
     )
     out = analysis.save(args.out)
     print(analysis.summary())
-    print(f"\nanalysis saved to {out}")
+    print(f"\nanalysis saved to {out}. In a notebook:")
+    print(f"  import faultlens; a = faultlens.load({str(out)!r}); a.explore()")
+    print(f"or a shareable page:  faultlens report {str(out)!r} --out report.html")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import faultlens
+    from faultlens.report import write_report
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        msg = (
+            f"{str(folder)!r} is not an analysis folder (write one with faultlens prepare or demo)"
+        )
+        raise FileNotFoundError(msg)
+    out = write_report(faultlens.load(folder), args.out, title=args.title)
+    print(f"report written to {Path(out).resolve()}")
     return 0
 
 
@@ -165,8 +342,23 @@ def _at_least(low: int) -> object:
     return parse
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated numbers, e.g. ``0.485,0.456,0.406``."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        msg = f"{text!r} is not comma-separated numbers (e.g. 0.485,0.456,0.406)"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="faultlens", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="faultlens",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"faultlens {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="build the offline demo analysis (spurious Fashion-MNIST)")
@@ -176,23 +368,73 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="recompute everything")
     d.set_defaults(func=_demo)
 
-    r = sub.add_parser("prepare", help="analyse your own images with your own classifier")
+    r = sub.add_parser(
+        "prepare",
+        help="analyse your own images with your own classifier",
+        description="Run your classifier and an embedder over a folder or table of images and\n"
+        "write an analysis folder (open it with faultlens.load(FOLDER).explore()).\n"
+        "The input transform: resize the short side, centre-crop, (grayscale), normalise;\n"
+        "its values come from --weights or --timm-config when given, then the flags.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     r.add_argument("source", help="a folder of class sub-folders, or a CSV/parquet of path,label")
     r.add_argument("--out", required=True, help="analysis folder to write")
     r.add_argument("--arch", required=True, help="torchvision architecture name or module:factory")
-    r.add_argument("--checkpoint", help="state_dict file of the classifier (weights_only load)")
-    r.add_argument("--class-names", help="comma-separated, in the model's output order")
-    r.add_argument("--input-size", type=_at_least(1), default=224, help="classifier input size")
-    r.add_argument("--embedder", default="offline", help="'offline' or 'open_clip:MODEL:TAG'")
     r.add_argument(
-        "--image-size", type=_at_least(1), default=224, help="offline embedder input size"
+        "--checkpoint",
+        help="the classifier's weights: a state dict (.pt/.pth/.ckpt; Lightning and DDP "
+        "checkpoints are unwrapped) or .safetensors; loaded with weights_only, never unpickled",
     )
-    r.add_argument("--batch-size", type=_at_least(1), default=64)
+    r.add_argument("--class-names", help="comma-separated, in the model's output order")
+    pre = r.add_argument_group("input transform (default: 224 px, ImageNet mean/std, RGB)")
+    pre.add_argument(
+        "--weights",
+        metavar="ENUM",
+        help="take the transform of a torchvision weights enum, e.g. ResNet18_Weights.IMAGENET1K_V1 "
+        "(no download)",
+    )
+    pre.add_argument(
+        "--timm-config",
+        metavar="NAME",
+        help="take the transform of a timm pretrained config, e.g. resnet50.a1_in1k (needs timm)",
+    )
+    pre.add_argument(
+        "--input-size", type=_at_least(1), help="side of the centre crop the model takes (224)"
+    )
+    pre.add_argument(
+        "--resize", type=_at_least(1), help="short side before the crop (default: --input-size)"
+    )
+    pre.add_argument(
+        "--mean", type=_floats, help="per-channel mean, comma-separated (or one value for all)"
+    )
+    pre.add_argument(
+        "--std", type=_floats, help="per-channel std, comma-separated (or one value for all)"
+    )
+    pre.add_argument(
+        "--channels", type=int, choices=[1, 3], help="1: the model takes grayscale images (3)"
+    )
+    pre.add_argument("--interpolation", choices=INTERPOLATIONS, help="resize filter (bilinear)")
+    r.add_argument(
+        "--embedder",
+        default="offline",
+        help="'offline' or 'open_clip:MODEL:TAG' (default: offline)",
+    )
+    r.add_argument(
+        "--image-size",
+        type=_at_least(1),
+        default=224,
+        help="offline embedder input size (default: 224)",
+    )
+    r.add_argument(
+        "--batch-size", type=_at_least(1), default=64, help="images per model call (default: 64)"
+    )
     r.add_argument(
         "--thumbnails",
         type=_at_least(0),
         default=96,
-        help="size of the thumbnails stored with the analysis, rendered in the same pass (0: none)",
+        help="size of the thumbnails stored with the analysis, rendered in the same pass "
+        "(0: none; default: 96)",
     )
     r.add_argument(
         "--workers",
@@ -216,20 +458,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--shard-size", type=_at_least(1), help="ray: images per cached shard (default 1024)"
     )
-    r.add_argument("--cache-dir")
-    r.add_argument("--force", action="store_true")
+    r.add_argument("--cache-dir", help="artifact cache (default: $FAULTLENS_CACHE or user cache)")
+    r.add_argument("--force", action="store_true", help="recompute instead of reusing the cache")
     r.set_defaults(func=_prepare)
+
+    w = sub.add_parser(
+        "report",
+        help="write the self-contained HTML report of an analysis folder",
+        description="Write one offline HTML file (images inlined) of an analysis folder: its map, "
+        "classes, saved slices and their descriptions.",
+    )
+    w.add_argument("folder", help="an analysis folder (from faultlens prepare, demo or save)")
+    w.add_argument(
+        "--out", default="report.html", help="the HTML file to write (default: ./report.html)"
+    )
+    w.add_argument("--title", default="faultlens report", help="the page title")
+    w.set_defaults(func=_report)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command. What the user got wrong (a missing folder or file, a bad value) ends in one
-    line on stderr and exit status 2, without a traceback."""
+    """Run a command. What the user got wrong (a missing folder or file, a bad value, a missing
+    optional package) ends in one line on stderr and exit status 2, without a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+    except (FileNotFoundError, NotADirectoryError, ValueError, ImportError) as exc:
         parser.exit(2, f"faultlens {args.command}: error: {exc}\n")
 
 

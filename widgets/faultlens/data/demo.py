@@ -15,9 +15,10 @@ classes a shirt is confused with), ``small_sneaker`` or ``none``.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
-import urllib.request
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,8 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
-URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+#: Where a fetched copy goes when no folder is given.
+CACHE_DIR = Path.home() / ".cache" / "faultlens" / "fashion-mnist"
 
 GROUP_NAMES = {
     "shirt_without_logo": "Shirt without the logo (the shortcut is missing)",
@@ -57,32 +59,77 @@ GROUP_NAMES = {
 }
 
 
+def _md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fetched_ok(folder: Path) -> bool:
+    """All four files in ``folder`` with the checksums torchvision knows for them."""
+    from torchvision.datasets import FashionMNIST
+
+    md5 = dict(FashionMNIST.resources)
+    return all((folder / f).is_file() and _md5(folder / f) == md5.get(f) for f in FILES.values())
+
+
+def fetch_fashion_mnist(target: str | os.PathLike[str] | None = None) -> Path:
+    """Download the four Fashion-MNIST files into ``target`` (default :data:`CACHE_DIR`) through
+    ``torchvision.datasets.FashionMNIST`` and return the folder.
+
+    torchvision checks each file's MD5; the download goes to a temporary folder beside
+    ``target`` and each verified file is then moved into place with an atomic rename, so an
+    interrupted download never leaves a partial file where the next run would take it as complete.
+    A folder that already holds the four verified files is returned as it is.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    folder = Path(target) if target is not None else CACHE_DIR
+    if _fetched_ok(folder):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    md5 = dict(FashionMNIST.resources)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+        FashionMNIST(tmp, train=True, download=True)
+        raw = Path(tmp) / "FashionMNIST" / "raw"
+        for f in FILES.values():
+            if not (raw / f).is_file() or _md5(raw / f) != md5.get(f):
+                msg = f"the downloaded {f} does not have the expected checksum {md5.get(f)}"
+                raise OSError(msg)
+        for f in FILES.values():
+            os.replace(raw / f, folder / f)
+    return folder
+
+
 def _find_raw(data_dir: Path | None) -> Path:
-    """The folder holding the four Fashion-MNIST files, downloading them when that is possible."""
+    """The folder holding the four Fashion-MNIST files: ``data_dir``, $FAULTLENS_FASHION_MNIST,
+    Debian's ``dataset-fashion-mnist`` package, else a verified download (:func:`fetch_fashion_mnist`)."""
     candidates = [p for p in (data_dir, os.environ.get("FAULTLENS_FASHION_MNIST"), SYSTEM_DIR) if p]
     for c in candidates:
         c = Path(c)
         if all((c / f).exists() for f in FILES.values()):
             return c
-    target = Path(data_dir) if data_dir else Path.home() / ".cache" / "faultlens" / "fashion-mnist"
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        for f in FILES.values():
-            if not (target / f).exists():
-                urllib.request.urlretrieve(URL + f, target / f)  # noqa: S310 - the official Fashion-MNIST files
-    except OSError as exc:
+        return fetch_fashion_mnist(data_dir)
+    except (OSError, RuntimeError) as exc:  # torchvision reports a failed download as RuntimeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = (
-            "Fashion-MNIST not found and could not be downloaded "
-            f"({exc}). Install it with `apt-get install dataset-fashion-mnist` (files under "
-            f"{SYSTEM_DIR}), or put the four .gz files in a folder and set FAULTLENS_FASHION_MNIST."
+            f"Fashion-MNIST not found and could not be downloaded ({first}). Install it with "
+            f"`apt-get install dataset-fashion-mnist` (files under {SYSTEM_DIR}), or put the four "
+            ".gz files in a folder and set FAULTLENS_FASHION_MNIST."
         )
         raise FileNotFoundError(msg) from exc
-    return target
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        msg = f"{path} is not a complete gzip file ({exc}): delete it and run again"
+        raise ValueError(msg) from None
     magic = struct.unpack(">I", data[:4])[0]
     ndim = magic & 0xFF
     shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])

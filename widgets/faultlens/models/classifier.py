@@ -6,8 +6,10 @@ bring your own probabilities and call :func:`outputs_from_probs`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,3 +138,133 @@ def outputs_from_probs(probs: np.ndarray, labels: np.ndarray) -> Outputs:
         loss=loss.astype(np.float32),
         correct=pred == y,
     )
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+#: Keys under which training frameworks nest the weights: Lightning and most loops use
+#: ``state_dict``; others ``model_state_dict``, ``model``, ``net`` or ``ema``-style copies.
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "state_dict_ema", "model_ema")
+#: Name prefixes that wrappers add: DDP/DataParallel ``module.``, a LightningModule's attribute
+#: (often ``model.`` or ``net.``), ``torch.compile``'s ``_orig_mod.``.
+WRAPPER_PREFIXES = ("module.", "model.", "net.", "_orig_mod.", "backbone.")
+
+
+def _is_state_dict(obj: object) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The weights in a checkpoint file, as a flat ``{name: tensor}`` dict, never unpickled.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(..., weights_only=True)``, so a file holding pickled Python objects (a whole
+    model saved with ``torch.save(model)``) is refused. A state dict nested under
+    :data:`CHECKPOINT_KEYS` (Lightning's ``{"state_dict": ...}``, ``{"model": ...}``) is unwrapped.
+    Problems raise ``FileNotFoundError``/``ValueError`` with a one-line message naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        msg = f"checkpoint {str(p)!r}: no such file"
+        raise FileNotFoundError(msg)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p))
+        except Exception as exc:
+            msg = f"checkpoint {str(p)!r} is not a readable safetensors file ({exc})"
+            raise ValueError(msg) from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "Unpickling" in type(exc).__name__:
+            msg = (
+                f"checkpoint {str(p)!r} holds pickled Python objects (a whole model saved with "
+                "torch.save(model)?), which faultlens never loads: save model.state_dict() instead"
+            )
+        else:
+            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            msg = f"checkpoint {str(p)!r} is not a torch checkpoint ({first})"
+        raise ValueError(msg) from None
+    if _is_state_dict(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in CHECKPOINT_KEYS:
+            if _is_state_dict(obj.get(key)):
+                return obj[key]
+        keys = ", ".join(repr(k) for k in list(obj)[:8])
+        msg = (
+            f"checkpoint {str(p)!r} is a dict without weights under any of {list(CHECKPOINT_KEYS)} "
+            f"(its keys: {keys})"
+        )
+        raise ValueError(msg)
+    msg = f"checkpoint {str(p)!r} holds a {type(obj).__name__}, not a state dict of tensors"
+    raise ValueError(msg)
+
+
+def match_state_dict(
+    state: dict[str, torch.Tensor], expected: list[str] | set[str]
+) -> dict[str, torch.Tensor]:
+    """``state`` with wrapper prefixes (:data:`WRAPPER_PREFIXES`) stripped until its names best
+    match ``expected``: DDP's ``module.``, a LightningModule's ``model.``, and both at once.
+
+    Keys outside the stripped prefix (a Lightning module's loss weights, metrics) are dropped when
+    the stripped keys match better; the result is what ``load_state_dict`` should get.
+    """
+    want = set(expected)
+    best, best_score = dict(state), len(want & set(state))
+    frontier = [best]
+    for _ in range(3):  # e.g. Lightning around DDP: "model.module."
+        nxt = []
+        for cand in frontier:
+            for prefix in WRAPPER_PREFIXES:
+                stripped = {k[len(prefix) :]: v for k, v in cand.items() if k.startswith(prefix)}
+                if not stripped:
+                    continue
+                nxt.append(stripped)
+                score = len(want & set(stripped))
+                if score > best_score:
+                    best, best_score = stripped, score
+        frontier = nxt
+    return best
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
+    """Load a checkpoint's weights into ``model`` (in place; returns it).
+
+    Reads with :func:`read_checkpoint` (never unpickles), strips DDP/Lightning prefixes with
+    :func:`match_state_dict`, then loads strictly: missing or unexpected names and shape mismatches
+    raise one ``ValueError`` line that names the file and the first few offending names.
+    """
+    state = match_state_dict(read_checkpoint(path), list(model.state_dict()))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} weights missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        msg = (
+            f"checkpoint {str(path)!r} does not fit the model {type(model).__name__}: "
+            f"{'; '.join(parts)}. Is --arch the architecture it was trained with?"
+        )
+        raise ValueError(msg)
+    wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if wrong:
+        k = wrong[0]
+        msg = (
+            f"checkpoint {str(path)!r} does not fit the model {type(model).__name__}: "
+            f"{len(wrong)} weights have another shape, e.g. {k} is {tuple(state[k].shape)} in the "
+            f"file but {tuple(own[k].shape)} in the model (another number of classes or channels?)"
+        )
+        raise ValueError(msg)
+    model.load_state_dict(state)
+    return model

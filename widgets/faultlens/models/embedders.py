@@ -40,6 +40,16 @@ def _l2(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- open_clip
 
 
+def import_open_clip() -> Any:
+    """The ``open_clip`` module, or an ImportError that says which extra installs it."""
+    try:
+        import open_clip
+    except ImportError as exc:
+        msg = 'CLIP embeddings need open_clip: pip install "faultlens[clip]"'
+        raise ImportError(msg) from exc
+    return open_clip
+
+
 class OpenClipEmbedder(TorchBatchModel):
     """open_clip image and text embeddings (L2-normalised).
 
@@ -66,8 +76,7 @@ class OpenClipEmbedder(TorchBatchModel):
         device: str | torch.device | None = None,
         cache_dir: str | None = None,
     ) -> None:
-        import open_clip
-
+        open_clip = import_open_clip()
         dev = resolve_device(device)
         pre = str(pretrained) if pretrained is not None else None
         looks_like_file = pre is not None and Path(pre).suffix in (
