@@ -989,3 +989,15 @@ def test_hover_tooltip_sends_no_image_and_bad_thumb_rows_get_a_reply(analysis: A
     content, buffers = sent[-1]
     assert len(buffers) == len(content["errors"]) == N + 150
     assert content["errors"][499] == "" and "at most 500" in content["errors"][500]
+
+
+def test_more_like_this_selects_the_pinned_images_cluster() -> None:
+    a, cluster = make_planted()
+    ex = Explorer(a)
+    ex._on_custom_msg(ex, {"type": "more_like_this", "row": int(cluster[0])}, [])
+    sel = ex.selection
+    assert int(cluster[0]) in sel and len(sel) == 51
+    assert np.isin(sel, cluster).mean() > 0.9  # the planted cluster's images are its neighbours
+    ex.select(cluster[:5])
+    grown = ex.more_like_this(k=20)  # from the selection
+    assert set(cluster[:5].tolist()) <= set(grown.tolist()) and np.isin(grown, cluster).all()

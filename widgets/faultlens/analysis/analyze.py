@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from faultlens._checks import whole_number
+from faultlens.analysis.label_errors import label_issues
 from faultlens.analysis.projection import DEFAULT_FIT_SAMPLE, project, start_warmup
 from faultlens.analysis.result import TABLE_COLUMNS, Analysis
 from faultlens.data.sources import ImageSource, as_source
@@ -453,8 +454,9 @@ def build_table(
     *,
     properties: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The analysis table of the kept items: :data:`TABLE_COLUMNS`, the image properties (when
-    measured), then the source's columns."""
+    """The analysis table of the kept items: :data:`TABLE_COLUMNS`, ``label_issue`` (how likely
+    the label is wrong, :func:`~faultlens.analysis.label_errors.label_issues`), the image
+    properties (when measured), then the source's columns."""
     names = np.asarray(src.class_names, dtype=object)
     labels = src.labels[keep]
     ids = np.asarray(src.ids, dtype=object)[keep]
@@ -478,6 +480,8 @@ def build_table(
         },
         columns=TABLE_COLUMNS,
     )
+    # likely label errors, from the classifier's own probabilities: a column to colour and sort by
+    table["label_issue"] = label_issues(out.probs, labels).score.astype(np.float32)
     if properties is not None:
         from faultlens.models.properties import property_columns
 

@@ -337,6 +337,24 @@ class Explorer(anywidget.AnyWidget):
         self._push_selection(coerce_rows(rows, self.n_points), source="python")
         return self.selection
 
+    def more_like_this(self, rows: Any = None, k: int = 50) -> np.ndarray:
+        """Select ``rows`` (default: the selection) and the ``k`` images nearest to them in
+        embedding space (cosine, to their mean; :func:`faultlens.analysis.neighbors.more_like_this`).
+        Returns the new selection."""
+        from faultlens.analysis.neighbors import more_like_this
+
+        query = self.selection if rows is None else coerce_rows(rows, self.n_points)
+        if self.analysis.embeddings is None:
+            msg = "this analysis has no embeddings to search"
+            raise ValueError(msg)
+        found = more_like_this(self.analysis.embeddings, query, k)
+        self.select(np.union1d(query, found.rows))
+        self.status = (
+            f"selected {len(self.selection)} images: {len(query)} and those nearest to them in "
+            "embedding space"
+        )
+        return self.selection
+
     def clear_selection(self) -> None:
         """Select nothing."""
         self.select(np.zeros(0, dtype=np.intp))
@@ -709,6 +727,9 @@ class Explorer(anywidget.AnyWidget):
             "inspect": lambda c: self.send(*self._images.inspect_reply(c)),
             "slice": self._saved_slice_action,
             "select_slice": lambda c: self.select_discovered(int(c["index"])),
+            "more_like_this": lambda c: self.more_like_this(
+                None if c.get("row") is None else [int(c["row"])]
+            ),
             "describe": self._describe_from_view,
             "find_slices": lambda c: self.find_slices(
                 int(c.get("n_slices", 5)), method=str(c.get("method", "mixture"))

@@ -10,8 +10,14 @@ export function mountInspector(ctx) {
   const img = el("img", { class: "fl-inspect-img", alt: "" });
   const meta = el("table", { class: "fl-inspect-meta" });
   const hint = el("div", { class: "fl-hint", text: "Hover a point to inspect it; click to pin." });
-  ctx.slots.side.append(el("section", { class: "fl-panel fl-inspector", "aria-label": "Inspector" }, [el("h4", { text: "Inspector" }), hint, img, meta]));
   let pinned = null, hovered = -1, req = 0, timer = 0, url = null;
+  // nearest neighbours in embedding space of the pinned image, or else of the selection
+  const more = el("button", {
+    type: "button", class: "fl-more-like", text: "More like this",
+    title: "Select the images nearest in embedding space to the pinned image (or to the selection)",
+    onclick: () => model.send({ type: "more_like_this", row: pinned }),
+  });
+  ctx.slots.side.append(el("section", { class: "fl-panel fl-inspector", "aria-label": "Inspector" }, [el("h4", { text: "Inspector" }), hint, img, meta, more]));
 
   function request(row, pin) {
     if (pinned !== null && !pin && pinned !== row) {
