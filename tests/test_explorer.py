@@ -674,11 +674,12 @@ def test_describe_selection_with_a_fake_captioner() -> None:
     descs, notes = ex.describe_selection()
     assert statuses[0].startswith("describing 50 images with fake")  # progress first …
     assert flags == [True, False]  # … and the busy flag around the work
-    assert statuses[-1].startswith("described 50 images: captions (fake)")
+    assert statuses[-1].startswith("described 50 images: summary, captions (fake)")
     assert cap.calls >= 1
     sources = [d["source"] for d in ex.descriptions["items"]]
-    assert sources[0] == "captions (fake)" and descs[0].source == "captions (fake)"
-    caps = ex.descriptions["items"][0]["captions"]
+    # the one-sentence summary leads, the captions that back it follow
+    assert sources[:2] == ["summary", "captions (fake)"] and descs[1].source == "captions (fake)"
+    caps = ex.descriptions["items"][1]["captions"]
     assert caps and all(c["caption"] == CAPTION for c in caps)
     assert {c["row"] for c in caps} <= set(cluster.tolist())
     assert all(c["id"] == f"img-{c['row']}" for c in caps)
@@ -691,11 +692,11 @@ def test_describe_selection_with_a_fake_captioner() -> None:
     json.dumps(ex.descriptions)
     # from the view: the "describe" button sends a message; an explicit captioner wins
     ex._on_custom_msg(ex, {"type": "describe"}, [])
-    assert ex.descriptions["items"][0]["source"] == "captions (fake)"
+    assert ex.descriptions["items"][1]["source"] == "captions (fake)"
     other = FakeCaptioner("a blue sky")
     other.name = "other"
     ex.describe_selection(captioner=other)
-    assert ex.descriptions["items"][0]["source"] == "captions (other)"
+    assert ex.descriptions["items"][1]["source"] == "captions (other)"
 
 
 def test_describe_without_captioner_notes_it_and_shows_tags() -> None:
@@ -706,16 +707,18 @@ def test_describe_without_captioner_notes_it_and_shows_tags() -> None:
     assert any("no captioner given" in n for n in notes)
     assert ex.descriptions["notes"] == notes
     items = ex.descriptions["items"]
-    assert [d["source"] for d in items] == ["tags (ImageNet classifier)"]
+    # the one-sentence summary leads; the ImageNet tags that back it follow, labelled
+    assert [d["source"] for d in items] == ["summary", "tags (ImageNet classifier)"]
     from faultlens.models.embedders import imagenet_class_names
 
-    assert items[0]["terms"][0][0] == imagenet_class_names()[7]  # the planted tag
-    assert descs[0].source == "tags (ImageNet classifier)"
+    assert items[1]["terms"][0][0] == imagenet_class_names()[7]  # the planted tag
+    assert descs[1].source == "tags (ImageNet classifier)"
+    assert imagenet_class_names()[7] in descs[0].details["sentence"]
     # the same descriptions are shown for discovered slices, with their source label
     ex.find_slices(3, n_components=5)
     best = max(ex.discovered, key=lambda r: r["size"] if r["error_rate"] > 0.5 else 0)
-    assert best["descriptions"][0]["source"] == "tags (ImageNet classifier)"
-    assert imagenet_class_names()[7] in best["descriptions"][0]["terms"]
+    tags = [d for d in best["descriptions"] if d["source"] == "tags (ImageNet classifier)"]
+    assert imagenet_class_names()[7] in tags[0]["terms"]
 
 
 def test_describe_errors_go_to_status_and_keep_the_selection() -> None:

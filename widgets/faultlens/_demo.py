@@ -86,6 +86,8 @@ def demo(
         progress=progress,
     )
     analysis.meta["demo"] = {"seed": seed, "feature_layer": FEATURE_LAYER, "groups": GROUP_NAMES}
+    # the planted truth: kept to check the tools against, never used to describe a slice
+    analysis.meta["truth_columns"] = ["cue", "small", "planted_group"]
     out = Path(folder) if folder is not None else store.root / "demo-analysis"
     analysis.save(out)
     say(f"[faultlens] analysis saved to {out} ({time.perf_counter() - t0:.1f} s)")

@@ -271,12 +271,22 @@ class Analysis:
         captioner: Any = None,
         text_encoder: Any = None,
         phrases: Sequence[str] = (),
+        maps: Any = None,
+        concepts: Any = None,
+        reference: Any = None,
     ) -> tuple[list[Any], list[str]]:
-        """Descriptions of the images at ``rows`` (captions, phrases, ImageNet tags — each labelled
-        with its source) and notes on what could not be made. See
+        """Descriptions of the images at ``rows`` and notes on what could not be made, each
+        labelled with its source, a one-sentence summary first: the image properties measured
+        when the analysis was made and the user's columns (slice vs reference), ImageNet tags
+        when enriched, captions and CLIP phrases when a captioner or text encoder is given, where
+        the model looks when ``maps`` are given ((n, H, W) activation or Grad-CAM maps of every
+        row, or a function of rows), and concepts learned from examples (``concepts``:
+        ``{name: fitted ConceptFromExamples}``). Columns named in ``meta["truth_columns"]`` (the
+        demo's planted truth) are left out, so a description cannot read the answer. See
         :func:`faultlens.analysis.describe.describe_members`."""
         from faultlens.analysis.describe import describe_members
 
+        truth = [c for c in self.meta.get("truth_columns", ()) if c in self.table.columns]
         return describe_members(
             np.asarray(rows, dtype=np.int64),
             labels=self.table["label"].to_numpy(),
@@ -288,6 +298,10 @@ class Analysis:
             text_encoder=text_encoder,
             phrases=phrases,
             class_names=self.class_names,
+            maps=maps,
+            table=self.table.drop(columns=truth),
+            concepts=concepts,
+            reference=reference,
         )
 
 
