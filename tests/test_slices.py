@@ -17,32 +17,123 @@ from faultlens.analysis import describe, evaluate, slices
 from faultlens.analysis.failure_directions import FailureDirections, FailureDirectionWarning
 from faultlens.analysis.slices import SliceWarning
 from tests.benchmarks.bench_slices import run as run_planted
+from tests.benchmarks.bench_slices import run_informative
 
 # --------------------------------------------------------------------------- planted slices (P1)
 
+#: A small part of the informative grid: one setting per kind, 2 and 4 classes.
+SMALL_GRID = [("rare", 0.2, 2, 1.0), ("correlation", 0.6, 4, 1.0), ("noisy_label", 0.2, 4, 1.0)]
+
 
 @pytest.fixture(scope="module")
-def planted_table():
-    return run_planted(seeds=2)
+def informative_table():
+    return run_informative(SMALL_GRID, methods=("default", "mixture", "label_errors"))
 
 
-def test_mixture_beats_random_and_the_confusion_baseline(planted_table) -> None:
-    mean = planted_table.groupby(["kind", "setting", "method"]).ap.mean().unstack()
-    frac = planted_table.groupby(["kind", "setting"]).slice_fraction.mean()
-    # the planted slices here are about half errors (uninformative predictions inside), never all errors
-    assert (mean["mixture"] > mean["random"]).all(), mean
-    assert mean["mixture"].mean() > mean["kmeans"].mean(), mean
-    # a mixture of 25 components cannot isolate a slice much smaller than 1/25 of the data (there
-    # the confusion baseline wins, see the benchmark); where the slice holds at least 2 % of the
-    # items, the mixture's AP beats the confusion-matrix baseline's
-    big = frac >= 0.02
-    assert big.sum() >= 3, frac
-    assert mean["mixture"][big].mean() > mean["confusion"][big].mean(), (mean, frac)
-    # and it identifies (P@10 >= 0.8) more of the planted slices overall
-    ident = planted_table.assign(hit=planted_table.p_at_10 >= 0.8).groupby("method").hit.mean()
-    assert ident["mixture"] > ident["confusion"], ident
-    # the failure-direction slicer, fitted on the other split, is informative everywhere too
-    assert (mean["failure_directions"] > mean["random"]).all(), mean
+def test_default_finds_informative_slices_better_than_the_baselines(informative_table) -> None:
+    df = informative_table.set_index(["kind", "method"])
+    for kind in ("rare", "correlation", "noisy_label"):
+        ap = df.loc[kind].ap
+        # the default identifies every planted slice here (P@10 >= 0.8) and beats the baselines
+        assert df.loc[(kind, "default"), "p_at_10"] >= 0.8, df.loc[kind]
+        assert ap["default"] > max(ap["confidence"], ap["random"]) + 0.05, df.loc[kind]
+        assert ap["mixture"] > ap["random"] + 0.05, df.loc[kind]
+    # a noisy-label slice is what the label-error slicer finds
+    noisy = df.loc["noisy_label"].ap
+    assert noisy["label_errors"] > 0.5 and noisy["label_errors"] > noisy["mixture"], noisy
+
+
+def test_dcbench_protocol_runs_every_method_fitted_on_another_split() -> None:
+    df = run_planted(1, settings=[("correlation", 0.4)], methods=("default", "mixture"))
+    ap = df.set_index("method").ap
+    assert set(ap.index) == {"default", "mixture", "confidence", "random"}
+    assert ap["default"] > ap["random"] and ap["mixture"] > ap["random"], ap
+
+
+def test_informative_builder_plants_what_it_says() -> None:
+    for kind, setting in (("rare", 0.1), ("correlation", 0.6)):
+        p = evaluate.informative_problem(kind, setting, n_classes=4, seed=3)
+        ok = p.probs.argmax(1) == p.labels
+        t = p.true_slices[:, 0]
+        assert p.probs.shape[1] == 4 and set(np.unique(p.labels)) == {0, 1, 2, 3}
+        assert np.allclose(p.probs.sum(1), 1)
+        assert abs(ok[~t].mean() - 0.8) < 0.03 and abs(ok[t].mean() - 0.4) < 0.15, kind
+        assert (p.labels[t] == 1).all()  # the slice lives in class 1
+        conf = p.probs.max(1)  # confident when right (Beta(4, 1.5)), less when wrong
+        assert conf[ok].mean() > conf[~ok].mean() + 0.15
+    p = evaluate.informative_problem("noisy_label", 0.2, n_classes=2, seed=3)
+    t = p.true_slices[:, 0]
+    assert 0.05 < t.mean() < 0.15
+    # the flipped labels: the model predicts the true class, so it contradicts the label
+    assert (p.probs.argmax(1) != p.labels)[t].mean() > 0.7
+    assert len(evaluate.informative_grid()) == 36
+
+
+def test_likely_label_errors_find_planted_flips() -> None:
+    p = evaluate.informative_problem("noisy_label", 0.4, n_classes=4, seed=1)
+    t = p.true_slices[:, 0]
+    flagged, score = slices.likely_label_errors(p.labels, p.probs)
+    assert flagged[t].mean() > 0.6  # recall of the flipped labels
+    assert t[flagged].mean() > 2 * t.mean()  # flagged items are flips far more often than chance
+    assert roc_auc_score(t, score) > 0.8
+    found = slices.discover(p.embeddings, p.labels, p.probs, method="label_errors", n_slices=1)
+    assert found[0].label_error_share > 0.9 and found[0].method == "label_errors"
+
+
+def test_a_method_is_a_class_plus_one_line() -> None:
+    assert {
+        "default",
+        "mixture",
+        "failure_directions",
+        "label_errors",
+        "kmeans",
+        "confusion",
+    } <= set(slices.SLICERS)
+
+    class ErrorsSlicer(slices.Slicer):  # every error of each class, one slice per class
+        name = "test_errors"
+
+        def memberships(self, Z, y, P):
+            wrong = P.argmax(1) != y
+            cols = [(wrong & (y == c)).astype(float) for c in np.unique(y)]
+            return np.stack(cols, axis=1), [f"errors-{c}" for c in np.unique(y)]
+
+    try:
+        slices.register(ErrorsSlicer)
+        p = evaluate.informative_problem("rare", 0.2, seed=0)
+        found = slices.discover(p.embeddings, p.labels, p.probs, method="test_errors", n_slices=2)
+        assert [s.method for s in found] == ["test_errors", "test_errors"]
+        wrong = p.probs.argmax(1) != p.labels
+        assert sorted(np.concatenate([s.indices for s in found])) == list(np.flatnonzero(wrong))
+    finally:
+        slices.SLICERS.pop("test_errors", None)
+
+
+def test_default_returns_the_asked_number_with_stable_names_and_no_duplicates() -> None:
+    p = evaluate.informative_problem("correlation", 0.6, n_classes=2, seed=0)
+    args = (p.embeddings, p.labels, p.probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SliceWarning)  # no "found 2 slice(s)" on an easy setting
+        found = slices.discover(*args, n_slices=5, random_state=0)
+    again = slices.discover(*args, n_slices=5, random_state=0)
+    assert len(found) == 5
+    assert [s.name for s in found] == [s.name for s in again]
+    assert len({s.name for s in found}) == 5
+    assert {s.method for s in found} <= {"failure_directions", "label_errors", "mixture"}
+    assert "failure_directions" in {s.method for s in found} and "mixture" in {
+        s.method for s in found
+    }
+    for i, s in enumerate(found):
+        assert s.name.endswith(f"({s.method} {i + 1})")
+        assert 0 <= s.label_error_share <= 1
+        for j, other in enumerate(found[:i]):  # near-duplicates were dropped
+            inter = len(np.intersect1d(s.indices, other.indices))
+            assert inter / len(np.union1d(s.indices, other.indices)) < 0.5
+            if inter / len(s.indices) >= 0.25:
+                assert other.name in s.overlaps, (i, j)
+    # the confusion cell 1 → 0 names its dominant label and wrong prediction
+    top = found[0]
+    assert top.name.startswith("1 → 0") and top.stats["lift"] > 1.5
 
 
 def test_slice_metric_matches_hand_computation() -> None:
@@ -102,11 +193,13 @@ def test_discover_fewer_slices_than_the_fitted_mixture_keeps_its_top_ranked() ->
     top2 = slices.discover(*args, n_slices=2, fitted=mix)
     assert len(top2) == 2 and len(all5) >= 3
     # the same components, in the mixture's own ranking, as the first two of the full list
-    assert [s.name.split(" ", 2)[2] for s in top2] == [s.name.split(" ", 2)[2] for s in all5[:2]]
-    assert [s.name.split(" (")[0] for s in top2] == ["slice 1", "slice 2"]
+    assert [s.name for s in top2] == [s.name for s in all5[:2]]
+    assert [s.name.rsplit(" ", 1)[1] for s in top2] == ["1)", "2)"]
     for a, b in zip(top2, all5[:2], strict=True):
         assert np.array_equal(a.indices, b.indices)
-    assert top2[0].stats["lift"] > 1  # the top slice is where the errors are
+    # components are ranked by their expected errors on the split the mixture was fitted on
+    ranked = mix.slice_scores_[mix.component_order_]
+    assert (np.diff(ranked) <= 1e-9).all() and ranked[0] == mix.slice_scores_.max()
     # a mixture fitted with fewer slices than asked gives what it has, with a warning
     mix2 = slices.ErrorAwareMixture(2, random_state=0).fit(val.embeddings, val.labels, val.probs)
     with pytest.warns(SliceWarning, match="fewer than n_slices=4"):
@@ -152,9 +245,24 @@ def test_failure_score_beats_confidence_on_the_planted_groups(demo_analysis) -> 
 
 
 @pytest.mark.slow
+def test_demo_planted_groups_are_found_by_the_top_slices(demo_analysis) -> None:
+    from faultlens._demo import planted_report
+
+    rep = planted_report(demo_analysis, random_state=0).set_index("group")
+    print(rep[["n", "best_slice", "slice_precision", "slice_recall", "failure_auroc"]].to_string())
+    # the shirts without the logo are one slice of the top 5, almost alone in it
+    assert rep.loc["shirt_without_logo", "slice_precision"] >= 0.8
+    assert rep.loc["shirt_without_logo", "slice_recall"] >= 0.5
+    # most planted groups have a top-5 slice of at least 60 % precision
+    assert (rep.slice_precision >= 0.6).sum() >= 2, rep
+    # the failure score ranks every group's items below the rest of its classes
+    assert (rep.failure_auroc > 0.6).all(), rep
+
+
+@pytest.mark.slow
 def test_demo_slices_and_offline_tags(demo_analysis) -> None:
     a = demo_analysis
-    found = a.find_slices(n_slices=5, method="mixture", random_state=0)
+    found = a.find_slices(n_slices=5, method=None, random_state=0)
     assert found and found[0].stats["error_rate"] > a.table["correct"].map(lambda c: not c).mean()
     # the planted groups dominate the most erroneous slices
     top = found[0]

@@ -1,25 +1,38 @@
-"""The planted-slice table (protocol P1): each slicer and baseline on rare, correlation and noisy-label
-slices over synthetic embeddings, scored by dcbench's metric (best AP over slices and complements).
+"""Planted-slice benchmarks (protocol P1): every slicer and baseline, scored by dcbench's metric
+(best AP over slices and complements, P@10, identified = P@10 ≥ 0.8).
 
-    python tests/benchmarks/bench_slices.py [--seeds 3]
+    python tests/benchmarks/bench_slices.py                  # both protocols, full grids
+    python tests/benchmarks/bench_slices.py --protocol informative
+    python tests/benchmarks/bench_slices.py --protocol dcbench --seeds 2
+    python tests/benchmarks/bench_slices.py --ablation       # the mixture's variants
+    python tests/benchmarks/bench_slices.py --smoke          # a few settings, seconds
 
-Every method is fitted on a validation problem and scored on a test problem drawn with another seed.
-Prints AP and P@10 per setting and, per method, mean AP, mean P@10 and the share of settings with
-P@10 ≥ 0.8 ("identified").
+- ``dcbench``: predictions uninformative inside the slice (sensitivity = specificity = 0.5, 0.8
+  outside), binary, d = 64; every method is fitted on a validation problem and scored on a test
+  problem drawn with another seed.
+- ``informative``: the model is right 80 % of the time outside the slice and 40 % inside,
+  confidences Beta(4, 1.5) when right and Beta(1.5, 2.5) when wrong; 2 and 4 classes, two noise
+  levels, d = 128, 3,000 test items (36 settings, :func:`faultlens.analysis.evaluate.informative_grid`);
+  ``discover(..., n_slices=5, random_state=0)`` on the test half.
+
+Baselines: ``confidence`` (per class, 1 − p[label]), ``random`` (5 uniform columns) and, when it is
+installed, ``sliceguard`` (Renumics; never a dependency of faultlens).
 """
 
 from __future__ import annotations
 
 import argparse
 import warnings
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from faultlens.analysis import evaluate, slices
-from faultlens.analysis.failure_directions import FailureDirections
 
-SETTINGS = [
+METHODS = ("default", "mixture", "failure_directions", "label_errors", "kmeans", "confusion")
+
+DCBENCH_SETTINGS = [
     ("rare", 0.02),
     ("rare", 0.05),
     ("rare", 0.1),
@@ -30,59 +43,189 @@ SETTINGS = [
 ]
 
 
-def run(seeds: int) -> pd.DataFrame:
+def confidence_baseline(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """One column per class: ``1 − p[label]`` on that class's items, 0 elsewhere."""
+    loss = 1.0 - probs[np.arange(len(labels)), labels]
+    return np.stack([np.where(labels == c, loss, 0.0) for c in range(probs.shape[1])], axis=1)
+
+
+def sliceguard_status() -> str | None:
+    """The installed sliceguard's version, or None when it cannot be imported."""
+    try:
+        import sliceguard  # noqa: F401
+    except Exception:  # not installed, or broken: a peer row only
+        return None
+    from importlib.metadata import version
+
+    return version("sliceguard")
+
+
+def sliceguard_memberships(p: evaluate.PlantedProblem, n_slices: int = 5) -> np.ndarray:
+    """sliceguard's issues (defaults, accuracy metric) as 0/1 columns."""
+    from sklearn.metrics import accuracy_score
+    from sliceguard import SliceGuard
+
+    df = pd.DataFrame({"emb": list(p.embeddings), "label": p.labels, "pred": p.probs.argmax(1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sg = SliceGuard()
+        issues = sg.find_issues(
+            df,
+            ["emb"],
+            "label",
+            "pred",
+            accuracy_score,
+            metric_mode="max",
+            automl_use_full_embeddings=False,
+        )
+    cols = []
+    for issue in list(issues)[:n_slices]:
+        m = np.zeros(len(p.labels))
+        m[np.asarray(issue["indices"], dtype=np.int64)] = 1.0
+        cols.append(m)
+    return np.stack(cols, axis=1) if cols else np.zeros((len(p.labels), 1))
+
+
+def _score(
+    p: evaluate.PlantedProblem, columns: Callable[[], np.ndarray]
+) -> tuple[float, float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = evaluate.slice_metrics(p.true_slices, columns()).iloc[0]
+    return m.ap, m.p_at_10, m.p_at_25
+
+
+def _baselines(
+    p: evaluate.PlantedProblem, seed: int, peer: bool
+) -> Iterable[tuple[str, Callable[[], np.ndarray]]]:
+    yield "confidence", lambda: confidence_baseline(p.labels, p.probs)
+    yield "random", lambda: np.random.default_rng(seed).random((len(p.labels), 5))
+    if peer:
+        yield "sliceguard", lambda: sliceguard_memberships(p)
+
+
+def run(seeds: int = 2, *, settings=DCBENCH_SETTINGS, methods=METHODS, peer=False) -> pd.DataFrame:
+    """The dcbench protocol: fit on a validation problem, score on a test problem."""
     rows = []
-    for kind, setting in SETTINGS:
+    for kind, setting in settings:
         for seed in range(seeds):
             val = evaluate.planted_problem(kind, setting, seed=seed)
             test = evaluate.planted_problem(kind, setting, seed=seed + 100)
-            n = len(test.labels)
-            frac = float(test.true_slices.mean())
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fitted = {
-                    "mixture": slices.ErrorAwareMixture(5, random_state=seed).fit(
-                        val.embeddings, val.labels, val.probs
-                    ),
-                    "failure_directions": FailureDirections(random_state=seed).fit(
-                        val.embeddings, val.labels, val.probs.argmax(1)
-                    ),
-                }
-                for method in slices.METHODS:
-                    found = slices.discover(
-                        test.embeddings,
-                        test.labels,
-                        test.probs,
-                        method=method,
-                        fitted=fitted.get(method),
-                        random_state=seed,
-                    )
-                    m = evaluate.slice_metrics(test.true_slices, slices.memberships(found, n)).iloc[
-                        0
-                    ]
-                    rows.append((kind, setting, seed, method, m.ap, m.p_at_10, frac))
-            rnd = np.random.default_rng(seed).random((n, 5))
-            m = evaluate.slice_metrics(test.true_slices, rnd).iloc[0]
-            rows.append((kind, setting, seed, "random", m.ap, m.p_at_10, frac))
+            n, frac = len(test.labels), float(test.true_slices.mean())
+
+            def found(method: str, val=val, test=test, seed=seed, n=n) -> np.ndarray:
+                slicer = slices.make_slicer(method, 5, random_state=seed)
+                slicer.fit(val.embeddings, val.labels, val.probs)
+                f = slices.discover(
+                    test.embeddings, test.labels, test.probs, fitted=slicer, random_state=seed
+                )
+                return slices.memberships(f, n)
+
+            runs = [(m, lambda m=m: found(m)) for m in methods]
+            for name, columns in [*runs, *_baselines(test, seed, peer)]:
+                rows.append((kind, setting, seed, name, *_score(test, columns), frac))
     return pd.DataFrame(
-        rows, columns=["kind", "setting", "seed", "method", "ap", "p_at_10", "slice_fraction"]
+        rows,
+        columns=["kind", "setting", "seed", "method", "ap", "p_at_10", "p_at_25", "slice_fraction"],
     )
 
 
-def main() -> None:
+def run_informative(
+    grid: list[tuple[str, float, int, float]] | None = None, *, methods=METHODS, peer=False
+) -> pd.DataFrame:
+    """The informative protocol: ``discover(..., n_slices=5, random_state=0)`` on the test half."""
+    rows = []
+    for kind, setting, n_classes, noise in grid or evaluate.informative_grid():
+        p = evaluate.informative_problem(kind, setting, n_classes=n_classes, noise=noise)
+        n = len(p.labels)
+
+        def found(method: str, p=p, n=n) -> np.ndarray:
+            f = slices.discover(p.embeddings, p.labels, p.probs, method=method, n_slices=5)
+            return slices.memberships(f, n)
+
+        runs = [(m, lambda m=m: found(m)) for m in methods]
+        for name, columns in [*runs, *_baselines(p, 0, peer)]:
+            rows.append((kind, setting, n_classes, noise, name, *_score(p, columns)))
+    return pd.DataFrame(
+        rows, columns=["kind", "setting", "classes", "noise", "method", "ap", "p_at_10", "p_at_25"]
+    )
+
+
+#: The mixture's variants: (init, ranking, γ = γ̂, keep components without hard members).
+ABLATION = {
+    "as before: confusion init, Domino ranking, members only": ("confusion", "domino", 10, False),
+    "confusion init, Domino ranking, every component": ("confusion", "domino", 10, True),
+    "k-means init, Domino ranking (plain Domino)": ("kmeans", "domino", 10, True),
+    "k-means init, ranked by errors (faultlens)": ("kmeans", "errors", 10, True),
+}
+
+
+def run_ablation(grid: list[tuple[str, float, int, float]] | None = None) -> pd.DataFrame:
+    """The mixture's variants on the informative protocol; the top 5 components are scored."""
+    rows = []
+    for kind, setting, n_classes, noise in grid or evaluate.informative_grid():
+        p = evaluate.informative_problem(kind, setting, n_classes=n_classes, noise=noise)
+        for name, (init, ranking, gamma, keep_all) in ABLATION.items():
+
+            def columns(init=init, ranking=ranking, gamma=gamma, keep_all=keep_all, p=p):
+                mix = slices.ErrorAwareMixture(
+                    5, init=init, ranking=ranking, gamma=gamma, gamma_hat=gamma
+                ).fit(p.embeddings, p.labels, p.probs)
+                M = mix.ranked_proba(p.embeddings, p.labels, p.probs)
+                if not keep_all:  # the old discover: the top 5, then those without members dropped
+                    M = M[:, :5]
+                    return M[:, (M >= 0.5).any(axis=0)]
+                return M[:, :5]
+
+            rows.append((kind, setting, n_classes, noise, name, *_score(p, columns)))
+    return pd.DataFrame(
+        rows, columns=["kind", "setting", "classes", "noise", "method", "ap", "p_at_10", "p_at_25"]
+    )
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method: settings, identified (P@10 ≥ 0.8), mean AP / P@10 / P@25, AP per kind."""
+    g = df.groupby("method", sort=False)
+    out = pd.DataFrame(
+        {
+            "settings": g.size(),
+            "identified": g.p_at_10.apply(lambda v: int((v >= 0.8).sum())),
+            "ap": g.ap.mean(),
+            "p_at_10": g.p_at_10.mean(),
+            "p_at_25": g.p_at_25.mean(),
+        }
+    )
+    per_kind = df.groupby(["method", "kind"], sort=False).ap.mean().unstack()
+    return out.join(per_kind.add_prefix("ap ")).sort_values("ap", ascending=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    pd.set_option("display.width", 200)
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
-    df = run(ap.parse_args().seeds)
-    table = df.groupby(["kind", "setting", "method"])[["ap", "p_at_10"]].mean().unstack().round(2)
-    table[("slice %", "")] = (100 * df.groupby(["kind", "setting"]).slice_fraction.mean()).round(1)
-    print(table.to_string())
-    summary = df.groupby("method").agg(
-        ap=("ap", "mean"),
-        p_at_10=("p_at_10", "mean"),
-        identified=("p_at_10", lambda v: (v >= 0.8).mean()),
-    )
-    print()
-    print(summary.round(3).to_string())
+    ap.add_argument("--protocol", choices=("both", "dcbench", "informative"), default="both")
+    ap.add_argument("--seeds", type=int, default=2, help="seeds of the dcbench protocol")
+    ap.add_argument("--ablation", action="store_true", help="the mixture's variants only")
+    ap.add_argument("--smoke", action="store_true", help="a few settings (for tests)")
+    args = ap.parse_args(argv)
+    grid = evaluate.informative_grid()
+    if args.smoke:
+        grid = [g for g in grid if g[2] == 2 and g[3] == 1.0][::3]
+    if args.ablation:
+        print("The mixture's variants, informative protocol (top 5 components scored):")
+        print(summary(run_ablation(grid)).round(3).to_string())
+        return
+    version = sliceguard_status()
+    print(f"sliceguard: {version or 'not importable (pip install sliceguard to add its row)'}")
+    peer = version is not None and not args.smoke
+    if args.protocol in ("both", "informative"):
+        df = run_informative(grid, peer=peer)
+        print(f"\nInformative protocol ({df.groupby('method').size().max()} settings):")
+        print(summary(df).round(3).to_string())
+    if args.protocol in ("both", "dcbench"):
+        settings = DCBENCH_SETTINGS[::3] if args.smoke else DCBENCH_SETTINGS
+        df = run(1 if args.smoke else args.seeds, settings=settings, peer=peer)
+        print(f"\ndcbench protocol ({df.groupby('method').size().max()} settings × seeds):")
+        print(summary(df).round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ a UMAP map — all cached, so the second run takes seconds.
 
 from __future__ import annotations
 
+import math
 import os
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,16 +97,50 @@ def demo(
     return analysis
 
 
-def planted_report(analysis: Analysis) -> pd.DataFrame:
-    """Accuracy of each planted group beside the rest of the same classes."""
+def planted_report(
+    analysis: Analysis, found: list[Any] | None = None, *, random_state: int = 0
+) -> pd.DataFrame:
+    """Each planted group beside the rest of its classes, and how well it is found.
+
+    Columns: ``accuracy`` and ``rest_of_class_accuracy`` (and the gap in points); ``best_slice``,
+    ``slice_precision`` and ``slice_recall``: among ``found`` (default: the top 5 slices of
+    ``analysis.find_slices(5, method=None)``), the slice whose members are most often in the group
+    (ties: the larger recall); ``failure_auroc``: within the group's classes, the AUROC of the
+    cross-fitted failure score (low = likely error) for the group against the rest.
+    """
+    from sklearn.metrics import roc_auc_score
+
     t = analysis.table
+    if found is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = analysis.find_slices(5, method=None, random_state=random_state)
+    if "failure_score" not in t.columns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analysis.failure_scores(random_state=random_state)
+    score = t["failure_score"].to_numpy(dtype=np.float64)
+    groups = t["planted_group"].to_numpy()
+    labels = t["label"].to_numpy()
     rows = []
     for group in [g for g in GROUP_NAMES if g != "none"]:
-        sel = (t["planted_group"] == group).to_numpy()
+        sel = groups == group
         if not sel.any():
             continue
-        classes = np.unique(t["label"].to_numpy()[sel])
-        rest = np.isin(t["label"].to_numpy(), classes) & ~sel
+        classes = np.unique(labels[sel])
+        rest = np.isin(labels, classes) & ~sel
+        best = (math.nan, math.nan, "")
+        for sl in found:
+            hits = int(sel[np.asarray(sl.indices)].sum())
+            prec, rec = hits / max(len(sl.indices), 1), hits / int(sel.sum())
+            if math.isnan(best[0]) or (prec, rec) > best[:2]:
+                best = (prec, rec, str(sl.name))
+        scored = (sel | rest) & np.isfinite(score)
+        auroc = (
+            float(roc_auc_score(sel[scored], -score[scored]))
+            if 0 < sel[scored].sum() < scored.sum()
+            else math.nan
+        )
         rows.append(
             {
                 "group": group,
@@ -111,6 +148,10 @@ def planted_report(analysis: Analysis) -> pd.DataFrame:
                 "n": int(sel.sum()),
                 "accuracy": float(t["correct"].to_numpy()[sel].mean()),
                 "rest_of_class_accuracy": float(t["correct"].to_numpy()[rest].mean()),
+                "best_slice": best[2],
+                "slice_precision": best[0],
+                "slice_recall": best[1],
+                "failure_auroc": auroc,
             }
         )
     df = pd.DataFrame(rows)

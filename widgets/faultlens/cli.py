@@ -54,7 +54,9 @@ def _demo(args: argparse.Namespace) -> int:
     for row in rep.itertuples():
         print(
             f"  {row.group:<20} n={row.n:<4} accuracy {row.accuracy:6.1%}   rest of its classes "
-            f"{row.rest_of_class_accuracy:6.1%}   gap {row.gap_points:5.1f} points"
+            f"{row.rest_of_class_accuracy:6.1%}   gap {row.gap_points:5.1f} points\n"
+            f"  {'':<20} best of the top 5 slices: precision {row.slice_precision:6.1%}, recall "
+            f"{row.slice_recall:6.1%} ({row.best_slice}); failure score AUROC {row.failure_auroc:.2f}"
         )
     print(f"\ndone in {time.perf_counter() - t0:.1f} s. In a notebook:")
     print(f"  import faultlens; a = faultlens.load({str(analysis.folder)!r}); faultlens.explore(a)")

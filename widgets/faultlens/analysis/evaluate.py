@@ -3,6 +3,9 @@
 - :func:`planted_problem` builds a problem over given or synthetic embeddings: a ``rare`` slice, a
   ``correlation`` slice or a ``noisy_label`` slice, with predictions synthesised at set sensitivity
   and specificity inside and outside the slice (:func:`synthesize_preds`);
+- :func:`informative_problem` is the *informative* protocol: the model is right 80 % of the time
+  outside the slice and 40 % inside, with confidences Beta(4, 1.5) when right and Beta(1.5, 2.5)
+  when wrong, 2 or 4 classes, d = 128 (:func:`informative_grid` lists its 36 settings);
 - :func:`slice_metrics` is dcbench's metric: for each true slice, over predicted slice scores and
   their complements, the column with the best average precision, and its precision at 10 and 25.
 """
@@ -140,6 +143,119 @@ def _induce_correlation(a: np.ndarray, b: np.ndarray, corr: float, n: int, rng) 
             raise ValueError(msg)
         rows.append(rng.choice(pool, k, replace=False))
     return rng.permutation(np.concatenate(rows))
+
+
+#: The informative protocol's grid: 3 kinds × 3 settings × {2, 4} classes × 2 noise levels = 36.
+INFORMATIVE_SETTINGS = {
+    "rare": (0.05, 0.1, 0.2),
+    "correlation": (0.4, 0.6, 0.8),
+    "noisy_label": (0.1, 0.2, 0.4),
+}
+INFORMATIVE_CLASSES = (2, 4)
+INFORMATIVE_NOISE = (1.0, 2.0)
+
+
+def informative_grid() -> list[tuple[str, float, int, float]]:
+    """The 36 (kind, setting, n_classes, noise) settings of the informative protocol."""
+    return [
+        (kind, setting, c, noise)
+        for kind, settings in INFORMATIVE_SETTINGS.items()
+        for setting in settings
+        for c in INFORMATIVE_CLASSES
+        for noise in INFORMATIVE_NOISE
+    ]
+
+
+def synthesize_informative_probs(
+    labels: np.ndarray,
+    in_slice: np.ndarray,
+    n_classes: int,
+    *,
+    accuracy: float = 0.8,
+    slice_accuracy: float = 0.4,
+    seed: int = 0,
+) -> np.ndarray:
+    """(n, C) probabilities of a model that is right with probability ``accuracy`` outside the slice
+    and ``slice_accuracy`` inside.
+
+    A right prediction is the label, a wrong one another class drawn uniformly. The confidence
+    ``c`` is drawn from Beta(4, 1.5) when right and Beta(1.5, 2.5) when wrong; the predicted class
+    gets ``1/C + (1 − 1/C)·c`` and the other classes share the rest evenly, so the prediction is
+    always the arg-max.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels).astype(np.int64)
+    n, C = len(y), int(n_classes)
+    right = rng.random(n) < np.where(in_slice, slice_accuracy, accuracy)
+    other = (y + rng.integers(1, C, n)) % C  # a uniformly drawn other class
+    pred = np.where(right, y, other)
+    conf = np.where(right, rng.beta(4.0, 1.5, n), rng.beta(1.5, 2.5, n))
+    top = 1.0 / C + (1.0 - 1.0 / C) * conf
+    P = np.repeat(((1.0 - top) / (C - 1))[:, None], C, axis=1)
+    P[np.arange(n), pred] = top
+    return P
+
+
+def informative_problem(
+    kind: str,
+    setting: float,
+    *,
+    n_classes: int = 2,
+    noise: float = 1.0,
+    n: int = 3000,
+    dim: int = 128,
+    seed: int = 0,
+) -> PlantedProblem:
+    """One setting of the informative protocol: the test half (``n`` items) of 2·``n`` drawn.
+
+    Embeddings are :func:`synthetic_embeddings` (``dim``, six attributes, ``noise``). The class is
+    attribute 0 (2 classes) or attributes 0 and 2 read as two bits (4 classes); attribute 1 is the
+    slice attribute and class 1 the slice's class.
+
+    - ``rare``: class 1 with attribute 1 keeps only ``setting`` of its items;
+    - ``correlation``: attribute 1 is subsampled to correlate with class 1 at ``setting``; the slice
+      is class 1 without attribute 1;
+    - ``noisy_label``: items with attribute 1 get another class (uniformly drawn) as label with
+      probability ``setting``; the model predicts the true class as everywhere else (80 % right),
+      so inside the slice it disagrees with the label, usually with confidence.
+
+    In ``rare`` and ``correlation`` the model is right 80 % of the time outside the slice and 40 %
+    inside (:func:`synthesize_informative_probs`).
+    """
+    if n_classes not in (2, 4):
+        msg = f"n_classes must be 2 or 4, got {n_classes}"
+        raise ValueError(msg)
+    rng = np.random.default_rng(seed)
+    Z, A = synthetic_embeddings(4 * n, dim=dim, n_attributes=6, noise=noise, seed=seed)
+    cls = A[:, 0].astype(np.int64) + (2 * A[:, 2].astype(np.int64) if n_classes == 4 else 0)
+    a = A[:, 1]
+    target = cls == 1
+    if kind == "rare":
+        sl = target & a
+        keep_sl = rng.permutation(np.flatnonzero(sl))[: max(1, round(setting * sl.sum()))]
+        rows = rng.permutation(np.concatenate([np.flatnonzero(~sl), keep_sl]))[: 2 * n]
+        truth = sl[rows]
+    elif kind == "correlation":
+        rows = _induce_correlation(target, a, setting, 2 * n, rng)
+        truth = (target & ~a)[rows]
+    elif kind == "noisy_label":
+        rows = rng.permutation(len(cls))[: 2 * n]
+        truth = a[rows] & (rng.random(len(rows)) < setting)
+    else:
+        msg = f"unknown kind {kind!r}: rare, correlation or noisy_label"
+        raise ValueError(msg)
+    rows = rows[n:]  # the test half
+    truth = truth[n:]
+    clean = cls[rows]
+    if kind == "noisy_label":
+        probs = synthesize_informative_probs(clean, np.zeros(n, bool), n_classes, seed=seed + 1)
+        labels = np.where(truth, (clean + rng.integers(1, n_classes, n)) % n_classes, clean)
+    else:
+        probs = synthesize_informative_probs(clean, truth, n_classes, seed=seed + 1)
+        labels = clean
+    return PlantedProblem(
+        Z[rows].astype(np.float32), labels.astype(np.int64), probs, truth[:, None], kind, setting
+    )
 
 
 def precision_at(truth: np.ndarray, score: np.ndarray, k: int) -> float:

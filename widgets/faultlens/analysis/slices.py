@@ -1,15 +1,22 @@
 """Slice discovery: coherent groups of images where the classifier fails.
 
-Methods (``discover(..., method=...)``):
+Each method is one :class:`Slicer` class in :data:`SLICERS` (``discover(..., method=name)``):
 
+- ``"default"`` (:class:`DefaultSlicer`, used when ``method`` is None): failure directions for the
+  pockets of errors within a class, the label-error slice, then the mixture's components for
+  coherent groups, overlaps removed — the best on the planted benchmarks;
 - ``"mixture"``: Domino's error-aware Gaussian mixture (Eyuboglu et al., ICLR 2022) — a diagonal
   Gaussian mixture over PCA-reduced embeddings whose components also model the label and the
-  prediction, weighted by γ and γ̂; components are ranked by how far predictions depart from labels.
-- ``"failure_directions"``: per class, the images the failure-direction SVM flags (score ≤ 0).
-- ``"kmeans"``: k-means on the embeddings, clusters ranked by error count (a baseline).
+  prediction, weighted by γ and γ̂; k-means initialisation, components ranked by their errors;
+- ``"failure_directions"``: per class, the images the failure-direction SVM flags (score ≤ 0);
+- ``"label_errors"``: items whose label the classifier confidently contradicts (per-class
+  thresholds, as in confident learning);
+- ``"kmeans"``: k-means on the embeddings, clusters ranked by error count (a baseline);
 - ``"confusion"``: confusion-matrix cells ``(y == t) · p̂[:, p]`` (a baseline).
 
-Every slice carries a soft membership per item, its members (most typical first) and its stats.
+A new method is a :class:`Slicer` subclass plus :func:`register`. Every slice carries a soft
+membership per item, its members (most typical first), its stats, the method that found it, the
+share of its members that look like label errors, and the slices it overlaps.
 """
 
 from __future__ import annotations
@@ -24,8 +31,6 @@ from faultlens._checks import finite_matrix
 from faultlens.analysis.failure_directions import FailureDirections
 from faultlens.analysis.stats import group_stats
 
-METHODS = ("mixture", "failure_directions", "kmeans", "confusion")
-
 
 class SliceWarning(UserWarning):
     """Fewer slices than asked for could be found; the message says why."""
@@ -35,9 +40,15 @@ class SliceWarning(UserWarning):
 class Slice:
     """One discovered slice.
 
-    ``membership`` is (n,) in [0, 1]; ``indices`` are the members (membership ≥ ``threshold``, else
-    the hard-assigned items) ordered most typical first; ``stats`` holds size, errors, error rate,
-    its 95 % Wilson interval, lift over the overall error rate and the class mix.
+    ``name`` is built from the content: the dominant label (→ the dominant wrong prediction), the
+    method and the slice's rank, e.g. ``"Shirt → T-shirt (mixture 2)"``. ``membership`` is (n,) in
+    [0, 1]; ``indices`` are the members (membership ≥ ``threshold``, else the items with at least half
+    the column's top membership) ordered most typical first; ``stats`` holds size, errors, error
+    rate, its 95 % Wilson interval, lift over the overall error rate and the class mix.
+    ``label_error_share`` is the share of members whose label the classifier confidently
+    contradicts (:func:`likely_label_errors`): high means a noisy-label slice rather than a model
+    failure. ``overlaps`` maps the names of earlier slices to the share of this slice's members
+    they also hold (shares ≥ 0.25; near-duplicates are dropped).
     """
 
     name: str
@@ -46,6 +57,8 @@ class Slice:
     indices: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, Any] = field(default_factory=dict)
+    label_error_share: float = math.nan
+    overlaps: dict[str, float] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         s = self.stats
@@ -78,16 +91,26 @@ def _onehot(labels: np.ndarray, n_classes: int) -> np.ndarray:
 class ErrorAwareMixture:
     """Domino's error-aware mixture. ``fit`` on one split, ``predict_proba`` on any other.
 
+    What differs from a literal reading of Domino (each measured on the informative planted
+    protocol, ``python tests/benchmarks/bench_slices.py --ablation``): k-means initialisation
+    (Domino's own default at HEAD) instead of tying components to confusion cells, and components
+    ranked by their expected number of errors instead of ``|max_j (p̂_kj − p_kj)|``.
+
     Parameters
     ----------
     n_slices:
-        Components kept as slices (ranked by ``|max_j (p̂_kj − p_kj)|``).
+        Components kept as slices by :meth:`predict_proba` (:meth:`ranked_proba` gives all).
     n_components:
         Mixture components K (at least ``n_slices``; clamped to the number of items).
     gamma, gamma_hat:
         Weights of the label and prediction log-likelihoods (γ, γ̂). Domino's examples use 10–40.
     pca_dims:
         PCA dimension of the embeddings before the mixture.
+    init:
+        ``"kmeans"`` (default) or ``"confusion"`` (components tied to confusion cells, Domino v0.1.5).
+    ranking:
+        ``"errors"`` (default): components ranked by ``Σ_i r_ik · [ŷ_i ≠ y_i]`` on the fitted items;
+        ``"domino"``: by ``|max_j (p̂_kj − p_kj)|``.
     """
 
     def __init__(
@@ -101,9 +124,16 @@ class ErrorAwareMixture:
         max_iter: int = 100,
         tol: float = 1e-3,
         reg_covar: float = 1e-6,
-        init: str = "confusion",
+        init: str = "kmeans",
+        ranking: str = "errors",
         random_state: int = 0,
     ) -> None:
+        if init not in ("kmeans", "confusion"):
+            msg = f"init must be 'kmeans' or 'confusion', got {init!r}"
+            raise ValueError(msg)
+        if ranking not in ("errors", "domino"):
+            msg = f"ranking must be 'errors' or 'domino', got {ranking!r}"
+            raise ValueError(msg)
         self.n_slices = n_slices
         self.n_components = n_components
         self.gamma = gamma
@@ -113,6 +143,7 @@ class ErrorAwareMixture:
         self.tol = tol
         self.reg_covar = reg_covar
         self.init = init
+        self.ranking = ranking
         self.random_state = random_state
 
     # log-likelihood of every item under every component, (n, K)
@@ -174,9 +205,12 @@ class ErrorAwareMixture:
             if abs(ll - prev) < self.tol:
                 break
             prev = ll
-        diff = self.yhat_probs_ - self.y_probs_
-        self.slice_scores_ = np.abs(diff.max(axis=1))
-        self.slice_components_ = np.argsort(-self.slice_scores_)[: self.n_slices]
+        if self.ranking == "errors":
+            self.slice_scores_ = R.T @ (P.argmax(axis=1) != y).astype(np.float64)
+        else:
+            self.slice_scores_ = np.abs((self.yhat_probs_ - self.y_probs_).max(axis=1))
+        self.component_order_ = np.argsort(-self.slice_scores_, kind="stable")
+        self.slice_components_ = self.component_order_[: self.n_slices]
         return self
 
     def _confusion_init(
@@ -230,6 +264,15 @@ class ErrorAwareMixture:
 
         Without ``labels``/``probs`` the γ/γ̂ terms are dropped.
         """
+        return self.ranked_proba(embeddings, labels, probs)[:, : self.n_slices]
+
+    def ranked_proba(
+        self,
+        embeddings: np.ndarray,
+        labels: np.ndarray | None = None,
+        probs: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(n, K) responsibilities of every component, best-ranked first."""
         Z = np.asarray(embeddings, dtype=np.float64)
         X = self.pca_.transform(Z)
         C = self.y_probs_.shape[1]
@@ -239,7 +282,7 @@ class ErrorAwareMixture:
         top = log_r.max(axis=1, keepdims=True)
         R = np.exp(log_r - top)
         R = R / R.sum(axis=1, keepdims=True)
-        return R[:, self.slice_components_]
+        return R[:, self.component_order_]
 
 
 def _inputs(embeddings: Any, labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,6 +295,270 @@ def _inputs(embeddings: Any, labels: Any, probs: Any) -> tuple[np.ndarray, np.nd
     return Z, y, P
 
 
+# --------------------------------------------------------------------------- label errors
+
+
+def likely_label_errors(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Items whose label the classifier confidently contradicts, and a soft score of it.
+
+    As in confident learning: class j's threshold ``t_j`` is the mean probability of j over the
+    items labelled j (the classifier's self-confidence on that class). An item is a likely label
+    error when, among the classes whose probability reaches their threshold, the most probable is
+    not its label. The score is ``max_{j ≠ y} (p_j − t_j)`` (> 0 for some flagged items, larger =
+    more confident). Returns (flagged (n,) bool, score (n,) float).
+    """
+    y = np.asarray(labels).astype(np.int64)
+    P = np.asarray(probs, dtype=np.float64)
+    n, C = P.shape
+    t = np.array([P[y == j, j].mean() if (y == j).any() else 1.0 for j in range(C)])
+    above = np.where(t[None] <= P, P, -np.inf)
+    best = above.argmax(axis=1)
+    flagged = np.isfinite(above.max(axis=1)) & (best != y)
+    margin = P - t[None]
+    margin[np.arange(n), y] = -np.inf
+    return flagged, margin.max(axis=1) if C > 1 else np.full(n, -np.inf)
+
+
+# --------------------------------------------------------------------------- slicers
+
+
+class Slicer:
+    """One slice-discovery method. Subclasses set ``name`` and implement :meth:`memberships`;
+    one with something to learn overrides :meth:`fit` (e.g. on a validation split) and its
+    :meth:`memberships` then uses what was fitted.
+
+    ``memberships(Z, y, P)`` returns a (n, m) soft membership matrix in [0, 1] with one column per
+    candidate slice, best first by the method's own ranking, and the columns' names. ``discover``
+    thresholds the columns, drops empty and duplicate ones and keeps the first ``n_slices``; so a
+    slicer should offer more candidates than asked when it can.
+    """
+
+    name = "slicer"
+
+    def __init__(self, n_slices: int = 5, *, random_state: int = 0, **options: Any) -> None:
+        self.n_slices = n_slices
+        self.random_state = random_state
+        self.options = options
+        self.fitted_ = False
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, P: np.ndarray) -> Slicer:
+        self.fitted_ = True
+        return self
+
+    def memberships(
+        self, Z: np.ndarray, y: np.ndarray, P: np.ndarray
+    ) -> tuple[np.ndarray, list[str]]:
+        raise NotImplementedError
+
+
+#: Registered slice-discovery methods, by name.
+SLICERS: dict[str, type[Slicer]] = {}
+#: The method ``discover`` uses when ``method`` is None.
+DEFAULT_METHOD = "default"
+
+
+def register(cls: type[Slicer]) -> type[Slicer]:
+    """Add a :class:`Slicer` subclass to :data:`SLICERS` under its ``name`` (usable as a decorator)."""
+    SLICERS[cls.name] = cls
+    return cls
+
+
+def _rank_by_errors(M: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+    """Column order: most expected errors first, then the highest soft error rate."""
+    errs = wrong @ M
+    rate = errs / np.maximum(M.sum(axis=0), 1e-12)
+    return np.lexsort((-rate, -np.round(errs, 6)))
+
+
+@register
+class MixtureSlicer(Slicer):
+    """Domino's error-aware mixture (:class:`ErrorAwareMixture`); every component, ranked."""
+
+    name = "mixture"
+
+    def __init__(self, n_slices: int = 5, *, random_state: int = 0, model: Any = None, **options):
+        super().__init__(n_slices, random_state=random_state, **options)
+        self.model = model
+        self.fitted_ = model is not None
+
+    def fit(self, Z: np.ndarray, y: np.ndarray, P: np.ndarray) -> MixtureSlicer:
+        self.model = ErrorAwareMixture(
+            self.n_slices, random_state=self.random_state, **self.options
+        ).fit(Z, y, P)
+        self.fitted_ = True
+        return self
+
+    def memberships(self, Z, y, P):
+        M = self.model.ranked_proba(Z, y, P)
+        return M, [f"mixture-{int(k)}" for k in self.model.component_order_]
+
+
+@register
+class FailureDirectionSlicer(Slicer):
+    """Per class, the failure-direction SVM's score as a membership (score ≤ 0 → ≥ 0.5)."""
+
+    name = "failure_directions"
+
+    def __init__(self, n_slices: int = 5, *, random_state: int = 0, model: Any = None, **options):
+        super().__init__(n_slices, random_state=random_state, **options)
+        self.model = model
+        self.fitted_ = model is not None
+
+    def fit(self, Z, y, P) -> FailureDirectionSlicer:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = FailureDirections(random_state=self.random_state, **self.options).fit(
+                Z, y, P.argmax(axis=1)
+            )
+        self.fitted_ = True
+        return self
+
+    def memberships(self, Z, y, P):
+        score = self.model.score(Z, y)
+        cols, names = [], []
+        for c in np.unique(y):
+            sel = (y == c) & np.isfinite(score)
+            if not sel.any():
+                continue
+            m = np.zeros(len(y))
+            m[sel] = 1.0 / (1.0 + np.exp(np.clip(4.0 * score[sel], -50, 50)))
+            cols.append(m)
+            names.append(f"failure-direction-{int(c)}")
+        M = np.stack(cols, axis=1) if cols else np.zeros((len(y), 0))
+        # Classes whose errors the SVM predicts best first (cross-validated balanced accuracy: a
+        # pocket of errors is predictable, errors spread at random are not), then by errors.
+        cv = np.array([self.model.cv_score_.get(int(nm.rsplit("-", 1)[1]), 0.5) for nm in names])
+        errs = (P.argmax(axis=1) != y).astype(float) @ M
+        order = np.lexsort((-errs, -np.round(cv, 2)))
+        return M[:, order], [names[k] for k in order]
+
+
+@register
+class LabelErrorSlicer(Slicer):
+    """Items whose label the classifier confidently contradicts (:func:`likely_label_errors`), one
+    column per labelled class with such items, then one over all classes."""
+
+    name = "label_errors"
+
+    def __init__(self, n_slices: int = 5, *, random_state: int = 0, scale: float = 0.05, **options):
+        super().__init__(n_slices, random_state=random_state, **options)
+        self.scale = scale
+
+    def memberships(self, Z, y, P):
+        _, score = likely_label_errors(y, P)
+        m = 1.0 / (1.0 + np.exp(-np.clip(score / self.scale, -50, 50)))
+        cols, names = [m], ["label-errors"]
+        classes = np.unique(y)
+        if len(classes) > 2:
+            for c in classes:
+                cols.append(np.where(y == c, m, 0.0))
+                names.append(f"label-errors-{int(c)}")
+        return np.stack(cols, axis=1), names
+
+
+@register
+class KMeansSlicer(Slicer):
+    """k-means on the embeddings, clusters ranked by error count (a baseline)."""
+
+    name = "kmeans"
+
+    def memberships(self, Z, y, P):
+        from sklearn.cluster import KMeans
+
+        n = len(y)
+        k = min(max(self.n_slices * 3, 8), n)
+        km = KMeans(k, n_init=3, random_state=self.random_state).fit(Z)
+        dist = km.transform(Z)
+        M = np.zeros((n, k))
+        for j in range(k):
+            sel = km.labels_ == j
+            d = dist[sel, j]
+            M[sel, j] = 0.5 + 0.5 / (1.0 + d / (d.mean() + 1e-12))  # members ≥ 0.5, centre higher
+        order = _rank_by_errors((M >= 0.5).astype(float), (P.argmax(axis=1) != y).astype(float))
+        return M[:, order], [f"kmeans-{int(j)}" for j in order]
+
+
+@register
+class ConfusionSlicer(Slicer):
+    """Confusion-matrix cells ``(y == t) · p̂[:, p]``, t ≠ p (a baseline)."""
+
+    name = "confusion"
+
+    def memberships(self, Z, y, P):
+        C = P.shape[1]
+        pairs = [(t, p) for t in range(C) for p in range(C) if t != p]
+        M = np.stack([(y == t) * P[:, p] for t, p in pairs], axis=1)
+        order = _rank_by_errors((M >= 0.5).astype(float), (P.argmax(axis=1) != y).astype(float))
+        return M[:, order], [f"confusion-{pairs[k][0]}->{pairs[k][1]}" for k in order]
+
+
+@register
+class DefaultSlicer(Slicer):
+    """The default: failure directions (pockets of errors within a class), the label-error slice,
+    then the mixture's components (coherent groups); ``discover`` drops the overlaps."""
+
+    name = "default"
+
+    def __init__(self, n_slices: int = 5, *, random_state: int = 0, **options):
+        super().__init__(n_slices, random_state=random_state, **options)
+        self.parts = [
+            FailureDirectionSlicer(n_slices, random_state=random_state),
+            LabelErrorSlicer(n_slices, random_state=random_state),
+            MixtureSlicer(n_slices, random_state=random_state, **options),
+        ]
+
+    def fit(self, Z, y, P) -> DefaultSlicer:
+        for part in self.parts:
+            part.fit(Z, y, P)
+        self.fitted_ = True
+        return self
+
+    def memberships(self, Z, y, P):
+        fd, lab, mix = (part.memberships(Z, y, P) for part in self.parts)
+        # the classes whose errors are the most predictable, at most half the slices
+        n_fd = min(fd[0].shape[1], max(1, (self.n_slices + 1) // 2))
+        blocks = [
+            (fd[0][:, :n_fd], fd[1][:n_fd]),
+            (lab[0][:, :1], lab[1][:1]),
+            mix,
+            (fd[0][:, n_fd:], fd[1][n_fd:]),
+        ]
+        M = np.concatenate([b[0] for b in blocks], axis=1)
+        return M, [name for b in blocks for name in b[1]]
+
+
+def _inputs(embeddings: Any, labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = np.asarray(labels).astype(np.int64)
+    Z = finite_matrix(embeddings, "embeddings", rows=len(y), hint=": drop those items first")
+    P = finite_matrix(probs, "probs", rows=len(y))
+    if len(y) and (y.min() < 0 or y.max() >= P.shape[1]):
+        msg = f"labels must be class indices in 0..{P.shape[1] - 1}"
+        raise ValueError(msg)
+    return Z, y, P
+
+
+def make_slicer(
+    method: str | None, n_slices: int = 5, *, random_state: int = 0, **options
+) -> Slicer:
+    """A new :class:`Slicer` of a registered ``method`` (None: :data:`DEFAULT_METHOD`)."""
+    name = DEFAULT_METHOD if method is None else method
+    if name not in SLICERS:
+        msg = f"unknown method {method!r}: use one of {tuple(SLICERS)}"
+        raise ValueError(msg)
+    return SLICERS[name](n_slices, random_state=random_state, **options)
+
+
+def _as_slicer(fitted: Any) -> Slicer:
+    if isinstance(fitted, Slicer):
+        return fitted
+    if isinstance(fitted, ErrorAwareMixture):
+        return MixtureSlicer(fitted.n_slices, model=fitted)
+    if isinstance(fitted, FailureDirections):
+        return FailureDirectionSlicer(model=fitted)
+    msg = f"fitted must be a Slicer, an ErrorAwareMixture or FailureDirections, got {type(fitted)}"
+    raise TypeError(msg)
+
+
 # --------------------------------------------------------------------------- discover
 
 
@@ -261,104 +568,119 @@ def discover(
     probs: np.ndarray,
     *,
     n_slices: int = 5,
-    method: str = "mixture",
+    method: str | None = None,
     random_state: int = 0,
     fitted: Any = None,
     class_names: list[str] | None = None,
     threshold: float = 0.5,
+    max_overlap: float = 0.5,
     **options: Any,
 ) -> list[Slice]:
-    """Find up to ``n_slices`` failure slices. Order: ``"mixture"`` keeps Domino's ranking (how
-    far the component's mean prediction departs from its mean label, see
-    :class:`ErrorAwareMixture`); the other methods put the most errors first (then the highest
-    error rate).
+    """Find ``n_slices`` failure slices (fewer, with a :class:`SliceWarning`, only when the data
+    does not hold them), in the method's ranking (most expected errors first for most methods).
 
-    ``fitted``: a slicer fitted on another split (an :class:`ErrorAwareMixture` for ``"mixture"``,
-    :class:`~faultlens.analysis.failure_directions.FailureDirections` for ``"failure_directions"``); without it
-    the method is fitted on these items. ``options`` go to the slicer (e.g. ``gamma=``).
-
-    With ``fitted``, ``n_slices`` still caps the result: a mixture fitted with more slices gives
-    its top ``n_slices`` by its own ranking, skipping components without members here (one
-    fitted with fewer gives at most its own count, with a :class:`SliceWarning`).
+    ``method``: a name in :data:`SLICERS`; None is :data:`DEFAULT_METHOD`. ``fitted``: a
+    :class:`Slicer` (or an :class:`ErrorAwareMixture` / :class:`FailureDirections`) fitted on
+    another split; without it the method is fitted on these items. ``options`` go to the slicer
+    (e.g. ``gamma=`` for the mixture). A candidate whose members share ``max_overlap`` or more
+    (Jaccard) with an earlier slice is dropped; smaller overlaps of 25 % or more are recorded in
+    :attr:`Slice.overlaps`.
     """
-    if method not in METHODS:
-        msg = f"unknown method {method!r}: use one of {METHODS}"
-        raise ValueError(msg)
     if n_slices < 1:
         msg = f"n_slices must be >= 1, got {n_slices}"
         raise ValueError(msg)
     Z, y, P = _inputs(embeddings, labels, probs)
-    n = len(y)
-    if n == 0:
+    if len(y) == 0:
         msg = "no items to slice"
         raise ValueError(msg)
-    pred = P.argmax(axis=1)
-    correct = pred == y
-    if method == "mixture":
-        model = fitted or ErrorAwareMixture(n_slices, random_state=random_state, **options).fit(
-            Z, y, P
-        )
-        M = model.predict_proba(Z, y, P)
-        columns = [(f"mixture-{k}", M[:, k]) for k in range(M.shape[1])]
-    elif method == "failure_directions":
-        fd = fitted
-        if fd is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fd = FailureDirections(random_state=random_state, **options).fit(Z, y, pred)
-        score = fd.score(Z, y)
-        columns = []
-        for c in np.unique(y):
-            sel = (y == c) & np.isfinite(score)
-            if not sel.any():
-                continue
-            m = np.zeros(n)
-            m[sel] = 1.0 / (1.0 + np.exp(np.clip(4.0 * score[sel], -50, 50)))  # score ≤ 0 → ≥ 0.5
-            columns.append((f"failure-direction-{int(c)}", m))
-    elif method == "kmeans":
-        from sklearn.cluster import KMeans
-
-        k = min(max(n_slices * 3, 8), n)
-        km = KMeans(k, n_init=3, random_state=random_state).fit(Z)
-        dist = km.transform(Z)
-        columns = []
-        for j in range(k):
-            m = (km.labels_ == j).astype(float)
-            m[m > 0] = 1.0 / (1.0 + dist[m > 0, j] / (dist[m > 0, j].mean() + 1e-12))
-            m[m > 0] = 0.5 + 0.5 * m[m > 0]  # members ≥ 0.5, nearer the centre → higher
-            columns.append((f"kmeans-{j}", m))
-    else:  # confusion
-        C = P.shape[1]
-        columns = []
-        for t in range(C):
-            for p in range(C):
-                if t == p:
-                    continue
-                m = (y == t) * P[:, p]
-                columns.append((f"confusion-{t}->{p}", m))
-
-    found = []
-    for name, m in columns:
-        members = np.flatnonzero(m >= threshold)
+    if fitted is not None:
+        slicer = _as_slicer(fitted)
+        n_slices_cap = fitted.n_slices if isinstance(fitted, ErrorAwareMixture) else n_slices
+    else:
+        slicer = make_slicer(method, n_slices, random_state=random_state, **options)
+        n_slices_cap = n_slices
+    if not slicer.fitted_:
+        slicer.fit(Z, y, P)
+    M, names = slicer.memberships(Z, y, P)
+    correct = P.argmax(axis=1) == y
+    flagged, _ = likely_label_errors(y, P)
+    found: list[Slice] = []
+    member_sets: list[np.ndarray] = []
+    want = min(n_slices, n_slices_cap)
+    for j, col_name in enumerate(names):
+        if len(found) == want:
+            break
+        m = np.clip(M[:, j], 0.0, 1.0)
+        members = _members(m, threshold)
         if len(members) == 0:
             continue
-        members = members[np.argsort(-m[members], kind="stable")]
+        overlaps = {}
+        dup = False
+        for earlier, other in zip(found, member_sets, strict=True):
+            inter = len(np.intersect1d(members, other, assume_unique=True))
+            if inter / len(np.union1d(members, other)) >= max_overlap:
+                dup = True
+                break
+            if inter / len(members) >= 0.25:
+                overlaps[earlier.name] = round(inter / len(members), 3)
+        if dup:
+            continue
         stats = slice_stats(members, correct, y, class_names)
-        found.append(Slice(name, method, m.astype(np.float32), members, stats))
-    found.sort(key=lambda s: (-s.stats["errors"], -s.stats["error_rate"]))
-    if method == "mixture":  # keep Domino's own ranking among components that have members
-        order = {name: k for k, (name, _) in enumerate(columns)}  # one per fitted component
-        found.sort(key=lambda s: order[s.name])
-    found = found[:n_slices]
+        source = _part(col_name) if slicer.name == DEFAULT_METHOD else slicer.name
+        found.append(
+            Slice(
+                _slice_name(members, y, P, correct, class_names, source, len(found) + 1),
+                source,
+                m.astype(np.float32),
+                members,
+                stats,
+                label_error_share=float(flagged[members].mean()),
+                overlaps=overlaps,
+            )
+        )
+        member_sets.append(np.sort(members))
     if len(found) < n_slices:
         warnings.warn(
-            f"found {len(found)} slice(s) with members, fewer than n_slices={n_slices}",
+            f"found {len(found)} slice(s) with members, fewer than n_slices={n_slices} "
+            f"({slicer.name} offered {len(names)} candidate(s); the rest were empty or overlapped "
+            "an earlier slice)",
             SliceWarning,
             stacklevel=2,
         )
-    for i, s in enumerate(found):
-        s.name = f"slice {i + 1} ({s.name})"
     return found
+
+
+def _part(col_name: str) -> str:
+    """The method a default-slicer column came from."""
+    for prefix, method in (
+        ("failure-direction", "failure_directions"),
+        ("label-errors", "label_errors"),
+        ("mixture", "mixture"),
+    ):
+        if col_name.startswith(prefix):
+            return method
+    return "default"
+
+
+def _members(m: np.ndarray, threshold: float) -> np.ndarray:
+    """Items with membership ≥ ``threshold``, else those with at least half the top membership;
+    most typical first."""
+    members = np.flatnonzero(m >= threshold)
+    if len(members) == 0 and m.max(initial=0.0) > 1e-3:
+        members = np.flatnonzero(m >= m.max() / 2)
+    return members[np.argsort(-m[members], kind="stable")]
+
+
+def _slice_name(members, y, P, correct, class_names, method, rank) -> str:
+    """``"<dominant label> → <dominant wrong prediction> (<method> <rank>)"``."""
+    names = class_names or [str(i) for i in range(P.shape[1])]
+    label = int(np.bincount(y[members], minlength=P.shape[1]).argmax())
+    wrong = members[~correct[members] & (y[members] == label)]
+    head = str(names[label])
+    if len(wrong) * 4 >= len(members):  # errors are a quarter or more: name the confusion
+        pred = int(np.bincount(P[wrong].argmax(axis=1), minlength=P.shape[1]).argmax())
+        head += f" → {names[pred]}"
+    return f"{head} ({method} {rank})"
 
 
 def memberships(found: list[Slice], n: int) -> np.ndarray:
