@@ -476,6 +476,11 @@ def test_spuriosity_and_gap_input_checks() -> None:
 # --------------------------------------------------------------------------- FeatureBrowser
 
 
+def _send_mark(fb, mark: str) -> None:
+    """What the front end does when a mark button is pressed: a set_mark message."""
+    fb._on_custom_msg(fb, {"type": "set_mark", "mark": mark}, [])
+
+
 def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: int = 600):
     import pandas as pd
 
@@ -512,7 +517,7 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     # top images activate the feature more than bottom ones; the gap row has a CI
     assert min(g["top"]["acts"]) >= max(g["bottom"]["acts"])
     assert g["gap"]["ci_low"] <= g["gap"]["gap"] <= g["gap"]["ci_high"]
-    assert fb.selection == sorted(g["top"]["rows"] + g["bottom"]["rows"])
+    assert fb.selection.tolist() == sorted(g["top"]["rows"] + g["bottom"]["rows"])
     # images on demand: original beside its overlay, as PNG
     pairs = fb.tile_pngs(g["top"]["rows"][:2])
     assert len(pairs) == 2 and all(p[0][:8] == b"\x89PNG\r\n\x1a\n" and p[1] != p[0] for p in pairs)
@@ -527,7 +532,7 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
 
     # the strip is empty until a feature is marked spurious
     assert fb.strip["rows"] == []
-    fb.mark = "spurious"  # as JS does
+    _send_mark(fb, "spurious")  # as JS does
     path = tmp_path / "an" / "annotations.json"
     saved = json.loads(path.read_text())
     assert saved["marks"][0] | {"updated": None} == {
@@ -540,7 +545,7 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     other = next(f for f in feats if f != k)
     fb.feature = other
     assert fb.mark == ""  # shows the new feature's mark, does not copy the old one
-    fb.mark = "core"
+    _send_mark(fb, "core")
     fb.feature = k
     assert fb.mark == "spurious"
     csv_path = fb.export_annotations()
@@ -556,15 +561,17 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     assert fb2.spurious_features() == {CUE_CLASS: [k]}
     fb2.feature = k
     assert fb2.mark == "spurious"
-    fb2.mark = ""  # unmark
+    _send_mark(fb2, "")  # unmark
     assert fb2.spurious_features() == {}
     # marks of another layer are kept untouched
     fb3 = FeatureBrowser(a, planted.model, "features.4", demo_transform)
     fb3.class_index = CUE_CLASS
-    fb3.mark = "core"
+    _send_mark(fb3, "core")
     assert {m["layer"] for m in json.loads(path.read_text())["marks"]} == {LAST, "features.4"}
+    _send_mark(fb3, "maybe")
+    assert "mark must be one of" in fb3.status
     with pytest.raises(Exception, match="mark must be one of"):
-        fb3.mark = "maybe"
+        fb3.set_mark(CUE_CLASS, 0, "maybe")
 
 
 def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Path) -> None:
@@ -592,7 +599,7 @@ def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Pa
     fb.class_index = 0
     out = fb.to_html()
     assert evil not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
-    fb.mark = "spurious"  # no folder: kept in memory, said so
+    _send_mark(fb, "spurious")  # no folder: kept in memory, said so
     assert "in memory" in fb.status and fb.spurious_features() == {0: [fb.feature]}
     js = (Path(sp.__file__).parents[1] / "ui" / "static" / "features.js").read_text()
     assert "innerHTML" not in js.replace("never innerHTML", "")

@@ -61,7 +61,7 @@ function render({ model, el: root }) {
     featList.replaceChildren(...model.get("features").map((f) => el("button", {
       class: "fl-feat" + (f.feature === cur ? " fl-current" : "") + (f.mark ? ` fl-${f.mark}` : ""),
       "aria-label": `feature ${f.feature}`,
-      text: `#${f.rank} feature ${f.feature} · ${num(f.importance)}${f.mark ? " · " + f.mark : ""}`,
+      text: `#${f.rank} feature ${f.feature} · ${num(f.importance)}${f.mark ? " · " + f.mark : f.suggest ? " · spurious?" : ""}`,
       onclick: () => { model.set("feature", f.feature); model.save_changes(); },
     })));
   }
@@ -70,11 +70,15 @@ function render({ model, el: root }) {
     const cur = model.get("mark");
     const btn = (m, label) => el("button", {
       class: "fl-markbtn" + (cur === m ? " fl-on" : ""), "aria-label": `mark ${label}`, "aria-pressed": String(cur === m), text: label,
-      onclick: () => { model.set("mark", cur === m ? "" : m); model.save_changes(); },
+      onclick: () => model.send({ type: "set_mark", mark: cur === m ? "" : m }),
     });
     const f = model.get("feature");
+    const shown = model.get("features").find((x) => x.feature === f);
+    const hint = shown && shown.suggest && !cur
+      ? el("span", { class: "fl-suggest", text: ` spurious? (suspicion ${num(shown.suspicion, 2)}): confirm with "spurious", reject with "core"` })
+      : null;
     markBar.replaceChildren(
-      el("span", { text: f >= 0 ? `feature ${f}: ` : "no feature" }), btn("core", "core"), btn("spurious", "spurious"),
+      el("span", { text: f >= 0 ? `feature ${f}: ` : "no feature" }), btn("core", "core"), btn("spurious", "spurious"), hint,
     );
   }
 
@@ -182,7 +186,7 @@ function render({ model, el: root }) {
 
   on("change:class_names", fillClasses);
   on("change:class_index", () => { classSel.value = String(model.get("class_index")); resetImages(); });
-  on("change:features", drawFeatures);
+  on("change:features", () => { drawFeatures(); drawMark(); });
   on("change:feature", () => { resetImages(); drawFeatures(); drawMark(); });
   on("change:mark", drawMark);
   on("change:groups", drawGroups);
