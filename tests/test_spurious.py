@@ -646,3 +646,100 @@ def test_feature_browser_shows_its_first_feature_at_once(tiny_net) -> None:
     fb = FeatureBrowser(a, tiny_net, "conv", tiny_transform, k=3, gap_k=5)
     assert fb.feature >= 0
     assert len(fb.groups["top"]["rows"]) == 3 and len(fb.groups["bottom"]["rows"]) == 3
+
+
+# --------------------------------------------------------------------------- "spurious?" suggestions
+
+
+def test_map_evidence_tells_a_corner_cue_from_the_object() -> None:
+    """A map on a small bright square in the corner, away from the object, is off the object, on
+    the border and concentrated; a map spread over the object is none of these."""
+    from faultlens.analysis.suspects import foreground, map_evidence
+
+    img = np.zeros((2, 28, 28), np.float32)
+    img[:, 8:22, 9:19] = 0.6  # the object
+    img[:, 1:4, 1:4] = 1.0  # a cue in the top-left corner, not touching it
+    obj = foreground(img)
+    assert obj[0, 10, 10] and not obj[0, 2, 2] and obj[0].sum() == 14 * 10
+    corner = np.zeros((2, 28, 28))
+    corner[:, 0:5, 0:5] = 1.0
+    on_object = img * (img < 1.0)
+    cue, core = map_evidence(corner, obj), map_evidence(on_object, obj)
+    assert cue["off_object"] == pytest.approx(1.0) and core["off_object"] == pytest.approx(0.0)
+    assert cue["border"] > 0.5 > core["border"] == pytest.approx(0.0)
+    assert cue["concentration"] > 2 * core["concentration"]
+    assert np.isnan(map_evidence(np.zeros((1, 8, 8)), np.ones((1, 8, 8), bool))["off_object"])
+
+
+#: The second planted cue: a plus sign in the bottom-right corner (another shape and place than
+#: the demo's square logo top-left), on 95 % of the training Pullovers and 5 % of the rest; on 30 %
+#: of every class in the test images.
+PLUS_CLASS = 2
+
+
+def add_plus(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = images.copy()
+    out[mask, 21:26, 23] = 255
+    out[mask, 23, 21:26] = 255
+    return out
+
+
+def _cue_rise(model: nn.Module, plain: np.ndarray, stamp) -> np.ndarray:
+    """Per channel of LAST, the mean rise of its pooled activation with the cue stamped on."""
+    nf = sp.NeuralFeatures(model, LAST)
+    on = stamp(plain, np.ones(len(plain), dtype=bool))
+    return (nf.activations(to_tensor(on)) - nf.activations(to_tensor(plain))).mean(axis=0)
+
+
+def _suspects_first(a, model: nn.Module, cls: int, rise: np.ndarray, tmp: Path) -> None:
+    from faultlens.analysis.feature_index import FeatureIndex
+    from faultlens.analysis.suspects import rank_suspects
+    from faultlens.models.demo_cnn import demo_transform
+
+    index = FeatureIndex(a, model, LAST, demo_transform, store=ArtifactStore(tmp))
+    ranked = rank_suspects(index, cls)
+    top10 = index.top_features(cls, 10)
+    cue = max(top10, key=lambda f: rise[f])  # the top-10 feature that responds most to the cue
+    assert rise[cue] >= LOGO_RISE, f"no cue feature in the top 10 {top10}: {rise[top10]}"
+    assert sorted(ranked["feature"]) == sorted(top10)
+    assert ranked["feature"].iloc[0] == cue, ranked
+    assert bool(ranked["suggest"].iloc[0])
+
+
+@pytest.mark.slow
+def test_the_logo_feature_is_the_first_spurious_suspect_on_the_demo(
+    planted: Demo, tmp_path: Path
+) -> None:
+    rise = logo_rise(planted.model, LAST, _no_cue_images(planted))
+    _suspects_first(_analysis(planted, None, n=N_TEST), planted.model, CUE_CLASS, rise, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_plus_cue_bottom_right_is_the_first_spurious_suspect(tmp_path: Path) -> None:
+    """A second planted cue on a second CNN: its feature leads the suspects of its class."""
+    import pandas as pd
+
+    from faultlens.analysis.core import Analysis
+    from faultlens.data.sources import ArraySource
+
+    splits = demo_data.load_spurious_fashion_mnist(correlated=False, n_train_per_class=800)
+    tr, te = splits["train"], splits["test"]
+    rng = np.random.default_rng(1)
+    cue_tr = rng.random(len(tr.labels)) < np.where(tr.labels == PLUS_CLASS, 0.95, 0.05)
+    cue_te = rng.random(len(te.labels)) < 0.3
+    x_tr, x_te = add_plus(tr.images, cue_tr), add_plus(te.images, cue_te)[:N_TEST]
+    model = trained_cnn(x_tr, tr.labels, store=ArtifactStore(tmp_path), epochs=6, progress=False)
+    with torch.inference_mode():
+        preds = model(to_tensor(x_te)).argmax(1).numpy()
+    labels = te.labels[:N_TEST]
+    right = preds == labels
+    pullover = labels == PLUS_CLASS  # the shortcut: Pullovers without the plus fail
+    assert (
+        right[pullover & cue_te[:N_TEST]].mean() > right[pullover & ~cue_te[:N_TEST]].mean() + 0.5
+    )
+    names = list(demo_data.CLASS_NAMES)
+    table = pd.DataFrame({"id": [f"t{i}" for i in range(N_TEST)], "label": labels, "pred": preds,
+                          "correct": right, "source_index": np.arange(N_TEST)})  # fmt: skip
+    a = Analysis(table, class_names=names, source=ArraySource(x_te, labels, class_names=names))
+    rise = _cue_rise(model, te.images[~cue_te][:300], add_plus)
+    _suspects_first(a, model, PLUS_CLASS, rise, tmp_path / "cache")

@@ -18,8 +18,9 @@ maps over the class's ``m`` most activating images are each scaled to sum 1, and
   images, :func:`~faultlens.analysis.spurious.feature_gaps`), in [0, 1] after dividing by 100 and
   clipping below at 0: a shortcut makes images without it fail.
 
-``suspicion`` = the mean of the four, in [0, 1]. Maps are activation maps (NAM), so this needs a
-layer with spatial outputs.
+``suspicion`` = the mean of the four, in [0, 1]. A feature is suggested as "spurious?" when its
+suspicion stands out among the class's top features: at least :data:`SUGGEST_MARGIN` above their
+median. Maps are activation maps (NAM), so this needs a layer with spatial outputs.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ from faultlens.analysis import spurious as sp
 if TYPE_CHECKING:
     from faultlens.analysis.feature_index import FeatureIndex
 
-__all__ = ["EVIDENCE", "SUGGEST_AT", "foreground", "map_evidence", "rank_suspects"]
+__all__ = ["EVIDENCE", "SUGGEST_MARGIN", "foreground", "map_evidence", "rank_suspects"]
 
 #: The four pieces of evidence, in the order of :func:`rank_suspects`' columns.
 EVIDENCE = ("off_object", "border", "concentration", "gap")
-#: A feature whose suspicion is at least this is suggested as "spurious?".
-SUGGEST_AT = 0.4
+#: A feature is suggested as "spurious?" when its suspicion is at least this above the median of the
+#: class's top features.
+SUGGEST_MARGIN = 0.15
 
 
 def foreground(images: np.ndarray, *, threshold: float = 0.15) -> np.ndarray:
@@ -107,7 +109,7 @@ def rank_suspects(
     """Class ``c``'s ``n_features`` top features ranked by how likely each is spurious.
 
     One row per feature, most suspicious first: ``feature``, ``rank`` (by importance), the four
-    :data:`EVIDENCE` columns, ``suspicion`` and ``suggest`` (suspicion ≥ :data:`SUGGEST_AT`).
+    :data:`EVIDENCE` columns, ``suspicion`` and ``suggest`` (suspicion ≥ their median + :data:`SUGGEST_MARGIN`).
     ``m``: the most activating images of the class whose maps are read.
     """
     cols = ["feature", "rank", *EVIDENCE, "suspicion", "suggest"]
@@ -129,7 +131,7 @@ def rank_suspects(
         rows.append({"feature": f, "rank": rank, **ev})
     out = pd.DataFrame(rows, columns=cols[:-2])
     out["suspicion"] = out[list(EVIDENCE)].mean(axis=1, skipna=True)
-    out["suggest"] = out["suspicion"] >= SUGGEST_AT
+    out["suggest"] = out["suspicion"] >= out["suspicion"].median() + SUGGEST_MARGIN
     return out.sort_values(
         ["suspicion", "rank"], ascending=[False, True], kind="stable"
     ).reset_index(drop=True)
