@@ -7,11 +7,19 @@ folder and moved into place with an atomic rename, so a killed process leaves ei
 none. A run that was killed half-way computes only the shards that are missing.
 
 Nothing here unpickles: arrays are ``.npy`` read with ``allow_pickle=False``, metadata is JSON.
+
+Several processes may fill one cache (two notebooks, a class on one JupyterHub volume): a shard is
+computed by the one process that holds its lock (:meth:`Shards.claim`; a lock dies with its
+process), and every file is written through a temporary file created exclusively (``O_EXCL``,
+``O_NOFOLLOW``) in the target folder, so a write never follows a link someone placed there. A
+cache shared by a group (``FAULTLENS_CACHE_GROUP=1``, or a cache folder with the setgid bit) makes
+its files group-writable and its folders setgid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import hashlib
@@ -19,17 +27,24 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
 import numpy as np
 
 from faultlens._version import __version__
 
 ENV_VAR = "FAULTLENS_CACHE"
+GROUP_ENV_VAR = "FAULTLENS_CACHE_GROUP"
+LOCK_TIMEOUT = 120.0  # seconds to wait for another process's lock before saying so
+
+
+class UnsafePathError(OSError):
+    """A file faultlens would read or write is a link, or lies outside its folder."""
 
 
 class CacheWarning(UserWarning):
@@ -124,27 +139,117 @@ def _umask() -> int:
     return mask
 
 
+def group_shared(folder: Path) -> bool:
+    """Whether files written in ``folder`` are for a group: ``$FAULTLENS_CACHE_GROUP`` is set
+    (``1``/``true``/``yes``), or the folder has the setgid bit (a folder prepared for a group with
+    ``chmod 2775``)."""
+    if os.environ.get(GROUP_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    try:
+        return bool(os.stat(folder).st_mode & stat.S_ISGID)
+    except OSError:
+        return False
+
+
 def _mode_for(path: Path) -> int:
     """The permissions a file written at ``path`` gets: those of the file it replaces, else
-    what the umask gives a new file (``mkstemp`` would leave it readable by its owner alone)."""
+    what the umask gives a new file (``mkstemp`` would leave it readable by its owner alone),
+    group-writable in a group-shared folder (:func:`group_shared`)."""
     try:
-        return os.stat(path).st_mode & 0o777
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode):
+            return st.st_mode & 0o777
     except OSError:
-        return 0o666 & ~_umask()
+        pass
+    mode = 0o666 & ~_umask()
+    if group_shared(path.parent):
+        mode |= 0o660
+    return mode
+
+
+def make_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents; in a group-shared place (:func:`group_shared`
+    of the nearest existing parent) each new folder is group-writable and setgid, so what is
+    written in it stays with the group."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return
+    missing = []
+    at = folder
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    shared = group_shared(at)
+    folder.mkdir(parents=True, exist_ok=True)
+    if shared:
+        for d in reversed(missing):
+            with contextlib.suppress(OSError):  # made by another user meanwhile
+                os.chmod(d, (os.stat(d).st_mode & 0o7777) | 0o2770)  # noqa: S103 (asked: a group's cache)
+
+
+def check_inside(folder: Path, path: Path) -> Path:
+    """``path`` when it is a plain name inside ``folder`` that is not a link; else an
+    :class:`UnsafePathError` naming it (a record or shard path must not lead elsewhere)."""
+    folder, path = Path(folder), Path(path)
+    if path.parent != folder and os.path.realpath(path.parent) != os.path.realpath(folder):
+        msg = f"{path} is not inside {folder}"
+        raise UnsafePathError(msg)
+    if path.is_symlink():
+        msg = (
+            f"{path} is a link (to {os.readlink(path)}): faultlens does not read or write through "
+            "links in its folders; remove the link"
+        )
+        raise UnsafePathError(msg)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file to write; on success it replaces ``path`` atomically.
+
+    The temporary file is created exclusively (``O_EXCL``, ``O_NOFOLLOW``) in ``path``'s folder
+    and written through the descriptor that created it, and the rename replaces a link at
+    ``path`` instead of writing through it: a link someone placed there is never followed. The
+    data is flushed to disk (fsync) before the rename. On any error the temporary file is
+    removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    make_dirs(path.parent)
+    remove_stale_temps(path.parent, path.name)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:  # read-only folder, disk full: name the folder, not a temporary file
+        raise type(exc)(
+            exc.errno, f"cannot write {path.name} in {path.parent} ({exc.strerror})"
+        ) from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), _mode_for(path))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
 
-    On any error the temporary file is removed and ``path`` keeps its previous content. The
-    temporary file is named after ``path`` and the writing process, so the next write of ``path``
-    removes what a killed writer left behind.
+    For files a user names (an export): when ``path`` is a link, the file it points to is written
+    and the link stays. Files in faultlens's own folders are written with :func:`atomic_file`,
+    which never follows a link. On any error the temporary file is removed and ``path`` keeps
+    its previous content. The temporary file is named after ``path`` and the writing process, so
+    the next write of ``path`` removes what a killed writer left behind.
     """
     path = Path(path)
     if path.is_symlink():  # write the file the link points to; the link stays
         path = Path(os.path.realpath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     remove_stale_temps(path.parent, path.name)
     try:
         fd, tmp = tempfile.mkstemp(
@@ -167,10 +272,31 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the JSON faultlens writes (indented, keys sorted)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode()
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    """Write JSON atomically (never through a link: :func:`atomic_file`)."""
+    data = json_bytes(obj)
+    with atomic_file(path) as fh:
+        fh.write(data)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of the file at ``path``, refusing a link (``O_NOFOLLOW``): an
+    :class:`UnsafePathError` names it."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            msg = f"{path} is a link: faultlens does not read through links in its folders"
+            raise UnsafePathError(msg) from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
 
 
 def read_json(path: Path) -> Any:
@@ -178,12 +304,13 @@ def read_json(path: Path) -> Any:
 
 
 def write_npy(path: Path, arr: np.ndarray) -> None:
-    """Write an array atomically as ``.npy`` (no pickles: object arrays are refused)."""
+    """Write an array atomically as ``.npy`` (no pickles: object arrays are refused; never
+    through a link: :func:`atomic_file`)."""
     arr = np.asarray(arr)
     if arr.dtype == object:
         msg = f"refusing to store an object array at {path}: it would need pickle"
         raise TypeError(msg)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_file(path) as fh:
         np.save(fh, arr, allow_pickle=False)
 
 
