@@ -62,7 +62,7 @@ def test_memory_marks_move_into_the_folder_on_save(
         ((c + 1) % 3, 0): "core",
     }
     assert "moved 3 mark(s)" in fb.status and "replaced" in fb.status  # the conflict is named
-    assert fb.marks._memory == []
+    assert fb.marks.store.in_memory == 0
     assert {m["feature"] for m in fb.annotations if m["class"] == c} == {f0, f1, f2}
     fb.refresh_marks()
     assert fb.mark == "spurious" and fb.features[0]["mark"] == "spurious"

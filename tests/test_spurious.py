@@ -548,7 +548,7 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     _send_mark(fb, "core")
     fb.feature = k
     assert fb.mark == "spurious"
-    csv_path = fb.export_annotations()
+    csv_path = fb.export_annotations(tmp_path / "marks.csv")
     assert csv_path.read_text().count("\n") == 3
 
     # a new browser on the same folder (a kernel restart) sees the marks

@@ -12,7 +12,7 @@ how likely each is spurious (computed when a class is first shown). The front en
 demand with a ``tiles`` message; Python answers with two PNG buffers per row: the original and its
 activation-map overlay (NAM or Grad-CAM, scaled per image). A mark is set by a ``set_mark`` message
 (``{type: "set_mark", mark}``: the shown class and feature; confirming a suggestion is ``"spurious"``,
-rejecting it ``"core"``) and saved by :class:`~faultlens.analysis.feature_marks.FeatureMarks` to
+rejecting it ``"core"``) and saved by :class:`~faultlens.analysis.records.FeatureMarks` to
 ``<analysis folder>/annotations.json``; ``mark`` shows it. ``selection`` is a read-only view of the
 binary ``_selection`` (uint32 rows) that Python writes.
 """
@@ -33,7 +33,7 @@ from PIL import Image
 
 from faultlens.analysis import spurious as sp
 from faultlens.analysis.feature_index import FeatureIndex
-from faultlens.analysis.feature_marks import MARKS, FeatureMarks
+from faultlens.analysis.records import MARKS, FeatureMarks
 from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 _STATIC = Path(__file__).parent / "static"
 MAP_KINDS = ("nam", "gradcam")
+
+
+def _lookup(marks: list[dict[str, Any]]) -> dict[tuple[int, int], str]:
+    return {(int(m["class"]), int(m["feature"])): m["mark"] for m in marks}
 
 
 def _bytes_from_json(js: Any, _obj: Any) -> bytes:
@@ -148,7 +152,7 @@ class FeatureBrowser(anywidget.AnyWidget):
             if bar is not None:
                 bar.close()
         self.model = self.index.model
-        self.marks = FeatureMarks(analysis, layer)
+        self.marks = FeatureMarks(analysis)
         self._n_features, self._strip_size, self._tile = (
             int(n_features),
             int(strip_size),
@@ -252,7 +256,7 @@ class FeatureBrowser(anywidget.AnyWidget):
     # ------------------------------------------------------------------ views
 
     def _feature_rows(self, c: int) -> list[dict[str, Any]]:
-        lookup = FeatureMarks.lookup(self.annotations)
+        lookup = _lookup(self.annotations)
         sus = self._suspects.get(c, {})
         return [
             {"feature": f, "rank": i + 1, "importance": float(self.importance[c, f]),
@@ -293,9 +297,7 @@ class FeatureBrowser(anywidget.AnyWidget):
     def _on_feature(self, _change: dict | None) -> None:
         with self.hold_sync():
             self._update_groups()
-            self.mark = FeatureMarks.lookup(self.annotations).get(
-                (self.class_index, self.feature), ""
-            )
+            self.mark = _lookup(self.annotations).get((self.class_index, self.feature), "")
 
     def _on_k(self, _change: dict) -> None:
         with self.hold_sync():
@@ -312,7 +314,8 @@ class FeatureBrowser(anywidget.AnyWidget):
 
     def _update_strip(self) -> None:
         c = self.class_index
-        feats = self.marks.spurious_features(self.annotations).get(c, [])
+        feats = sorted(int(m["feature"]) for m in self.annotations
+                       if m["mark"] == "spurious" and int(m["class"]) == c)  # fmt: skip
         self.strip = self.index.strip(c, feats, self._strip_size, self.gap_k)
 
     # ------------------------------------------------------------------ marks
@@ -324,9 +327,10 @@ class FeatureBrowser(anywidget.AnyWidget):
 
     def _list_marks(self) -> list[dict[str, Any]]:
         """This layer's marks; what reading them said (marks moved, entries ignored) in ``status``."""
-        marks = self.marks.list()
-        if self.marks.note:
-            self.status, self.marks.note = self.marks.note, ""
+        marks = self.marks.marks(self.layer)
+        note = self.marks.store.take_notes()
+        if note:
+            self.status = note
         return marks
 
     def _read_marks(self) -> None:
@@ -339,23 +343,26 @@ class FeatureBrowser(anywidget.AnyWidget):
             self._read_marks()
             self.features = self._feature_rows(self.class_index)
             self._update_strip()
-            self.mark = FeatureMarks.lookup(self.annotations).get(
-                (self.class_index, self.feature), ""
-            )
+            self.mark = _lookup(self.annotations).get((self.class_index, self.feature), "")
 
     def set_mark(self, cls: int, feature: int, mark: str) -> None:
         """Mark (class, feature) of this layer ``"core"`` or ``"spurious"`` (``""`` removes it);
         saved atomically to ``annotations.json``."""
-        self.marks.set(cls, feature, mark)
+        self.status = self.marks.set(self.layer, cls, feature, mark)
         self.refresh_marks()
 
     def spurious_features(self) -> dict[int, list[int]]:
         """``{class: [feature, ...]}`` marked spurious on this layer (for spuriosity, mitigation)."""
-        return self.marks.spurious_features(self._list_marks())
+        out = self.marks.spurious_features(self.layer)
+        note = self.marks.store.take_notes()
+        if note:
+            self.status = note
+        return out
 
     def export_annotations(self, path: str | Path | None = None) -> Path:
-        """Write this layer's marks as CSV (default ``<analysis folder>/annotations.csv``)."""
-        return self.marks.export_csv(path)
+        """Write this layer's marks as CSV (default ``./annotations.csv`` in the working
+        directory, where Jupyter can open it); returns the path."""
+        return self.marks.export_csv(self.layer, path)
 
     # ------------------------------------------------------------------ images
 
