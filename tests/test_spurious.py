@@ -743,3 +743,77 @@ def test_a_plus_cue_bottom_right_is_the_first_spurious_suspect(tmp_path: Path) -
     a = Analysis(table, class_names=names, source=ArraySource(x_te, labels, class_names=names))
     rise = _cue_rise(model, te.images[~cue_te][:300], add_plus)
     _suspects_first(a, model, PLUS_CLASS, rise, tmp_path / "cache")
+
+
+def test_feature_index_batches_caches_and_resumes_after_a_stop(tiny_net, tmp_path: Path) -> None:
+    """Activations are computed a batch at a time (never more images decoded at once), written per
+    shard; a computation stopped after its first shard resumes there, and a finished one is read
+    back without running the model."""
+    import pandas as pd
+
+    from faultlens.analysis import feature_index as fi
+    from faultlens.analysis.core import Analysis
+    from faultlens.data.sources import ArraySource
+    from tests.conftest import blob_images, tiny_transform
+
+    n = fi.SHARD + 200
+    imgs, labels = blob_images(n)
+    table = pd.DataFrame({"id": [str(i) for i in range(n)], "label": labels, "pred": labels,
+                          "correct": True, "source_index": range(n)})  # fmt: skip
+    a = Analysis(table, class_names=["r", "g", "b"], source=ArraySource(imgs, labels))
+    store = ArtifactStore(tmp_path)
+    seen: list[int] = []
+    handle = tiny_net.conv.register_forward_hook(lambda _m, i, _o: seen.append(len(i[0])))
+
+    def stop(done: int, _total: int) -> None:
+        if done > fi.SHARD:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fi.FeatureIndex(a, tiny_net, "conv", tiny_transform, batch_size=100, store=store,
+                        progress=stop)  # fmt: skip
+    assert max(seen) == 100  # one batch at a time
+    first = sum(seen)
+    seen.clear()
+    index = fi.FeatureIndex(a, tiny_net, "conv", tiny_transform, batch_size=100, store=store)
+    assert sum(seen) - 1 == n - fi.SHARD  # only the unfinished shard ran (+1: the head's probe)
+    reference = sp.NeuralFeatures(tiny_net, "conv").activations(
+        torch.stack([tiny_transform(a.image(r)) for r in range(n)])
+    )
+    np.testing.assert_allclose(index.acts, reference, rtol=1e-5, atol=1e-6)
+    seen.clear()
+    again = fi.FeatureIndex(a, tiny_net, "conv", tiny_transform, store=store)
+    handle.remove()
+    assert sum(seen) <= 1 and first > fi.SHARD  # read back: at most the head's one-image probe
+    np.testing.assert_array_equal(again.acts, index.acts)
+
+
+def test_feature_browser_static_copy_has_png_and_escaped_html(tiny_net, tmp_path: Path) -> None:
+    import base64
+
+    import pandas as pd
+
+    from faultlens.analysis.core import Analysis
+    from faultlens.data.sources import ArraySource
+    from faultlens.ui.features import FeatureBrowser
+    from tests.conftest import blob_images, tiny_transform
+
+    imgs, labels = blob_images(30)
+    names = ["<b>r</b>", "g", "b"]
+    table = pd.DataFrame({"id": [str(i) for i in range(30)], "label": labels, "pred": labels,
+                          "correct": True, "source_index": range(30)})  # fmt: skip
+    a = Analysis(table, class_names=names, source=ArraySource(imgs, labels))
+    fb = FeatureBrowser(
+        a, tiny_net, "conv", tiny_transform, k=3, gap_k=5, store=ArtifactStore(tmp_path)
+    )
+    data, _meta = fb._repr_mimebundle_()
+    png = base64.b64decode(data["image/png"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<b>r</b>" not in data["text/html"] and "&lt;b&gt;r&lt;/b&gt;" in data["text/html"]
+    assert (
+        data["image/png"] in data["text/html"]
+        and "application/vnd.jupyter.widget-view+json" in data
+    )
+    assert fb.selection.tolist() == sorted(fb.groups["top"]["rows"] + fb.groups["bottom"]["rows"])
+    with pytest.raises(ValueError, match="read-only"):
+        fb.selection[0] = 1
