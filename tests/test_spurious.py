@@ -817,3 +817,19 @@ def test_feature_browser_static_copy_has_png_and_escaped_html(tiny_net, tmp_path
     assert fb.selection.tolist() == sorted(fb.groups["top"]["rows"] + fb.groups["bottom"]["rows"])
     with pytest.raises(ValueError, match="read-only"):
         fb.selection[0] = 1
+
+
+def test_one_pooling_rule_for_embeddings_and_features() -> None:
+    """LayerEmbedder and NeuralFeatures pool a ViT block the same way: the mean of the patch tokens
+    (the CLS token left out), which is the mean of the grid the maps show."""
+    from faultlens.models.embedders import LayerEmbedder
+    from faultlens.models.layers import pool, to_grid
+
+    model = TokenNet().eval()
+    x = torch.rand(4, 3, 16, 16)
+    acts = sp.NeuralFeatures(model, "block").activations(x)
+    emb = LayerEmbedder(model, "block", lambda im: im, device="cpu")(x)
+    np.testing.assert_allclose(emb, acts / np.linalg.norm(acts, axis=1, keepdims=True), rtol=1e-5)
+    tokens = torch.rand(2, 17, 8)
+    np.testing.assert_allclose(pool(tokens), to_grid(tokens).mean(dim=(2, 3)), rtol=1e-6)
+    assert not torch.allclose(pool(tokens), tokens.mean(dim=1))  # the CLS token is not averaged in
