@@ -19,7 +19,6 @@ binary ``_selection`` (uint32 rows) that Python writes.
 
 from __future__ import annotations
 
-import base64
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from faultlens.analysis.records import MARKS, FeatureMarks
 from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
+from faultlens.ui.static_copy import with_static_copy
 
 if TYPE_CHECKING:
     from faultlens.analysis.core import Analysis
@@ -452,14 +452,8 @@ class FeatureBrowser(anywidget.AnyWidget):
         return features_html(name, self.layer, self.features, self.groups, image)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
-        try:
+        def render() -> tuple[bytes, str]:
             image = self.render_png()
-            data["image/png"] = base64.b64encode(image).decode()
-            data["text/html"] = self.to_html(image)
-        except Exception as exc:  # the live widget matters more than the static copy
-            data["text/plain"] = f"{data.get('text/plain', '')} (static image failed: {exc})"
-        return data, meta
+            return image, self.to_html(image)
+
+        return with_static_copy(super()._repr_mimebundle_(**kwargs), render)
