@@ -481,7 +481,7 @@ def _send_mark(fb, mark: str) -> None:
     fb._on_custom_msg(fb, {"type": "set_mark", "mark": mark}, [])
 
 
-def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: int = 600):
+def _analysis(d: Demo, folder: Path | None, class_names: list[str] | None = None, n: int = 600):
     import pandas as pd
 
     from faultlens.analysis.core import Analysis
@@ -490,6 +490,8 @@ def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: in
     te = d.splits["test"]
     names = class_names or list(demo_data.CLASS_NAMES)
     src = ArraySource(te.images[:n], te.labels[:n], class_names=names)
+    if folder is not None:  # an analysis folder exists (saved); records are not written elsewhere
+        folder.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame({
         "id": [f"t{i}" for i in range(n)], "label": d.labels[:n], "pred": d.preds[:n],
         "correct": d.correct[:n], "source_index": np.arange(n), "cue": d.cue[:n],
