@@ -470,7 +470,7 @@ def test_read_only_analysis_folder_gives_a_clear_error_and_loses_nothing(tmp_pat
         ex.select([0, 1])
         ex._on_custom_msg(ex, {"type": "slice", "op": "save", "name": "from js"}, [])
         assert "slice" in ex.status and str(folder) in ex.status  # shown, not lost
-        fb.mark = "spurious"  # a click in the browser: not saved, so not shown as saved
+        fb._on_custom_msg(fb, {"type": "set_mark", "mark": "spurious"}, [])  # a click: not saved
         assert fb.mark == "" and "not saved" in fb.status and str(folder) in fb.status
     after = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert after == before

@@ -39,7 +39,7 @@ def test_memory_marks_move_into_the_folder_on_save(
     a, fb = browser
     c = fb.class_index
     f0, f1, f2 = (f["feature"] for f in fb.features[:3])
-    fb.mark = "spurious"  # as JS does, on the first feature
+    fb._on_custom_msg(fb, {"type": "set_mark", "mark": "spurious"}, [])  # as JS does, first feature
     fb.set_mark(c, f1, "core")
     fb.set_mark(c, f2, "spurious")
     assert "memory" in fb.status
@@ -62,13 +62,13 @@ def test_memory_marks_move_into_the_folder_on_save(
         ((c + 1) % 3, 0): "core",
     }
     assert "moved 3 mark(s)" in fb.status and "replaced" in fb.status  # the conflict is named
-    assert fb._memory_marks == []
+    assert fb.marks.store.in_memory == 0
     assert {m["feature"] for m in fb.annotations if m["class"] == c} == {f0, f1, f2}
     fb.refresh_marks()
     assert fb.mark == "spurious" and fb.features[0]["mark"] == "spurious"
     fb.feature = f1
     assert fb.mark == "core"
-    fb.mark = ""  # later edits go to the file
+    fb.set_mark(c, f1, "")  # later edits go to the file
     assert (c, f1) not in _marks(path)
 
 

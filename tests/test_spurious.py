@@ -476,7 +476,12 @@ def test_spuriosity_and_gap_input_checks() -> None:
 # --------------------------------------------------------------------------- FeatureBrowser
 
 
-def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: int = 600):
+def _send_mark(fb, mark: str) -> None:
+    """What the front end does when a mark button is pressed: a set_mark message."""
+    fb._on_custom_msg(fb, {"type": "set_mark", "mark": mark}, [])
+
+
+def _analysis(d: Demo, folder: Path | None, class_names: list[str] | None = None, n: int = 600):
     import pandas as pd
 
     from faultlens.analysis.result import Analysis
@@ -485,6 +490,8 @@ def _analysis(d: Demo, folder: Path, class_names: list[str] | None = None, n: in
     te = d.splits["test"]
     names = class_names or list(demo_data.CLASS_NAMES)
     src = ArraySource(te.images[:n], te.labels[:n], class_names=names)
+    if folder is not None:  # an analysis folder exists (saved); records are not written elsewhere
+        folder.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame({
         "id": [f"t{i}" for i in range(n)], "label": d.labels[:n], "pred": d.preds[:n],
         "correct": d.correct[:n], "source_index": np.arange(n), "cue": d.cue[:n],
@@ -512,7 +519,7 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     # top images activate the feature more than bottom ones; the gap row has a CI
     assert min(g["top"]["acts"]) >= max(g["bottom"]["acts"])
     assert g["gap"]["ci_low"] <= g["gap"]["gap"] <= g["gap"]["ci_high"]
-    assert fb.selection == sorted(g["top"]["rows"] + g["bottom"]["rows"])
+    assert fb.selection.tolist() == sorted(g["top"]["rows"] + g["bottom"]["rows"])
     # images on demand: original beside its overlay, as PNG
     pairs = fb.tile_pngs(g["top"]["rows"][:2])
     assert len(pairs) == 2 and all(p[0][:8] == b"\x89PNG\r\n\x1a\n" and p[1] != p[0] for p in pairs)
@@ -527,7 +534,7 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
 
     # the strip is empty until a feature is marked spurious
     assert fb.strip["rows"] == []
-    fb.mark = "spurious"  # as JS does
+    _send_mark(fb, "spurious")  # as JS does
     path = tmp_path / "an" / "annotations.json"
     saved = json.loads(path.read_text())
     assert saved["marks"][0] | {"updated": None} == {
@@ -540,10 +547,10 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     other = next(f for f in feats if f != k)
     fb.feature = other
     assert fb.mark == ""  # shows the new feature's mark, does not copy the old one
-    fb.mark = "core"
+    _send_mark(fb, "core")
     fb.feature = k
     assert fb.mark == "spurious"
-    csv_path = fb.export_annotations()
+    csv_path = fb.export_annotations(tmp_path / "marks.csv")
     assert csv_path.read_text().count("\n") == 3
 
     # a new browser on the same folder (a kernel restart) sees the marks
@@ -556,15 +563,17 @@ def test_feature_browser_class_feature_marks_persist(planted: Demo, tmp_path: Pa
     assert fb2.spurious_features() == {CUE_CLASS: [k]}
     fb2.feature = k
     assert fb2.mark == "spurious"
-    fb2.mark = ""  # unmark
+    _send_mark(fb2, "")  # unmark
     assert fb2.spurious_features() == {}
     # marks of another layer are kept untouched
     fb3 = FeatureBrowser(a, planted.model, "features.4", demo_transform)
     fb3.class_index = CUE_CLASS
-    fb3.mark = "core"
+    _send_mark(fb3, "core")
     assert {m["layer"] for m in json.loads(path.read_text())["marks"]} == {LAST, "features.4"}
+    _send_mark(fb3, "maybe")
+    assert "mark must be one of" in fb3.status
     with pytest.raises(Exception, match="mark must be one of"):
-        fb3.mark = "maybe"
+        fb3.set_mark(CUE_CLASS, 0, "maybe")
 
 
 def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Path) -> None:
@@ -592,7 +601,7 @@ def test_feature_browser_never_puts_class_names_into_html(tiny_net, tmp_path: Pa
     fb.class_index = 0
     out = fb.to_html()
     assert evil not in out and "&lt;img src=x onerror=alert(1)&gt;" in out
-    fb.mark = "spurious"  # no folder: kept in memory, said so
+    _send_mark(fb, "spurious")  # no folder: kept in memory, said so
     assert "in memory" in fb.status and fb.spurious_features() == {0: [fb.feature]}
     js = (Path(sp.__file__).parents[1] / "ui" / "static" / "features.js").read_text()
     assert "innerHTML" not in js.replace("never innerHTML", "")
@@ -639,3 +648,190 @@ def test_feature_browser_shows_its_first_feature_at_once(tiny_net) -> None:
     fb = FeatureBrowser(a, tiny_net, "conv", tiny_transform, k=3, gap_k=5)
     assert fb.feature >= 0
     assert len(fb.groups["top"]["rows"]) == 3 and len(fb.groups["bottom"]["rows"]) == 3
+
+
+# --------------------------------------------------------------------------- "spurious?" suggestions
+
+
+def test_map_evidence_tells_a_corner_cue_from_the_object() -> None:
+    """A map on a small bright square in the corner, away from the object, is off the object, on
+    the border and concentrated; a map spread over the object is none of these."""
+    from faultlens.analysis.suspects import foreground, map_evidence
+
+    img = np.zeros((2, 28, 28), np.float32)
+    img[:, 8:22, 9:19] = 0.6  # the object
+    img[:, 1:4, 1:4] = 1.0  # a cue in the top-left corner, not touching it
+    obj = foreground(img)
+    assert obj[0, 10, 10] and not obj[0, 2, 2] and obj[0].sum() == 14 * 10
+    corner = np.zeros((2, 28, 28))
+    corner[:, 0:5, 0:5] = 1.0
+    on_object = img * (img < 1.0)
+    cue, core = map_evidence(corner, obj), map_evidence(on_object, obj)
+    assert cue["off_object"] == pytest.approx(1.0) and core["off_object"] == pytest.approx(0.0)
+    assert cue["border"] > 0.5 > core["border"] == pytest.approx(0.0)
+    assert cue["concentration"] > 2 * core["concentration"]
+    assert np.isnan(map_evidence(np.zeros((1, 8, 8)), np.ones((1, 8, 8), bool))["off_object"])
+
+
+#: The second planted cue: a plus sign in the bottom-right corner (another shape and place than
+#: the demo's square logo top-left), on 95 % of the training Pullovers and 5 % of the rest; on 30 %
+#: of every class in the test images.
+PLUS_CLASS = 2
+
+
+def add_plus(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = images.copy()
+    out[mask, 21:26, 23] = 255
+    out[mask, 23, 21:26] = 255
+    return out
+
+
+def _cue_rise(model: nn.Module, plain: np.ndarray, stamp) -> np.ndarray:
+    """Per channel of LAST, the mean rise of its pooled activation with the cue stamped on."""
+    nf = sp.NeuralFeatures(model, LAST)
+    on = stamp(plain, np.ones(len(plain), dtype=bool))
+    return (nf.activations(to_tensor(on)) - nf.activations(to_tensor(plain))).mean(axis=0)
+
+
+def _suspects_first(a, model: nn.Module, cls: int, rise: np.ndarray, tmp: Path) -> None:
+    from faultlens.analysis.feature_index import FeatureIndex
+    from faultlens.analysis.suspects import rank_suspects
+    from faultlens.models.demo_cnn import demo_transform
+
+    index = FeatureIndex(a, model, LAST, demo_transform, store=ArtifactStore(tmp))
+    ranked = rank_suspects(index, cls)
+    top10 = index.top_features(cls, 10)
+    cue = max(top10, key=lambda f: rise[f])  # the top-10 feature that responds most to the cue
+    assert rise[cue] >= LOGO_RISE, f"no cue feature in the top 10 {top10}: {rise[top10]}"
+    assert sorted(ranked["feature"]) == sorted(top10)
+    assert ranked["feature"].iloc[0] == cue, ranked
+    assert bool(ranked["suggest"].iloc[0])
+
+
+@pytest.mark.slow
+def test_the_logo_feature_is_the_first_spurious_suspect_on_the_demo(
+    planted: Demo, tmp_path: Path
+) -> None:
+    rise = logo_rise(planted.model, LAST, _no_cue_images(planted))
+    _suspects_first(_analysis(planted, None, n=N_TEST), planted.model, CUE_CLASS, rise, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_plus_cue_bottom_right_is_the_first_spurious_suspect(tmp_path: Path) -> None:
+    """A second planted cue on a second CNN: its feature leads the suspects of its class."""
+    import pandas as pd
+
+    from faultlens.analysis.result import Analysis
+    from faultlens.data.sources import ArraySource
+
+    splits = demo_data.load_spurious_fashion_mnist(correlated=False, n_train_per_class=800)
+    tr, te = splits["train"], splits["test"]
+    rng = np.random.default_rng(1)
+    cue_tr = rng.random(len(tr.labels)) < np.where(tr.labels == PLUS_CLASS, 0.95, 0.05)
+    cue_te = rng.random(len(te.labels)) < 0.3
+    x_tr, x_te = add_plus(tr.images, cue_tr), add_plus(te.images, cue_te)[:N_TEST]
+    model = trained_cnn(x_tr, tr.labels, store=ArtifactStore(tmp_path), epochs=6, progress=False)
+    with torch.inference_mode():
+        preds = model(to_tensor(x_te)).argmax(1).numpy()
+    labels = te.labels[:N_TEST]
+    right = preds == labels
+    pullover = labels == PLUS_CLASS  # the shortcut: Pullovers without the plus fail
+    assert (
+        right[pullover & cue_te[:N_TEST]].mean() > right[pullover & ~cue_te[:N_TEST]].mean() + 0.5
+    )
+    names = list(demo_data.CLASS_NAMES)
+    table = pd.DataFrame({"id": [f"t{i}" for i in range(N_TEST)], "label": labels, "pred": preds,
+                          "correct": right, "source_index": np.arange(N_TEST)})  # fmt: skip
+    a = Analysis(table, class_names=names, source=ArraySource(x_te, labels, class_names=names))
+    rise = _cue_rise(model, te.images[~cue_te][:300], add_plus)
+    _suspects_first(a, model, PLUS_CLASS, rise, tmp_path / "cache")
+
+
+def test_feature_index_batches_caches_and_resumes_after_a_stop(tiny_net, tmp_path: Path) -> None:
+    """Activations are computed a batch at a time (never more images decoded at once), written per
+    shard; a computation stopped after its first shard resumes there, and a finished one is read
+    back without running the model."""
+    import pandas as pd
+
+    from faultlens.analysis import feature_index as fi
+    from faultlens.analysis.result import Analysis
+    from faultlens.data.sources import ArraySource
+    from tests.conftest import blob_images, tiny_transform
+
+    n = fi.SHARD + 200
+    imgs, labels = blob_images(n)
+    table = pd.DataFrame({"id": [str(i) for i in range(n)], "label": labels, "pred": labels,
+                          "correct": True, "source_index": range(n)})  # fmt: skip
+    a = Analysis(table, class_names=["r", "g", "b"], source=ArraySource(imgs, labels))
+    store = ArtifactStore(tmp_path)
+    seen: list[int] = []
+    handle = tiny_net.conv.register_forward_hook(lambda _m, i, _o: seen.append(len(i[0])))
+
+    def stop(done: int, _total: int) -> None:
+        if done > fi.SHARD:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fi.FeatureIndex(a, tiny_net, "conv", tiny_transform, batch_size=100, store=store,
+                        progress=stop)  # fmt: skip
+    assert max(seen) == 100  # one batch at a time
+    first = sum(seen)
+    seen.clear()
+    index = fi.FeatureIndex(a, tiny_net, "conv", tiny_transform, batch_size=100, store=store)
+    assert sum(seen) - 1 == n - fi.SHARD  # only the unfinished shard ran (+1: the head's probe)
+    reference = sp.NeuralFeatures(tiny_net, "conv").activations(
+        torch.stack([tiny_transform(a.image(r)) for r in range(n)])
+    )
+    np.testing.assert_allclose(index.acts, reference, rtol=1e-5, atol=1e-6)
+    seen.clear()
+    again = fi.FeatureIndex(a, tiny_net, "conv", tiny_transform, store=store)
+    handle.remove()
+    assert sum(seen) <= 1 and first > fi.SHARD  # read back: at most the head's one-image probe
+    np.testing.assert_array_equal(again.acts, index.acts)
+
+
+def test_feature_browser_static_copy_has_png_and_escaped_html(tiny_net, tmp_path: Path) -> None:
+    import base64
+
+    import pandas as pd
+
+    from faultlens.analysis.result import Analysis
+    from faultlens.data.sources import ArraySource
+    from faultlens.ui.features import FeatureBrowser
+    from tests.conftest import blob_images, tiny_transform
+
+    imgs, labels = blob_images(30)
+    names = ["<b>r</b>", "g", "b"]
+    table = pd.DataFrame({"id": [str(i) for i in range(30)], "label": labels, "pred": labels,
+                          "correct": True, "source_index": range(30)})  # fmt: skip
+    a = Analysis(table, class_names=names, source=ArraySource(imgs, labels))
+    fb = FeatureBrowser(
+        a, tiny_net, "conv", tiny_transform, k=3, gap_k=5, store=ArtifactStore(tmp_path)
+    )
+    data, _meta = fb._repr_mimebundle_()
+    png = base64.b64decode(data["image/png"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<b>r</b>" not in data["text/html"] and "&lt;b&gt;r&lt;/b&gt;" in data["text/html"]
+    assert (
+        data["image/png"] in data["text/html"]
+        and "application/vnd.jupyter.widget-view+json" in data
+    )
+    assert fb.selection.tolist() == sorted(fb.groups["top"]["rows"] + fb.groups["bottom"]["rows"])
+    with pytest.raises(ValueError, match="read-only"):
+        fb.selection[0] = 1
+
+
+def test_one_pooling_rule_for_embeddings_and_features() -> None:
+    """LayerEmbedder and NeuralFeatures pool a ViT block the same way: the mean of the patch tokens
+    (the CLS token left out), which is the mean of the grid the maps show."""
+    from faultlens.models.embedders import LayerEmbedder
+    from faultlens.models.layers import pool, to_grid
+
+    model = TokenNet().eval()
+    x = torch.rand(4, 3, 16, 16)
+    acts = sp.NeuralFeatures(model, "block").activations(x)
+    emb = LayerEmbedder(model, "block", lambda im: im, device="cpu")(x)
+    np.testing.assert_allclose(emb, acts / np.linalg.norm(acts, axis=1, keepdims=True), rtol=1e-5)
+    tokens = torch.rand(2, 17, 8)
+    np.testing.assert_allclose(pool(tokens), to_grid(tokens).mean(dim=(2, 3)), rtol=1e-6)
+    assert not torch.allclose(pool(tokens), tokens.mean(dim=1))  # the CLS token is not averaged in

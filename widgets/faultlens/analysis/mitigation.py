@@ -27,13 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from faultlens.analysis.spurious import (
-    NeuralFeatures,
-    _as_batches,
-    _model_device,
-    spuriosity,
-    spurious_gap,
-)
+from faultlens.analysis.spurious import NeuralFeatures, spuriosity, spurious_gap
+from faultlens.models.layers import as_batches, model_device
 
 __all__ = ["MitigationResult", "head_inputs", "mitigate"]
 
@@ -55,8 +50,8 @@ def head_inputs(
     handle = head.register_forward_pre_hook(pre)
     try:
         with torch.inference_mode():
-            for batch in _as_batches(images, transform, batch_size):
-                model(batch.to(_model_device(model)))
+            for batch in as_batches(images, transform, batch_size):
+                model(batch.to(model_device(model)))
     finally:
         handle.remove()
     return np.concatenate(got) if got else np.zeros((0, head.in_features), np.float32)

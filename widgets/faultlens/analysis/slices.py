@@ -21,6 +21,7 @@ share of its members that look like label errors, and the slices it overlaps.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any

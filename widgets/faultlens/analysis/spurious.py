@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from faultlens.models.embedders import find_layer
+from faultlens.models.layers import (
+    HeadInfo,
+    ImagesLike,
+    as_batches,
+    find_layer,
+    find_linear_head,
+    first_output,
+    layer_grads,
+    model_device,
+    pool,
+    to_grid,
+    upsample,
+)
 
 __all__ = [
     "COLORMAPS",
@@ -53,152 +64,6 @@ __all__ = [
 
 class SpuriousWarning(UserWarning):
     """A spurious-feature computation went on with an adjustment (k clamped, a class skipped)."""
-
-
-ImagesLike = torch.Tensor | np.ndarray | Sequence[Any]
-
-
-# --------------------------------------------------------------------------- inputs and layers
-
-
-def _as_batches(
-    images: ImagesLike, transform: Callable[[Any], torch.Tensor] | None, batch_size: int
-) -> Iterable[torch.Tensor]:
-    """Yield float batches (b, C, H, W) from a tensor, a float array or a list of PIL images."""
-    if isinstance(images, np.ndarray) and images.dtype != object:
-        images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    if isinstance(images, torch.Tensor):
-        if images.ndim != 4:
-            msg = (
-                f"images must be a float tensor (n, C, H, W) already transformed for the model, "
-                f"got shape {tuple(images.shape)}"
-            )
-            raise ValueError(msg)
-        for b in range(0, len(images), batch_size):
-            yield images[b : b + batch_size].float()
-        return
-    if transform is None:
-        msg = (
-            "images is a list (e.g. of PIL images): pass transform= (PIL image → C×H×W tensor as "
-            "the model expects), or pass a transformed (n, C, H, W) tensor"
-        )
-        raise TypeError(msg)
-    items = list(images)
-    for b in range(0, len(items), batch_size):
-        yield torch.stack([transform(im) for im in items[b : b + batch_size]]).float()
-
-
-def _n_images(images: ImagesLike) -> int:
-    return len(images)
-
-
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def to_grid(out: torch.Tensor, layer: str = "layer") -> torch.Tensor:
-    """A layer output as a B×C×H×W grid (conv outputs as they are, ViT tokens reshaped).
-
-    B×T×C tokens: when T−1 is a square the first (CLS) token is dropped; when T is a square all
-    tokens are used. Raises ``ValueError`` for outputs without spatial dimensions (B×C).
-    """
-    if out.ndim == 4:
-        return out
-    if out.ndim == 3:
-        b, n_tok, c = out.shape
-        side = math.isqrt(n_tok - 1) if n_tok > 1 else 0
-        if n_tok > 1 and side * side == n_tok - 1:
-            tokens = out[:, 1:]
-        else:
-            side = math.isqrt(n_tok)
-            if side * side != n_tok:
-                msg = (
-                    f"layer {layer!r} gives {n_tok} tokens: neither T nor T−1 is a square, so they "
-                    "cannot be reshaped to a grid"
-                )
-                raise ValueError(msg)
-            tokens = out
-        return tokens.transpose(1, 2).reshape(b, c, side, side)
-    msg = (
-        f"layer {layer!r} gives outputs of shape {tuple(out.shape)} with no spatial dimensions: "
-        "maps need a conv layer (B×C×H×W) or a ViT block (B×T×C tokens); pick an earlier layer"
-    )
-    raise ValueError(msg)
-
-
-def _pool(out: torch.Tensor) -> torch.Tensor:
-    if out.ndim == 4:
-        return out.mean(dim=(2, 3))
-    if out.ndim == 3:
-        n_tok = out.shape[1]
-        side = math.isqrt(n_tok - 1) if n_tok > 1 else 0
-        tokens = out[:, 1:] if n_tok > 1 and side * side == n_tok - 1 else out
-        return tokens.mean(dim=1)
-    if out.ndim == 2:
-        return out
-    msg = f"cannot pool a layer output of shape {tuple(out.shape)}"
-    raise ValueError(msg)
-
-
-def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(n, h, w) → (n, H, W), bilinear (align_corners=False, as cv2.resize)."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return nn.functional.interpolate(
-        maps[:, None], size=size, mode="bilinear", align_corners=False
-    )[:, 0]
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@dataclass
-class HeadInfo:
-    """The linear layer that reads the feature layer (via parameter-free modules only)."""
-
-    name: str
-    module: nn.Linear
-
-
-def find_linear_head(model: nn.Module, layer: str, probe: torch.Tensor) -> HeadInfo | None:
-    """The ``nn.Linear`` that produces the model's output from ``layer`` through parameter-free
-    modules only (pooling, ReLU, flatten, dropout), found by tracing one forward pass of ``probe``.
-
-    Returns None when there is none (e.g. more parametric layers follow): then importance falls back
-    to gradients.
-    """
-    target = find_layer(model, layer)
-    order: list[tuple[str, nn.Module]] = []
-    hooks = []
-    for name, mod in model.named_modules():
-        if mod is target or (name and not any(True for _ in mod.children())):
-            hooks.append(
-                mod.register_forward_hook(lambda m, _i, _o, name=name: order.append((name, m)))
-            )
-    try:
-        with torch.inference_mode():
-            out = _first(model(probe[:1].to(_model_device(model))))
-    finally:
-        for h in hooks:
-            h.remove()
-    pos = [i for i, (_, m) in enumerate(order) if m is target]
-    if not pos or out.ndim != 2:
-        return None
-    after = order[pos[-1] + 1 :]
-    linears = [(i, n, m) for i, (n, m) in enumerate(after) if isinstance(m, nn.Linear)]
-    if len(linears) != 1:
-        return None
-    i, name, lin = linears[0]
-    between = after[:i]
-    if any(any(True for _ in m.parameters(recurse=False)) for _, m in between):
-        return None
-    if lin.out_features != out.shape[1] or any(
-        any(True for _ in m.parameters(recurse=False)) for _, m in after[i + 1 :]
-    ):
-        return None
-    return HeadInfo(name, lin)
 
 
 # --------------------------------------------------------------------------- neural features
@@ -256,14 +121,14 @@ class NeuralFeatures:
         captured: list[torch.Tensor] = []
 
         def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-            captured.append(_first(out))
+            captured.append(first_output(out))
 
-        device = _model_device(self.model)
+        device = model_device(self.model)
         results = []
         handle = self.module.register_forward_hook(hook)
         try:
             with torch.inference_mode():
-                for batch in _as_batches(images, self.transform, self.batch_size):
+                for batch in as_batches(images, self.transform, self.batch_size):
                     if self._probe is None:
                         self._probe = batch[:1].clone()
                     captured.clear()
@@ -278,7 +143,7 @@ class NeuralFeatures:
 
     def activations(self, images: ImagesLike) -> np.ndarray:
         """(n, C) float32: each channel's mean over space (over patch tokens for a ViT block)."""
-        parts = self._run(images, lambda out, _b: _pool(out).float().cpu().numpy())
+        parts = self._run(images, lambda out, _b: pool(out).float().cpu().numpy())
         if not parts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(parts).astype(np.float32, copy=False)
@@ -301,7 +166,7 @@ class NeuralFeatures:
             a = grid[:, feature].float().clamp_min(0)
             peak = a.amax(dim=(1, 2), keepdim=True)
             a = torch.where(peak > 0, a / peak.clamp_min(1e-12), torch.zeros_like(a))
-            m = _upsample(a, size or (batch.shape[-2], batch.shape[-1]))
+            m = upsample(a, size or (batch.shape[-2], batch.shape[-1]))
             return m.clamp(0, 1).cpu().numpy()
 
         parts = self._run(images, fn)
@@ -328,7 +193,7 @@ class NeuralFeatures:
             msg = "call activations() first (the head is found by tracing one forward pass)"
             raise RuntimeError(msg)
         if head is None and images is not None:
-            self._probe = next(iter(_as_batches(images, self.transform, 1)))
+            self._probe = next(iter(as_batches(images, self.transform, 1)))
             head = self._find_head()
         if head is not None:
             return head.module.weight.detach().float().cpu().numpy()
@@ -422,45 +287,9 @@ class NeuralFeatures:
         return imp
 
 
-def _layer_grads(model, module, images, transform, batch_size, targets):
-    """Yield (batch, logits, activation, ∂logit_target/∂activation) per batch of ``images``.
-
-    ``targets``: one class per image, or None for each image's predicted class. The layer's output
-    is detached and made a leaf in a forward hook, so the gradient stops there.
-    """
-    device = _model_device(model)
-    store: dict[str, torch.Tensor] = {}
-
-    def hook(_m: nn.Module, _i: Any, out: Any) -> Any:
-        t = _first(out).detach().requires_grad_(True)
-        store["act"] = t
-        return t if not isinstance(out, (tuple, list)) else (t, *out[1:])
-
-    handle = module.register_forward_hook(hook)
-    start = 0
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            for batch in _as_batches(images, transform, batch_size):
-                logits = _first(model(batch.to(device)))
-                if targets is None:
-                    tgt = logits.argmax(1)
-                else:
-                    tgt = torch.as_tensor(
-                        np.array(targets[start : start + len(batch)], dtype=np.int64),
-                        device=logits.device,
-                    )
-                start += len(batch)
-                act = store["act"]
-                score = logits.gather(1, tgt.long()[:, None]).sum()
-                (g,) = torch.autograd.grad(score, act)
-                yield batch, logits, act, g
-    finally:
-        handle.remove()
-
-
 def _grad_batches(model, module, images, transform, batch_size, targets):
     """Yield (n_outputs, per-image ∂logit_target/∂pooled feature (b, C)) per batch."""
-    for _batch, logits, _act, g in _layer_grads(
+    for _batch, logits, _act, g in layer_grads(
         model, module, images, transform, batch_size, targets
     ):
         grid = to_grid(g) if g.ndim == 3 else g
@@ -498,17 +327,17 @@ def grad_cam(
     min–max scaled **per image** (an all-equal cam gives zeros).
     """
     module = find_layer(model, layer)
-    n = _n_images(images)
+    n = len(images)
     if targets is not None and np.ndim(targets) == 0:
         targets = np.full(n, int(targets))
     parts = []
-    for batch, _logits, act, g in _layer_grads(
+    for batch, _logits, act, g in layer_grads(
         model, module, images, transform, batch_size, targets
     ):
         grid_act = to_grid(act, layer)
         w = to_grid(g, layer).mean(dim=(2, 3), keepdim=True)
         cam = torch.relu((w * grid_act).sum(dim=1)).detach().float()
-        cam = _upsample(cam, size or (batch.shape[-2], batch.shape[-1]))
+        cam = upsample(cam, size or (batch.shape[-2], batch.shape[-1]))
         lo = cam.amin(dim=(1, 2), keepdim=True)
         span = cam.amax(dim=(1, 2), keepdim=True) - lo
         cam = torch.where(span > 0, (cam - lo) / span.clamp_min(1e-12), 0 * cam)
@@ -583,7 +412,7 @@ def overlay(
     rgb = _as_rgb(image)
     heat = np.asarray(heat, dtype=np.float32)
     if heat.shape != rgb.shape[:2]:
-        heat = _upsample(torch.from_numpy(heat)[None], rgb.shape[:2])[0].numpy()
+        heat = upsample(torch.from_numpy(heat)[None], rgb.shape[:2])[0].numpy()
     colour = colormap(heat, cmap).astype(np.float32)
     out = (1.0 - opacity) * rgb.astype(np.float32) + opacity * colour
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -8,7 +8,6 @@ Each is a :class:`~faultlens.models.base.BatchModel` whose ``run`` returns L2-no
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -26,6 +25,7 @@ from faultlens.models.base import (
     inference_context,
     resolve_device,
 )
+from faultlens.models.layers import find_layer, pool
 
 OFFLINE_HINT = (
     "faultlens.EfficientNetLiteEmbedder() works offline: its ImageNet weights ship in the "
@@ -233,34 +233,9 @@ def _lite_forward(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- a layer of any model
 
 
-def find_layer(model: torch.nn.Module, layer: str) -> torch.nn.Module:
-    """The sub-module named ``layer``; a clear error listing close names when there is none."""
-    modules = dict(model.named_modules())
-    if layer in modules and layer != "":
-        return modules[layer]
-    names = [n for n in modules if n]
-    close = difflib.get_close_matches(layer, names, n=5, cutoff=0.4)
-    hint = f" Close names: {close}." if close else ""
-    msg = f"the model has no layer {layer!r}.{hint} All layers: {names[:12]}{' …' if len(names) > 12 else ''}"
-    raise ValueError(msg)
-
-
-def pool_features(out: Any) -> torch.Tensor:
-    """Pool a layer's output to (B, C): mean over space for B×C×H×W, over tokens for B×T×C."""
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if out.ndim == 4:
-        return out.mean(dim=(2, 3))
-    if out.ndim == 3:
-        return out.mean(dim=1)
-    if out.ndim == 2:
-        return out
-    msg = f"cannot pool a layer output of shape {tuple(out.shape)}"
-    raise ValueError(msg)
-
-
 class LayerEmbedder(TorchBatchModel):
-    """Pooled features of the named layer of your own model, L2-normalised.
+    """Pooled features of the named layer of your own model, L2-normalised (pooled by
+    :func:`faultlens.models.layers.pool`: over space, or over a ViT block's patch tokens).
 
     Parameters
     ----------
@@ -287,7 +262,7 @@ class LayerEmbedder(TorchBatchModel):
         self.layer = layer
         target = find_layer(model, layer)
         self._captured: list[torch.Tensor] = []
-        target.register_forward_hook(lambda _m, _i, out: self._captured.append(pool_features(out)))
+        target.register_forward_hook(lambda _m, _i, out: self._captured.append(pool(out)))
         super().__init__(
             model,
             transform,
