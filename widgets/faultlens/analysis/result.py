@@ -250,7 +250,9 @@ class Analysis:
         self.table["failure_score"] = score.astype(np.float32)
         return score
 
-    def find_slices(self, n_slices: int = 5, method: str = "mixture", **options: Any) -> list[Any]:
+    def find_slices(
+        self, n_slices: int = 5, method: str | None = None, **options: Any
+    ) -> list[Any]:
         """Discover failure slices (see :func:`faultlens.analysis.slices.discover`)."""
         from faultlens.analysis.slices import discover
 

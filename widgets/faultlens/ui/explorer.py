@@ -604,7 +604,7 @@ class Explorer(anywidget.AnyWidget):
         return list(self._found)
 
     def find_slices(
-        self, n_slices: int = 5, method: str = "mixture", *, describe: bool = True, **opts: Any
+        self, n_slices: int = 5, method: str | None = None, *, describe: bool = True, **opts: Any
     ) -> list[Any]:
         """Discover failure slices with ``analysis.find_slices(n_slices, method, **opts)``, show them
         in the slice panel and offer ``"slice"`` as a colour; returns the slices.
@@ -613,7 +613,7 @@ class Explorer(anywidget.AnyWidget):
         captioner / text encoder; ImageNet tags when the analysis has ``imagenet_logits``) unless it
         already carries descriptions.
         """
-        self.status = f"finding {n_slices} slices ({method})…"
+        self.status = f"finding {n_slices} slices ({method or 'the default method'})…"
         try:
             found = self.analysis.find_slices(n_slices, method, **opts)
         except Exception as exc:
@@ -732,7 +732,7 @@ class Explorer(anywidget.AnyWidget):
             ),
             "describe": self._describe_from_view,
             "find_slices": lambda c: self.find_slices(
-                int(c.get("n_slices", 5)), method=str(c.get("method", "mixture"))
+                int(c.get("n_slices", 5)), method=c.get("method")
             ),
         }.get(kind)
         if handler is None:

@@ -256,10 +256,10 @@ function mountDiscovered(ctx) {
     type: "button",
     class: "fl-find",
     text: "Find slices",
-    title: "Discover failure slices (error-aware mixture on the embeddings)",
+    title: "Discover failure slices (failure directions, the error-aware mixture and likely label errors, de-duplicated)",
     onclick: () => {
       ctx.setStatus("finding slices…");
-      model.send({ type: "find_slices", n_slices: 5, method: "mixture" });
+      model.send({ type: "find_slices", n_slices: 5 });
     }
   });
   const body = el("div", { class: "fl-disc-body" });

@@ -35,8 +35,8 @@ function sliceRow(model, s, active) {
 export function mountDiscovered(ctx) {
   const { model } = ctx;
   const find = el("button", {
-    type: "button", class: "fl-find", text: "Find slices", title: "Discover failure slices (error-aware mixture on the embeddings)",
-    onclick: () => { ctx.setStatus("finding slices…"); model.send({ type: "find_slices", n_slices: 5, method: "mixture" }); },
+    type: "button", class: "fl-find", text: "Find slices", title: "Discover failure slices (failure directions, the error-aware mixture and likely label errors, de-duplicated)",
+    onclick: () => { ctx.setStatus("finding slices…"); model.send({ type: "find_slices", n_slices: 5 }); },
   });
   const body = el("div", { class: "fl-disc-body" });
   ctx.slots.insights.append(el("section", { class: "fl-panel fl-discovered", "aria-label": "Discovered slices" }, [
