@@ -37,6 +37,7 @@ from faultlens.files import (
     make_dirs,
     remove_stale_temps,
 )
+from faultlens.files import _owner as _owner  # who writes a temporary file (tests name one)
 from faultlens.files import _umask as _umask  # the umask, read once (tests compare modes with it)
 from faultlens.files import atomic_path as atomic_path  # for files a user names (exports)
 
