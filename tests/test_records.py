@@ -20,7 +20,7 @@ from faultlens.analysis.records import (
     RecordStore,
     SavedSlices,
 )
-from faultlens.store import UnsafePathError
+from faultlens.files import UnsafePathError
 
 
 def _analysis(folder: Path | None = None, n: int = 10) -> SimpleNamespace:

@@ -43,16 +43,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faultlens.store import (
+from faultlens.files import (
     FileLock,
     UnsafePathError,
     atomic_file,
     atomic_path,
     check_inside,
-    json_bytes,
     lock_path,
     read_bytes,
 )
+from faultlens.store import json_bytes
 
 SLICES_FILE = "slices.json"
 MARKS_FILE = "annotations.json"
