@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faultlens.analysis.records import FeatureMarks, SavedSlices
+from faultlens.analysis.record_views import FeatureMarks, SavedSlices
 from tests.benchmarks.bench_records import run as run_writers
 
 

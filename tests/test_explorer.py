@@ -607,8 +607,8 @@ def test_slices_given_to_the_constructor_and_colour_by_slice() -> None:
     expected = np.where(M.max(1) >= 0.5, M.argmax(1), 3)
     np.testing.assert_array_equal(codes, expected)
     assert ex._color_info["labels"] == [s.name for s in found] + ["none"]
-    for i, s in enumerate(found):  # a slice's members carry its code
-        assert (codes[s.indices] == i).all()
+    for s in found:  # a slice's members carry a slice's code (the one they belong to most)
+        assert (codes[s.indices] < len(found)).all()
     assert ex._color_info["colors"][:3] == [r["color"] for r in ex.discovered]
     png, _html = static_copy(ex)
     assert png.startswith(b"\x89PNG")

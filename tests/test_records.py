@@ -12,14 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faultlens.analysis.records import (
-    MARKS_FILE,
-    SLICES,
-    SLICES_FILE,
-    FeatureMarks,
-    RecordStore,
-    SavedSlices,
-)
+from faultlens.analysis.record_views import FeatureMarks, SavedSlices
+from faultlens.analysis.records import MARKS_FILE, SLICES, SLICES_FILE, RecordStore
 from faultlens.files import UnsafePathError
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from faultlens.analysis.describe import Description
-from faultlens.analysis.records import SavedSlices
+from faultlens.analysis.record_views import SavedSlices
 from faultlens.analysis.result import Analysis
 from faultlens.report import write_report
 from tests.helpers import analysis_from

@@ -11,7 +11,7 @@ Run as a script (not collected by pytest)::
 
 ``--via widgets`` writes through ``Explorer.save_slice``/``delete_slice`` and
 ``FeatureBrowser.set_mark`` (whatever widget code is on the path); ``--via store`` through
-:class:`~faultlens.analysis.records.SavedSlices` / :class:`~faultlens.analysis.records.FeatureMarks`.
+:class:`~faultlens.analysis.record_views.SavedSlices` / :class:`~faultlens.analysis.record_views.FeatureMarks`.
 Prints one JSON line: records expected, kept, deleted ones still there, and errors. Asserts nothing
 about time. :func:`run` is what ``tests/test_concurrency.py`` calls.
 """
@@ -93,7 +93,7 @@ def _writer(via: str, kind: str, folder: str, proc: int, saves: int, every: int,
 def _operations(via: str, kind: str, a: Any) -> tuple[Any, Any]:
     rows = [1, 2, 3]
     if via == "store":
-        from faultlens.analysis.records import FeatureMarks, SavedSlices
+        from faultlens.analysis.record_views import FeatureMarks, SavedSlices
 
         if kind == "slices":
             s = SavedSlices(a)

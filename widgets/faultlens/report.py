@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from faultlens._version import __version__
-from faultlens.analysis.records import SavedSlices
+from faultlens.analysis.record_views import SavedSlices
 from faultlens.render.colors import encode_color
 from faultlens.render.html import descriptions_html, esc, image_uri, pct, stats_table, thumbs_html
 from faultlens.render.mapimage import render_map_png

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from faultlens._checks import finite_matrix
 from faultlens.analysis.failure_directions import FailureDirections
+from faultlens.analysis.mixture import ErrorAwareMixture, check_inputs
 from faultlens.analysis.stats import group_stats
 
 
@@ -78,222 +78,6 @@ def slice_stats(
     """The slice's :func:`~faultlens.analysis.stats.group_stats` against every row: ``n``,
     ``errors``, ``error_rate`` with its Wilson CI, ``lift`` over the overall rate, ``class_mix``."""
     return group_stats(correct, members, labels=labels, class_names=class_names)
-
-
-# --------------------------------------------------------------------------- Domino's mixture
-
-
-def _onehot(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.zeros((len(labels), n_classes))
-    out[np.arange(len(labels)), labels] = 1.0
-    return out
-
-
-class ErrorAwareMixture:
-    """Domino's error-aware mixture. ``fit`` on one split, ``predict_proba`` on any other.
-
-    What differs from a literal reading of Domino (each measured on the informative planted
-    protocol, ``python tests/benchmarks/bench_slices.py --ablation``): k-means initialisation
-    (Domino's own default at HEAD) instead of tying components to confusion cells, and components
-    ranked by their expected number of errors instead of ``|max_j (p̂_kj − p_kj)|``.
-
-    Parameters
-    ----------
-    n_slices:
-        Components kept as slices by :meth:`predict_proba` (:meth:`ranked_proba` gives all).
-    n_components:
-        Mixture components K (at least ``n_slices``; clamped to the number of items).
-    gamma, gamma_hat:
-        Weights of the label and prediction log-likelihoods (γ, γ̂). Domino's examples use 10–40.
-    pca_dims:
-        PCA dimension of the embeddings before the mixture.
-    init:
-        ``"kmeans"`` (default) or ``"confusion"`` (components tied to confusion cells, Domino v0.1.5).
-    ranking:
-        ``"errors"`` (default): components ranked by ``Σ_i r_ik · [ŷ_i ≠ y_i]`` on the fitted items;
-        ``"domino"``: by ``|max_j (p̂_kj − p_kj)|``.
-    """
-
-    def __init__(
-        self,
-        n_slices: int = 5,
-        *,
-        n_components: int = 25,
-        gamma: float = 10.0,
-        gamma_hat: float = 10.0,
-        pca_dims: int = 128,
-        max_iter: int = 100,
-        tol: float = 1e-3,
-        reg_covar: float = 1e-6,
-        init: str = "kmeans",
-        ranking: str = "errors",
-        random_state: int = 0,
-    ) -> None:
-        if init not in ("kmeans", "confusion"):
-            msg = f"init must be 'kmeans' or 'confusion', got {init!r}"
-            raise ValueError(msg)
-        if ranking not in ("errors", "domino"):
-            msg = f"ranking must be 'errors' or 'domino', got {ranking!r}"
-            raise ValueError(msg)
-        self.n_slices = n_slices
-        self.n_components = n_components
-        self.gamma = gamma
-        self.gamma_hat = gamma_hat
-        self.pca_dims = pca_dims
-        self.max_iter = max_iter
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.init = init
-        self.ranking = ranking
-        self.random_state = random_state
-
-    # log-likelihood of every item under every component, (n, K)
-    def _log_resp(self, X: np.ndarray, Y: np.ndarray | None, P: np.ndarray | None) -> np.ndarray:
-        eps = np.finfo(np.float64).eps
-        inv = 1.0 / self.var_
-        # sum_d (x_d - m_kd)^2 / v_kd, expanded into three (n, K) products: never an (n, K, d)
-        # temporary (at 1e5 items, 25 components and 128 dims that was 2.6 GB, several times).
-        sq = (X**2) @ inv.T - 2.0 * (X @ (self.means_ * inv).T) + (self.means_**2 * inv).sum(axis=1)
-        log_gauss = -0.5 * (np.log(2 * np.pi * self.var_).sum(axis=1)[None] + np.maximum(sq, 0.0))
-        log_r = np.log(self.weights_ + eps)[None] + log_gauss
-        if Y is not None:
-            log_r = log_r + self.gamma * np.log(Y @ self.y_probs_.T + eps)
-        if P is not None:
-            log_r = log_r + self.gamma_hat * np.log(P @ self.yhat_probs_.T + eps)
-        return log_r
-
-    def _m_step(self, X: np.ndarray, Y: np.ndarray, P: np.ndarray, R: np.ndarray) -> None:
-        nk = R.sum(axis=0) + 10 * np.finfo(np.float64).eps
-        self.weights_ = nk / nk.sum()
-        self.means_ = (R.T @ X) / nk[:, None]
-        self.var_ = (R.T @ X**2) / nk[:, None] - self.means_**2 + self.reg_covar
-        self.var_ = np.maximum(self.var_, self.reg_covar)
-        self.y_probs_ = (R.T @ Y) / nk[:, None]
-        self.yhat_probs_ = (R.T @ P) / nk[:, None]
-
-    def fit(
-        self, embeddings: np.ndarray, labels: np.ndarray, probs: np.ndarray
-    ) -> ErrorAwareMixture:
-        from sklearn.decomposition import PCA
-
-        Z, y, P = _inputs(embeddings, labels, probs)
-        n, C = P.shape
-        rng = np.random.default_rng(self.random_state)
-        dims = min(self.pca_dims, Z.shape[1], max(1, n - 1))
-        self.pca_ = PCA(n_components=dims, random_state=self.random_state).fit(Z)
-        X = self.pca_.transform(Z)
-        Y = _onehot(y, C)
-        K = max(self.n_slices, min(self.n_components, n))
-        self.K_ = K
-        if self.init == "confusion":
-            R = self._confusion_init(X, Y, P, K, rng)
-        else:
-            from sklearn.cluster import KMeans
-
-            km = KMeans(K, n_init=1, random_state=self.random_state).fit(X)
-            R = _onehot(km.labels_, K) + 1e-3 * rng.random((n, K))
-        R = R / R.sum(axis=1, keepdims=True)
-        prev = -np.inf
-        self.n_iter_ = 0
-        for _ in range(self.max_iter):
-            self.n_iter_ += 1
-            self._m_step(X, Y, P, R)
-            log_r = self._log_resp(X, Y, P)
-            top = log_r.max(axis=1, keepdims=True)
-            lse = top + np.log(np.exp(log_r - top).sum(axis=1, keepdims=True))
-            R = np.exp(log_r - lse)
-            ll = float(lse.mean())
-            if abs(ll - prev) < self.tol:
-                break
-            prev = ll
-        if self.ranking == "errors":
-            self.slice_scores_ = R.T @ (P.argmax(axis=1) != y).astype(np.float64)
-        else:
-            self.slice_scores_ = np.abs((self.yhat_probs_ - self.y_probs_).max(axis=1))
-        self.component_order_ = np.argsort(-self.slice_scores_, kind="stable")
-        self.slice_components_ = self.component_order_[: self.n_slices]
-        return self
-
-    def _confusion_init(
-        self, X: np.ndarray, Y: np.ndarray, P: np.ndarray, K: int, rng: np.random.Generator
-    ) -> np.ndarray:
-        """Tie components to confusion cells (label, prediction), the fullest cells first.
-
-        Domino tiles the cells across the components, which makes identical copies when there are
-        fewer cells than components; here a cell given m components splits its items by k-means
-        into m parts, so the copies start apart.
-        """
-        from sklearn.cluster import KMeans
-
-        n, C = Y.shape
-        # The confusion cell (label, prediction) of each item, and its weight P[item, prediction];
-        # the (n, C * C) one-hot-times-probabilities matrix is never built (C may be 1000).
-        y = Y.argmax(axis=1)
-        pred = P.argmax(axis=1)
-        hard = y * C + pred
-        order = [
-            c
-            for c in np.argsort(-np.bincount(hard, minlength=C * C), kind="stable")
-            if (hard == c).any()
-        ]
-        share = dict.fromkeys(order, 0)
-        for k in range(K):  # round robin over the occupied cells, fullest first
-            share[order[k % len(order)]] += 1
-        R = np.full((n, K), 1e-3) * rng.random((n, K))
-        k0 = 0
-        for c, m in share.items():
-            if m == 0:
-                continue
-            rows = np.flatnonzero(hard == c)
-            m_eff = min(m, len(rows))
-            parts = (
-                KMeans(m_eff, n_init=1, random_state=self.random_state).fit_predict(X[rows])
-                if m_eff > 1
-                else np.zeros(len(rows), dtype=int)
-            )
-            R[rows, k0 + parts] += P[rows, c % C]
-            k0 += m
-        return R
-
-    def predict_proba(
-        self,
-        embeddings: np.ndarray,
-        labels: np.ndarray | None = None,
-        probs: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """(n, n_slices) responsibilities of the kept components (rows need not sum to 1).
-
-        Without ``labels``/``probs`` the γ/γ̂ terms are dropped.
-        """
-        return self.ranked_proba(embeddings, labels, probs)[:, : self.n_slices]
-
-    def ranked_proba(
-        self,
-        embeddings: np.ndarray,
-        labels: np.ndarray | None = None,
-        probs: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """(n, K) responsibilities of every component, best-ranked first."""
-        Z = np.asarray(embeddings, dtype=np.float64)
-        X = self.pca_.transform(Z)
-        C = self.y_probs_.shape[1]
-        Y = _onehot(np.asarray(labels, dtype=np.int64), C) if labels is not None else None
-        P = np.asarray(probs, dtype=np.float64) if probs is not None else None
-        log_r = self._log_resp(X, Y, P)
-        top = log_r.max(axis=1, keepdims=True)
-        R = np.exp(log_r - top)
-        R = R / R.sum(axis=1, keepdims=True)
-        return R[:, self.component_order_]
-
-
-def _inputs(embeddings: Any, labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    y = np.asarray(labels).astype(np.int64)
-    Z = finite_matrix(embeddings, "embeddings", rows=len(y), hint=": drop those items first")
-    P = finite_matrix(probs, "probs", rows=len(y))
-    if len(y) and (y.min() < 0 or y.max() >= P.shape[1]):
-        msg = f"labels must be class indices in 0..{P.shape[1] - 1}"
-        raise ValueError(msg)
-    return Z, y, P
 
 
 # --------------------------------------------------------------------------- label errors
@@ -528,16 +312,6 @@ class DefaultSlicer(Slicer):
         return M, [name for b in blocks for name in b[1]]
 
 
-def _inputs(embeddings: Any, labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    y = np.asarray(labels).astype(np.int64)
-    Z = finite_matrix(embeddings, "embeddings", rows=len(y), hint=": drop those items first")
-    P = finite_matrix(probs, "probs", rows=len(y))
-    if len(y) and (y.min() < 0 or y.max() >= P.shape[1]):
-        msg = f"labels must be class indices in 0..{P.shape[1] - 1}"
-        raise ValueError(msg)
-    return Z, y, P
-
-
 def make_slicer(
     method: str | None, n_slices: int = 5, *, random_state: int = 0, **options
 ) -> Slicer:
@@ -590,7 +364,7 @@ def discover(
     if n_slices < 1:
         msg = f"n_slices must be >= 1, got {n_slices}"
         raise ValueError(msg)
-    Z, y, P = _inputs(embeddings, labels, probs)
+    Z, y, P = check_inputs(embeddings, labels, probs)
     if len(y) == 0:
         msg = "no items to slice"
         raise ValueError(msg)

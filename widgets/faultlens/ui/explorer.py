@@ -36,7 +36,8 @@ import pandas as pd
 import traitlets as t
 from ipywidgets import CallbackDispatcher
 
-from faultlens.analysis.records import SavedSlices, check_slice_name
+from faultlens.analysis.record_views import SavedSlices
+from faultlens.analysis.records import check_slice_name
 from faultlens.analysis.stats import selection_stats
 from faultlens.render.colors import SLICE_COLOR, encode_color, encode_slices
 from faultlens.render.html import explorer_html
@@ -823,7 +824,7 @@ class Explorer(anywidget.AnyWidget):
 
 
 class _ShownSlices(SavedSlices):
-    """The analysis's saved slices (:class:`~faultlens.analysis.records.SavedSlices`) as the
+    """The analysis's saved slices (:class:`~faultlens.analysis.record_views.SavedSlices`) as the
     Explorer holds them: after every save, delete, export or :meth:`refresh`, ``show(text)``
     refreshes the widget's list and status bar."""
 

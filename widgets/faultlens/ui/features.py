@@ -12,7 +12,7 @@ how likely each is spurious (computed when a class is first shown). The front en
 demand with a ``tiles`` message; Python answers with two PNG buffers per row: the original and its
 activation-map overlay (NAM or Grad-CAM, scaled per image). A mark is set by a ``set_mark`` message
 (``{type: "set_mark", mark}``: the shown class and feature; confirming a suggestion is ``"spurious"``,
-rejecting it ``"core"``) and saved by :class:`~faultlens.analysis.records.FeatureMarks` to
+rejecting it ``"core"``) and saved by :class:`~faultlens.analysis.record_views.FeatureMarks` to
 ``<analysis folder>/annotations.json``; ``mark`` shows it. ``selection`` is a read-only view of the
 binary ``_selection`` (uint32 rows) that Python writes.
 """
@@ -32,7 +32,8 @@ from PIL import Image
 
 from faultlens.analysis import spurious as sp
 from faultlens.analysis.feature_index import FeatureIndex
-from faultlens.analysis.records import MARKS, FeatureMarks
+from faultlens.analysis.record_views import FeatureMarks
+from faultlens.analysis.records import MARKS
 from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
