@@ -262,6 +262,7 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
             while time.time() < deadline and not page.locator(idle).count():
                 _accept_dialogs(page)
                 page.wait_for_timeout(200)
+            page.locator(idle).wait_for(timeout=30000)
             page.wait_for_timeout(300)
             _accept_dialogs(page)
             page.locator(".lm-MenuBar-item", has_text="Run").first.click()
@@ -274,6 +275,7 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
                 page.wait_for_timeout(100)
             else:
                 row["error"] = "the map never drew within 300 s"
+                page.screenshot(path=str(root / f"failed-{tag}.png"))
                 return row
             page.evaluate(
                 "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
@@ -381,6 +383,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--drags", type=int, default=8)
     ap.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--json", help="also write the rows to this JSON file")
+    ap.add_argument("--keep", help="keep the server's folder (notebooks, logs, screenshots) here")
     args = ap.parse_args(argv)
     sizes = [1000] if args.smoke else [int(v) for v in args.sizes.split(",")]
     drags = 4 if args.smoke else args.drags
@@ -395,7 +398,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
         return []
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp, lab_server(Path(tmp)) as url:
+    keep = Path(args.keep) if args.keep else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    ctx = (
+        contextlib.nullcontext(str(keep))
+        if keep
+        else tempfile.TemporaryDirectory(prefix="bench-peers-")
+    )
+    with ctx as tmp, lab_server(Path(tmp)) as url:
         for n in sizes:
             for variant in args.only:
                 why = _why_not(VARIANTS[variant][0])
