@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from faultlens.data.gpu_decode import Preprocess, decode_batch, iter_batches
+from faultlens.data.gpu_decode import Preprocess, decode_batch, iter_batches, run_batches
 
 
 def _photo(seed: int, h: int = 75, w: int = 100) -> np.ndarray:
@@ -144,3 +144,49 @@ def test_iter_batches_stops_cleanly_when_the_caller_stops(tmp_path: Path) -> Non
     first = next(it)
     assert first.indices == [0, 1]
     it.close()  # the reader thread, blocked on a full queue, must not hang the caller
+
+
+class _Mean:
+    """A batch model whose output is each image's mean per channel: checks what it was fed."""
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        return batch.mean(dim=(2, 3)).cpu().numpy()
+
+
+def test_run_batches_decodes_once_for_every_model_and_makes_thumbnails(tmp_path: Path) -> None:
+    from faultlens.data.decode import decode_image, encode_thumbnail
+
+    paths = []
+    for k in range(5):
+        p = tmp_path / f"{k}.{'png' if k == 2 else 'jpg'}"
+        p.write_bytes(_encode(_photo(k, 120, 160), "PNG" if k == 2 else "JPEG"))
+        paths.append(p)
+    paths[3].write_bytes(b"\xff\xd8\xff broken")
+    pres = [
+        Preprocess(resize=(32, 32)),
+        Preprocess(resize=24, crop=(24, 24), mean=(0.5,) * 3, std=(0.25,) * 3),
+    ]
+    ran = list(
+        run_batches(
+            paths, [[0, 1, 2], [3, 4]], [_Mean(), _Mean()], pres, thumb_size=40, device="cpu"
+        )
+    )
+    assert [r[0] for r in ran] == [[0, 1, 2], [3, 4]]
+    (_, oks_b, whys_b, outs_b, thumbs_b) = ran[1]
+    assert oks_b == [[False, True], [False, True]] and whys_b[0][0] and whys_b[1][0]
+    assert np.isnan(outs_b[0][0]).all() and thumbs_b[0] == b""
+    for idx, _oks, _why, outs, thumbs in ran:
+        for j, i in enumerate(idx):
+            if i == 3:
+                continue
+            pil = decode_image(paths[i])
+            want = np.asarray(pil, dtype=np.float32).mean(axis=(0, 1)) / 255
+            assert np.allclose(outs[0][j], want, atol=0.01)  # model 0: plain 0–1 pixels
+            tf = T.Compose(
+                [T.Resize(24), T.CenterCrop(24), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)]
+            )
+            assert np.allclose(
+                outs[1][j], tf(pil).mean(dim=(1, 2)).numpy(), atol=0.06
+            )  # its own geometry
+            got = Image.open(io.BytesIO(thumbs[j]))
+            assert got.size == Image.open(io.BytesIO(encode_thumbnail(pil, 40))).size == (40, 30)

@@ -35,7 +35,14 @@ import torch
 
 from faultlens.data.decode import ImageDecodeError, decode_image
 
-__all__ = ["DecodedBatch", "Preprocess", "decode_batch", "iter_batches"]
+__all__ = [
+    "DecodedBatch",
+    "Preprocess",
+    "decode_batch",
+    "iter_batches",
+    "run_batches",
+    "thumbnail_bytes",
+]
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -208,20 +215,20 @@ def decode_batch(
     return _decode_blobs(blobs, reasons, preprocess, device, indices, list(names), pool)
 
 
-def _decode_blobs(
+def _decode_uint8(
     blobs: list[bytes | None],
     reasons: dict[int, str],
-    preprocess: Preprocess,
     device: torch.device,
-    indices: list[int],
-    names: list[str],
     pool: ThreadPoolExecutor | None,
-) -> DecodedBatch:
+) -> tuple[dict[int, torch.Tensor], int]:
+    """Position → uint8 (3, H, W) image on ``device`` for every blob that decodes (``reasons``
+    gets the others), and how many JPEGs the device decoded."""
     jpeg_at = [k for k, b in enumerate(blobs) if b is not None and b[:3] == JPEG_MAGIC]
     images: dict[int, torch.Tensor] = {}
     n_gpu = 0
     if jpeg_at:
-        for k, img in zip(jpeg_at, _decode_jpegs([blobs[k] for k in jpeg_at], device), strict=True):  # type: ignore[misc]
+        decoded = _decode_jpegs([blobs[k] for k in jpeg_at], device)  # type: ignore[misc]
+        for k, img in zip(jpeg_at, decoded, strict=True):
             if img is not None:
                 images[k] = img
                 n_gpu += device.type == "cuda"
@@ -241,16 +248,144 @@ def _decode_blobs(
         if device.type == "cuda":
             img = img.pin_memory().to(device, non_blocking=True)
         images[k] = img
+    return images, n_gpu
+
+
+def _empty(preprocess: Preprocess, device: torch.device) -> torch.Tensor:
+    r = preprocess.resize
+    h, w = preprocess.crop or (r if isinstance(r, tuple) else (r, r))
+    return torch.empty((0, 3, h, w), device=device)
+
+
+def _decode_blobs(
+    blobs: list[bytes | None],
+    reasons: dict[int, str],
+    preprocess: Preprocess,
+    device: torch.device,
+    indices: list[int],
+    names: list[str],
+    pool: ThreadPoolExecutor | None,
+) -> DecodedBatch:
+    images, n_gpu = _decode_uint8(blobs, reasons, device, pool)
     order = sorted(images)
-    if order:
-        batch = preprocess.apply([images[k] for k in order])
-    else:
-        h, w = preprocess.crop or (
-            preprocess.resize if isinstance(preprocess.resize, tuple) else (preprocess.resize,) * 2
-        )
-        batch = torch.empty((0, 3, h, w), device=device)
+    batch = preprocess.apply([images[k] for k in order]) if order else _empty(preprocess, device)
     skipped = [(indices[k], names[k], reasons[k]) for k in sorted(reasons)]
     return DecodedBatch(batch, [indices[k] for k in order], skipped, n_gpu)
+
+
+def thumbnail_bytes(image: torch.Tensor, size: int) -> bytes:
+    """A uint8 (3, H, W) image (any device) → faultlens's thumbnail bytes: shrunk on the device to
+    twice ``size`` on the longer side first (so little crosses back), then
+    :func:`~faultlens.data.decode.encode_thumbnail` on the CPU as the runner does."""
+    from PIL import Image
+
+    from faultlens.data.decode import encode_thumbnail
+
+    h, w = image.shape[-2:]
+    s = 2 * size / max(h, w)
+    if s < 1:
+        image = torch.nn.functional.interpolate(
+            image.unsqueeze(0).float(), size=(max(1, round(h * s)), max(1, round(w * s))),
+            mode="bilinear", antialias=True, align_corners=False,
+        )[0].round_().clamp_(0, 255).to(torch.uint8)  # fmt: skip
+    arr = image.permute(1, 2, 0).contiguous().cpu().numpy()
+    return encode_thumbnail(Image.fromarray(arr), size)
+
+
+def run_batches(
+    paths: Sequence[str | os.PathLike[str]],
+    batches: Sequence[Sequence[int]],
+    models: Sequence[Any],
+    preprocesses: Sequence[Preprocess],
+    *,
+    thumb_size: int | None = None,
+    device: str | torch.device | None = None,
+    prefetch: int = 3,
+    cpu_workers: int | None = None,
+) -> Iterator[
+    tuple[list[int], list[list[bool]], list[list[str | None]], dict[int, np.ndarray], list[bytes]]
+]:
+    """Decode each batch of ``paths`` (lists of item indices) once, run every model on it with its
+    own :class:`Preprocess`, and yield ``(indices, oks, reasons, outputs, thumbnails)``: per model
+    (by position) whether each item ran and why not, its (B, D) float32 outputs (NaN rows for the
+    items it could not run) and, with ``thumb_size``, each decoded item's thumbnail bytes (b"" for
+    a skipped one). Files are read ahead on a thread while the models run."""
+    if len(models) != len(preprocesses):
+        msg = f"one Preprocess per model: got {len(preprocesses)} for {len(models)} models"
+        raise ValueError(msg)
+    device = _default_device(device)
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+    done = object()
+
+    def reader() -> None:
+        try:
+            for idx in batches:
+                if stop.is_set():
+                    return
+                q.put((list(idx), *_read_all([paths[i] for i in idx])))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=reader, name="faultlens-gpu-reader", daemon=True)
+    thread.start()
+    try:
+        with ThreadPoolExecutor(max_workers=cpu_workers or min(8, os.cpu_count() or 1)) as pool:
+            while (got := q.get()) is not done:
+                if isinstance(got, BaseException):
+                    raise got
+                idx, blobs, reasons = got
+                images, _ = _decode_uint8(blobs, reasons, device, pool)
+                order = sorted(images)
+                oks, whys, outs = [], [], {}
+                for m, (model, pre) in enumerate(zip(models, preprocesses, strict=True)):
+                    ok = [False] * len(idx)
+                    why: list[str | None] = [reasons.get(k) for k in range(len(idx))]
+                    block = np.full((len(idx), 0), np.nan, dtype=np.float32)
+                    if order:
+                        out = np.asarray(
+                            model.run(pre.apply([images[k] for k in order])), dtype=np.float32
+                        )
+                        out = out.reshape(len(out), -1)
+                        block = np.full((len(idx), out.shape[1]), np.nan, dtype=np.float32)
+                        finite = np.isfinite(out).all(axis=1)
+                        for j, k in enumerate(order):
+                            ok[k] = bool(finite[j])
+                            if finite[j]:
+                                block[k] = out[j]
+                            else:
+                                why[k] = f"model {m} gave NaN or inf for it"
+                    oks.append(ok)
+                    whys.append(why)
+                    outs[m] = block
+                thumbs = []
+                if thumb_size:
+                    thumbs = [
+                        thumbnail_bytes(images[k], thumb_size) if k in images else b""
+                        for k in range(len(idx))
+                    ]
+                yield idx, oks, whys, outs, thumbs
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def _read_all(chunk: Sequence[str | os.PathLike[str]]) -> tuple[list[bytes | None], dict[int, str]]:
+    blobs: list[bytes | None] = []
+    reasons: dict[int, str] = {}
+    for k, p in enumerate(chunk):
+        try:
+            blobs.append(_read(p))
+        except (ImageDecodeError, OSError) as exc:
+            blobs.append(None)
+            reasons[k] = str(exc)
+    return blobs, reasons
 
 
 def iter_batches(
@@ -281,15 +416,7 @@ def iter_batches(
                 if stop.is_set():
                     return
                 chunk = paths[start : start + batch_size]
-                blobs: list[bytes | None] = []
-                reasons: dict[int, str] = {}
-                for k, p in enumerate(chunk):
-                    try:
-                        blobs.append(_read(p))
-                    except (ImageDecodeError, OSError) as exc:
-                        blobs.append(None)
-                        reasons[k] = str(exc)
-                q.put((start, chunk, blobs, reasons))
+                q.put((start, chunk, *_read_all(chunk)))
         except BaseException as exc:  # handed to the consumer, raised there
             q.put(exc)
         finally:
