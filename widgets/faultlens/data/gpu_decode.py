@@ -307,7 +307,7 @@ def run_batches(
 ]:
     """Decode each batch of ``paths`` (lists of item indices) once, run every model on it with its
     own :class:`Preprocess`, and yield ``(indices, oks, reasons, outputs, thumbnails)``: per model
-    (by position) whether each item ran and why not, its (B, D) float32 outputs (NaN rows for the
+    (by position) whether each item ran and why not ("" when it ran), its (B, D) float32 outputs (NaN rows for the
     items it could not run) and, with ``thumb_size``, each decoded item's thumbnail bytes (b"" for
     a skipped one). Files are read ahead on a thread while the models run."""
     if len(models) != len(preprocesses):
@@ -342,7 +342,7 @@ def run_batches(
                 oks, whys, outs = [], [], {}
                 for m, (model, pre) in enumerate(zip(models, preprocesses, strict=True)):
                     ok = [False] * len(idx)
-                    why: list[str | None] = [reasons.get(k) for k in range(len(idx))]
+                    why = [reasons.get(k, "") for k in range(len(idx))]
                     block = np.full((len(idx), 0), np.nan, dtype=np.float32)
                     if order:
                         out = np.asarray(
