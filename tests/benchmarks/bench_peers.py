@@ -310,6 +310,7 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
             lat = {"fast": [], "slow": []}
             tried = {"fast": 0, "slow": 0}
             sent_per_drag = []
+            early = 0
             for i in range(drags):
                 fx0, fy0, fx1, fy1 = BOXES[i % len(BOXES)]
                 slow = i % 2 == 1
@@ -332,12 +333,15 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
                 got = None
                 while time.time() < deadline:
                     new = [e for e in _read_log(log_path)[before:] if e["rows"] > 0]
-                    if new:
-                        got = new[0]
+                    after = [e for e in new if e["t"] >= t_up]
+                    if after:
+                        got = after[0]
                         break
                     time.sleep(0.02)
                 page.wait_for_timeout(400)  # any second update lands before the next drag
                 sent_per_drag.append(sent[0] - sent0)
+                # a selection that reached Python before the button was released (a live lasso)
+                early += any(e["rows"] > 0 and e["t"] < t_up for e in _read_log(log_path)[before:])
                 if got is not None:
                     lat[speed].append(got["t"] - t_up)
                 page.mouse.click(box["x"] + 2, box["y"] + box["height"] - 2)  # clear, off the boxes
@@ -351,6 +355,7 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
                 latency_ms_min=min(all_lat) if all_lat else None,
                 latency_ms_max=max(all_lat) if all_lat else None,
                 sent_bytes_per_drag=statistics.median(sent_per_drag) if sent_per_drag else None,
+                selections_before_release=early,
             )
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
