@@ -381,7 +381,8 @@ def _fmt(row: dict) -> str:
         f"{head}  load {row['load_s']:6.1f} s  wire {row['wire_bytes'] / 1e6:7.2f} MB "
         f"({row['wire_bytes_per_point']:8.1f} B/pt)  selection reached Python {row['reached']} "
         f"(fast {row['reached_fast']}, slow {row['reached_slow']})  latency {lat_s}  "
-        f"sent/drag {row['sent_bytes_per_drag'] or 0:.0f} B"
+        f"sent/drag {row['sent_bytes_per_drag'] or 0:.0f} B; "
+        f"selections before release {row.get('selections_before_release', 0)}"
     )
 
 
