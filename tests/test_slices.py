@@ -438,3 +438,19 @@ def test_bad_input_is_named() -> None:
     assert 1 <= len(found) < 40
     with pytest.raises(RuntimeError, match="could not load the captioner"):
         describe.OpenClipCaptioner("coca_ViT-B-32", pretrained="/no/such/weights.pt")
+
+
+def test_a_slice_has_a_rich_repr_that_escapes_its_names() -> None:
+    from faultlens.analysis.slices import Slice
+
+    evil = "<img src=x onerror=alert(1)>"
+    s = Slice(
+        name=f"{evil} → cat", method="mixture", membership=np.zeros(4), indices=np.arange(3),
+        stats={"error_rate": 0.5, "ci_low": 0.1, "ci_high": 0.9, "lift": 2.0,
+               "class_mix": [{"name": evil, "n": 3}]},
+        overlaps={evil: 0.3},
+    )  # fmt: skip
+    out = s._repr_html_()
+    assert evil not in out and out.count("&lt;img src=x onerror=alert(1)&gt;") == 3
+    assert "3 images" in out and "error rate 50.0% (95% CI 10.0%–90.0%)" in out
+    assert "found by mixture" in out and "likely label errors: –" in out

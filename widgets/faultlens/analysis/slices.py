@@ -21,6 +21,7 @@ share of its members that look like label errors, and the slices it overlaps.
 
 from __future__ import annotations
 
+import html
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -66,6 +67,29 @@ class Slice:
         return (
             f"<Slice {self.name!r} ({self.method}): {len(self.indices)} images, error rate "
             f"{s.get('error_rate', float('nan')):.1%}, lift {s.get('lift', float('nan')):.2f}>"
+        )
+
+    def _repr_html_(self) -> str:
+        """A card for notebooks and nbviewer: name, method, size, error rate with its interval,
+        lift, class mix, likely label errors and overlaps; every name escaped."""
+        s = self.stats
+
+        def pct(v: Any) -> str:
+            return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.1%}"
+
+        mix = ", ".join(
+            f"{html.escape(str(m['name']))} {int(m['n'])}" for m in (s.get("class_mix") or [])[:4]
+        )
+        over = ", ".join(f"{html.escape(k)} {v:.0%}" for k, v in self.overlaps.items())
+        lift = s.get("lift")
+        return (
+            f"<div class='faultlens-slice'><b>{html.escape(self.name)}</b> "
+            f"<span>(found by {html.escape(self.method)})</span>: {len(self.indices):,} images, "
+            f"error rate {pct(s.get('error_rate'))} (95% CI {pct(s.get('ci_low'))}–"
+            f"{pct(s.get('ci_high'))}), lift {'–' if lift is None else f'{lift:.2f}'}"
+            f"<br>classes: {mix or '–'}; likely label errors: {pct(self.label_error_share)}"
+            + (f"<br>overlaps: {over}" if over else "")
+            + "</div>"
         )
 
 

@@ -22,7 +22,6 @@ full data in Python, never on what the map shows.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import math
 import time
@@ -55,6 +54,7 @@ from faultlens.ui.state import (
     map_notes,
     read_columns,
 )
+from faultlens.ui.static_copy import with_static_copy
 from faultlens.ui.traits import (
     Binary,
     Choice,
@@ -802,25 +802,19 @@ class Explorer(anywidget.AnyWidget):
     # ------------------------------------------------------------------ static output
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
-        try:
+        def render() -> tuple[bytes, str]:
             codes, legend = self._encoding()
             png = render_map_png(
                 self._cols["x"], self._cols["y"], codes, legend, title=self.color_by,
                 shown=self._visible_mask, selected=self.selection,
             )  # fmt: skip
-            data["image/png"] = base64.b64encode(png).decode()
-            data["text/html"] = explorer_html(
+            return png, explorer_html(
                 png=png, n_points=self.n_points, class_names=self.class_names,
                 color_by=self.color_by, selection=self.stats, saved=self.saved_slices,
                 discovered=self.discovered, description=self.descriptions,
             )  # fmt: skip
-        except Exception as exc:  # the live widget matters more than the static copy
-            data["text/plain"] = f"{data.get('text/plain', '')} (static image failed: {exc})"
-        return data, meta
+
+        return with_static_copy(super()._repr_mimebundle_(**kwargs), render)
 
 
 class _ShownSlices(SavedSlices):
