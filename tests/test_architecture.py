@@ -20,7 +20,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "widgets" / "faultlens"
 LAYERS: dict[str, float] = {
     "_version": 0,
     "_checks": 0,
-    "files": 0,  # atomic writes, safe reads, locks: what the store and the records stand on
     "store": 0,
     "data": 1,
     "models": 2,

@@ -149,8 +149,8 @@ def test_two_processes_filling_one_cache_compute_each_shard_once(tmp_path: Path)
 def _save_folder(folder: str, who: str, barrier) -> None:
     import time
 
-    from faultlens.files import replace_folder
     from faultlens.store import write_json, write_npy
+    from faultlens.store.files import replace_folder
 
     def build(tmp: Path) -> None:  # files written one by one, slowly: as a save writes them
         for name in ("table", "probs", "embeddings", "meta"):
@@ -189,7 +189,7 @@ def test_two_saves_into_one_folder_leave_one_whole_folder(tmp_path: Path) -> Non
 
 
 def test_a_failed_build_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
-    from faultlens.files import replace_folder
+    from faultlens.store.files import replace_folder
 
     folder = tmp_path / "an"
     folder.mkdir()
@@ -213,8 +213,8 @@ def test_a_failed_build_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
 def test_a_link_planted_in_the_cache_is_not_written_through(tmp_path: Path) -> None:
     import warnings
 
-    from faultlens.files import UnsafePathError
     from faultlens.store import ArtifactStore, CacheWarning
+    from faultlens.store.files import UnsafePathError
 
     victim = tmp_path / "victim"
     victim.write_bytes(b"someone else's file")
@@ -256,8 +256,8 @@ def test_a_link_planted_in_the_cache_is_not_written_through(tmp_path: Path) -> N
 
 
 def test_a_link_planted_in_an_analysis_folder_is_not_written_through(tmp_path: Path) -> None:
-    from faultlens.files import UnsafePathError, replace_folder
     from faultlens.store import write_json
+    from faultlens.store.files import UnsafePathError, replace_folder
 
     victim = tmp_path / "victim.json"
     victim.write_text("theirs")
@@ -281,8 +281,8 @@ def test_a_group_cache_gives_the_group_its_files(
 ) -> None:
     import stat
 
-    from faultlens.files import group_shared
     from faultlens.store import ArtifactStore
+    from faultlens.store.files import group_shared
 
     old = os.umask(0o022)
     try:
@@ -314,7 +314,7 @@ def test_a_group_cache_gives_the_group_its_files(
 def test_a_lock_waited_for_in_a_folder_swapped_away_is_taken_again(tmp_path: Path) -> None:
     import time
 
-    from faultlens.files import FileLock, lock_path
+    from faultlens.store.files import FileLock, lock_path
 
     folder = tmp_path / "an"
     folder.mkdir()

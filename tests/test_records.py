@@ -14,7 +14,7 @@ import pytest
 
 from faultlens.analysis.record_views import FeatureMarks, SavedSlices
 from faultlens.analysis.records import MARKS_FILE, SLICES, SLICES_FILE, RecordStore
-from faultlens.files import UnsafePathError
+from faultlens.store.files import UnsafePathError
 
 
 def _analysis(folder: Path | None = None, n: int = 10) -> SimpleNamespace:

@@ -23,7 +23,7 @@ from faultlens.analysis.records import (
     RecordStore,
     check_slice_name,
 )
-from faultlens.files import (
+from faultlens.store.files import (
     atomic_path,
 )
 

@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faultlens.files import (
+from faultlens.store import json_bytes
+from faultlens.store.files import (
     FileLock,
     atomic_file,
     check_inside,
     lock_path,
     read_bytes,
 )
-from faultlens.store import json_bytes
 
 SLICES_FILE = "slices.json"
 MARKS_FILE = "annotations.json"

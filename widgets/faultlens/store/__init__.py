@@ -10,7 +10,7 @@ Nothing here unpickles: arrays are ``.npy`` read with ``allow_pickle=False``, me
 
 Several processes may fill one cache (two notebooks, a class on one JupyterHub volume): a shard is
 computed by the one process that holds its lock (:class:`ShardClaims`; a lock dies with its
-process). Files are written by :mod:`faultlens.files`: never through a link someone placed in the
+process). Files are written by :mod:`faultlens.store.files`: never through a link someone placed in the
 cache, group-writable in a cache shared by a group.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Self
 import numpy as np
 
 from faultlens._version import __version__
-from faultlens.files import (
+from faultlens.store.files import (
     FileLock,
     UnsafePathError,
     atomic_file,
@@ -37,9 +37,11 @@ from faultlens.files import (
     make_dirs,
     remove_stale_temps,
 )
-from faultlens.files import _owner as _owner  # who writes a temporary file (tests name one)
-from faultlens.files import _umask as _umask  # the umask, read once (tests compare modes with it)
-from faultlens.files import atomic_path as atomic_path  # for files a user names (exports)
+from faultlens.store.files import _owner as _owner  # who writes a temporary file (tests name one)
+from faultlens.store.files import (
+    _umask as _umask,  # the umask, read once (tests compare modes with it)
+)
+from faultlens.store.files import atomic_path as atomic_path  # for files a user names (exports)
 
 ENV_VAR = "FAULTLENS_CACHE"
 
