@@ -72,7 +72,7 @@ CHILD = textwrap.dedent(
         ex._send_thumbs({"rows": [tile["row"] for tile in ex._grid["tiles"]]})
     a.failure_scores()
     found = a.find_slices(n_slices=5)
-    ex.set_slices(found)
+    ex.set_discovered(found)
     ex.color_by = "slice"
     print(json.dumps({"n": n, "dim": dim, "base_mb": base, "peak_mb": peak_mb(),
                       "above_mb": peak_mb() - base, "seconds": time.perf_counter() - t0,

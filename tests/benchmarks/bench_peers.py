@@ -64,7 +64,8 @@ def log(rows):
 
 WIDGETS = {
     "faultlens": r"""
-from faultlens.analysis.core import Analysis
+import faultlens
+from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 label = (np.arange(n) % 4).astype(np.int64)
 pred = np.where(rng.random(n) < 0.2, (label + 1) % 4, label)
@@ -77,7 +78,7 @@ table = pd.DataFrame({"id": np.arange(n).astype(str), "path": None, "label": lab
     "source_index": np.arange(n)})
 images = np.full((n, 4, 4, 3), 128, dtype=np.uint8)
 analysis = Analysis(table, class_names=names, source=ArraySource(images, label, class_names=names))
-w = analysis.explore()
+w = faultlens.explore(analysis)
 w.observe_selection(log)
 w
 """,
