@@ -16,11 +16,15 @@ from faultlens.analysis.record_views import FeatureMarks, SavedSlices
 from tests.benchmarks.bench_records import run as run_writers
 
 
+@pytest.mark.parametrize("via", ["store", "widgets"])
 @pytest.mark.parametrize("kind", ["slices", "marks"])
-def test_concurrent_saves_and_deletes_keep_every_record(kind: str, tmp_path: Path) -> None:
-    # 3 processes × 24 saves, each deleting every fourth of its own right after saving it:
-    # without the lock and the re-read inside it, about half of them were lost
-    out = run_writers("store", kind, procs=3, saves=24, every=4, folder=tmp_path / "an")
+def test_concurrent_saves_and_deletes_keep_every_record(
+    via: str, kind: str, tmp_path: Path
+) -> None:
+    # 3 processes × 24 saves, each deleting every fourth of its own right after saving it, through
+    # the store or through the widgets (Explorer, FeatureBrowser): without the lock and the re-read
+    # inside it, about half of them were lost
+    out = run_writers(via, kind, procs=3, saves=24, every=4, folder=tmp_path / "an")
     assert out["errors"] == [] and out["exit_codes"] == [0, 0, 0]
     assert out["expected"] == 54 and out["kept"] == 54
     assert out["deleted_still_there"] == 0 and out["temp_files_left"] == 0

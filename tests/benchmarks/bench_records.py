@@ -9,7 +9,7 @@ Run as a script (not collected by pytest)::
     python tests/benchmarks/bench_records.py --via store --kind marks --procs 3 --saves 40 \
         --delete-every 4
 
-``--via widgets`` writes through ``Explorer.save_slice``/``delete_slice`` and
+``--via widgets`` writes through ``Explorer.save_slice`` and ``explorer.saved.delete`` and
 ``FeatureBrowser.set_mark`` (whatever widget code is on the path); ``--via store`` through
 :class:`~faultlens.analysis.record_views.SavedSlices` / :class:`~faultlens.analysis.record_views.FeatureMarks`.
 Prints one JSON line: records expected, kept, deleted ones still there, and errors. Asserts nothing
@@ -107,7 +107,7 @@ def _operations(via: str, kind: str, a: Any) -> tuple[Any, Any]:
 
         ex = Explorer(a)
         return (lambda p, j, m: ex.save_slice(f"p{p}-s{j}", rows),
-                lambda p, j, m: ex.delete_slice(f"p{p}-s{j}"))  # fmt: skip
+                lambda p, j, m: ex.saved.delete(f"p{p}-s{j}"))  # fmt: skip
     import torch
 
     from faultlens.ui.features import FeatureBrowser
