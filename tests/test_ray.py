@@ -249,8 +249,10 @@ def test_cli_prepare_with_the_ray_engine(local_ray: object, tmp_path: Path) -> N
     assert len(a) == 12 and a.embeddings.shape == (12, 1280)
     assert [s["id"] for s in a.skipped] == ["k0/broken.jpg"]
     assert a.arrays["imagenet_logits"].shape == (12, 1000)
-    # 13 items in shards of 5: three shards per model, written by the Ray pass
-    assert len(list((tmp_path / "cache" / "outputs").glob("*/shard-*.json"))) == 2 * 3
+    # 13 items in shards of 5: three shards per model (classifier, embedder, image properties),
+    # written by the Ray pass
+    assert len(list((tmp_path / "cache" / "outputs").glob("*/shard-*.json"))) == 3 * 3
+    assert {"brightness", "object_size"} <= set(a.table.columns)
 
 
 def test_engine_choices_and_options_are_checked() -> None:
