@@ -444,7 +444,9 @@ def test_discovered_slice_click_and_describe(lab: tuple[str, Path]) -> None:
         )
         source = page.locator(".fl-desc-item .fl-source").first
         source.wait_for(timeout=30000)
-        assert source.text_content() == "captions (fake)"
+        # the one-sentence summary leads; the captions that back it follow with their label
+        chips = page.locator(".fl-desc-item .fl-source").all_text_contents()
+        assert chips[0] == "summary" and "captions (fake)" in chips
         assert page.locator(".fl-desc-state").text_content() == ""
         caption = page.locator(".fl-caplist .fl-captext").first
         assert caption.text_content() == "a red <b>logo</b>"  # text, not markup
