@@ -31,7 +31,8 @@ pytestmark = pytest.mark.ui
 CHARTS = r"""
 from faultlens.ui.plots import class_accuracy_chart, confusion_chart
 import ipywidgets as w
-ex = analysis.explore(height=260)
+import faultlens
+ex = faultlens.explore(analysis, height=260)
 def log_selection(sel):
     with open("selections.jsonl", "a") as fh:
         fh.write(json.dumps({"rows": sel.tolist()}) + "\n")
