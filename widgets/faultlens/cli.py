@@ -33,7 +33,7 @@ EPILOG = """examples:
       --channels 1 --input-size 28 --mean 0.286 --std 0.353
   faultlens report analysis/ --out report.html
 
-In a notebook:  import faultlens; faultlens.load("analysis/").explore()
+In a notebook:  import faultlens; faultlens.explore(faultlens.load("analysis/"))
 """
 
 
@@ -277,7 +277,7 @@ def _prepare(args: argparse.Namespace) -> int:
     out = analysis.save(args.out)
     print(analysis.summary())
     print(f"\nanalysis saved to {out}. In a notebook:")
-    print(f"  import faultlens; a = faultlens.load({str(out)!r}); a.explore()")
+    print(f"  import faultlens; a = faultlens.load({str(out)!r}); faultlens.explore(a)")
     print(f"or a shareable page:  faultlens report {str(out)!r} --out report.html")
     return 0
 
@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="analyse your own images with your own classifier",
         description="Run your classifier and an embedder over a folder or table of images and\n"
-        "write an analysis folder (open it with faultlens.load(FOLDER).explore()).\n"
+        "write an analysis folder (open it with faultlens.explore(faultlens.load(FOLDER))).\n"
         "The input transform: resize the short side, centre-crop, (grayscale), normalise;\n"
         "its values come from --weights or --timm-config when given, then the flags.",
         epilog=EPILOG,
