@@ -756,7 +756,7 @@ def test_feature_index_batches_caches_and_resumes_after_a_stop(tiny_net, tmp_pat
     from faultlens.analysis import feature_index as fi
     from faultlens.analysis.result import Analysis
     from faultlens.data.sources import ArraySource
-    from tests.conftest import blob_images, tiny_transform
+    from tests.helpers import blob_images, tiny_transform
 
     n = fi.SHARD + 200
     imgs, labels = blob_images(n)
@@ -798,7 +798,7 @@ def test_feature_browser_static_copy_has_png_and_escaped_html(tiny_net, tmp_path
     from faultlens.analysis.result import Analysis
     from faultlens.data.sources import ArraySource
     from faultlens.ui.features import FeatureBrowser
-    from tests.conftest import blob_images, tiny_transform
+    from tests.helpers import blob_images, tiny_transform
 
     imgs, labels = blob_images(30)
     names = ["<b>r</b>", "g", "b"]
