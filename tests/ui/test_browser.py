@@ -347,7 +347,7 @@ def drag_and_check(page, root: Path, fractions) -> list[tuple[int, int, bool]]:
             f"() => document.querySelector('.fl-grid-info')?.dataset.total === '{len(rows)}'",
             timeout=10000,
         )
-        n_tiles = page.locator(".fl-tiles .fl-tile").count()
+        n_tiles = page.locator(".faultlens-explorer .fl-tiles .fl-tile").count()
         assert n_tiles == min(24, len(rows))
         results.append((k, len(rows), len(diff) == 0))
     return results

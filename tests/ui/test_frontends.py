@@ -1,5 +1,6 @@
-"""The Explorer in each Jupyter front end, in real Chromium: it renders, ten box drags (fast and
-slow) reach Python with the rows inside the box, and the grid follows.
+"""Both widgets in each Jupyter front end, in real Chromium: the FeatureBrowser renders its images,
+the Explorer renders, ten box drags (fast and slow) reach Python with the rows inside the box, and
+the grid follows.
 
 JupyterLab of this environment is covered by test_browser.py; here: Notebook 7 of this environment,
 and, when ``FAULTLENS_UI_JUPYTER`` names the ``jupyter`` of another environment (``.ci/binder`` sets
@@ -23,6 +24,7 @@ import pytest
 from tests.ui.test_browser import (
     CHROMIUM,
     EXPLORE,
+    FEATURES_NB,
     FRACTIONS,
     SETUP,
     TOKEN,
@@ -115,12 +117,17 @@ def _open_and_run_notebook7(page, url: str, nb: str) -> None:
 def test_explorer_drags_reach_python_in_each_front_end(server: tuple[str, str, Path]) -> None:
     app, url, root = server
     nb = f"explorer-{uuid.uuid4().hex[:6]}.ipynb"
-    (root / nb).write_text(json.dumps(_notebook([SETUP, EXPLORE])))
+    (root / nb).write_text(json.dumps(_notebook([SETUP, FEATURES_NB, EXPLORE])))
     with _lab_page(f"frontend-{app}", width=1400, height=1100) as page:
         if app == "lab":
             _open_and_run_inner(page, url, nb)
         else:
             _open_and_run_notebook7(page, url, nb)
+        page.wait_for_function(  # the FeatureBrowser's strips: every image loaded
+            "() => { const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
+            " return t.length >= 16 && t.every(i => i.complete && i.naturalWidth > 0); }",
+            timeout=60000,
+        )
         deadline = time.time() + 20
         while not (root / "coords.npy").exists() and time.time() < deadline:
             time.sleep(0.2)
