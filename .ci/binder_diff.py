@@ -10,13 +10,18 @@ import re
 import sys
 from pathlib import Path
 
+# the installers: the venv brings its own and the base lock's are left out (binder/base_lock.py)
+INSTALLERS = {"pip", "setuptools", "wheel"}
+
 
 def freeze(path: str) -> dict[str, str]:
     out = {}
     for line in Path(path).read_text().splitlines():
         if "==" in line:
             name, version = line.split("==", 1)
-            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+            key = re.sub(r"[-_.]+", "-", name).lower()
+            if key not in INSTALLERS:
+                out[key] = version
     return out
 
 
