@@ -142,6 +142,22 @@ def check_inside(folder: Path, path: Path) -> Path:
     return path
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """An exclusively created temporary file in ``path``'s folder, named after ``path`` and the
+    writing process (so the next write of ``path`` removes what a killed writer left behind)."""
+    make_dirs(path.parent)
+    remove_stale_temps(path.parent, path.name)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:  # read-only folder, disk full: name the folder, not a temporary file
+        raise type(exc)(
+            exc.errno, f"cannot write {path.name} in {path.parent} ({exc.strerror})"
+        ) from exc
+    return fd, tmp
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """Yield a binary file to write; on success it replaces ``path`` atomically.
@@ -153,16 +169,7 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     removed and ``path`` keeps its previous content.
     """
     path = Path(path)
-    make_dirs(path.parent)
-    remove_stale_temps(path.parent, path.name)
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent
-        )
-    except OSError as exc:  # read-only folder, disk full: name the folder, not a temporary file
-        raise type(exc)(
-            exc.errno, f"cannot write {path.name} in {path.parent} ({exc.strerror})"
-        ) from exc
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -189,16 +196,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_symlink():  # write the file the link points to; the link stays
         path = Path(os.path.realpath(path))
-    make_dirs(path.parent)
-    remove_stale_temps(path.parent, path.name)
-    try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{path.name}.{_owner()}.", suffix=".tmp", dir=path.parent
-        )
-    except OSError as exc:  # read-only folder, disk full: name the folder, not a temporary file
-        raise type(exc)(
-            exc.errno, f"cannot write {path.name} in {path.parent} ({exc.strerror})"
-        ) from exc
+    fd, tmp = _temp_beside(path)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
