@@ -40,7 +40,7 @@ KNOWN_BACK_EDGES: set[tuple[str, str]] = set()
 
 MAX_LINES = 600
 #: Files known to be longer, to be split: it only shrinks.
-KNOWN_LONG = {"ui/explorer.py"}
+KNOWN_LONG: set[str] = set()
 
 
 def module_name(path: Path, root: Path = PACKAGE) -> str:

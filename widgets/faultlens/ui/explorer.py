@@ -15,14 +15,13 @@ analysis's pre-rendered thumbnail store, else rendered; LRU-cached). Commands fr
 handled by one dispatcher.
 
 The widget only syncs, wires and validates: colours, the static map image and HTML come from
-:mod:`faultlens.render`, saved slices from :class:`~faultlens.analysis.saved_slices.SavedSlices`
-(``explorer.saved``), statistics from :mod:`faultlens.analysis.stats`. Every statistic is computed on the
-full data in Python, never on what the map shows.
+:mod:`faultlens.render`, statistics from :mod:`faultlens.analysis.stats`; saved and discovered
+slices and descriptions are the :class:`~faultlens.ui.slice_panel.SlicePanel` it mixes in. Every
+statistic is computed on the full data in Python, never on what the map shows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,22 +34,18 @@ import pandas as pd
 import traitlets as t
 from ipywidgets import CallbackDispatcher
 
-from faultlens.analysis.record_views import SavedSlices
-from faultlens.analysis.records import check_slice_name
 from faultlens.analysis.stats import selection_stats
 from faultlens.render.colors import SLICE_COLOR, encode_color, encode_slices
 from faultlens.render.html import explorer_html
 from faultlens.render.mapimage import render_map_png
 from faultlens.ui.images import ImageServer
-from faultlens.ui.rows import coerce_rows, jsonable, page_of, rows_hash, sorted_unique
+from faultlens.ui.rows import coerce_rows, page_of, sorted_unique
+from faultlens.ui.slice_panel import SlicePanel
 from faultlens.ui.state import (
     check_analysis,
-    check_memberships,
+    class_indices,
     column_options,
-    describe_slice,
-    description_state,
-    discovered_row,
-    find_discovered,
+    grid_tile,
     map_notes,
     read_columns,
 )
@@ -71,7 +66,7 @@ if TYPE_CHECKING:
 _STATIC = Path(__file__).parent / "static"
 
 
-class Explorer(anywidget.AnyWidget):
+class Explorer(SlicePanel, anywidget.AnyWidget):
     """Map, filters, selection, image grid, statistics, saved and discovered slices of an
     :class:`Analysis`.
 
@@ -210,25 +205,6 @@ class Explorer(anywidget.AnyWidget):
     _grid = t.Dict(help="Python writes: the current grid page (rows and tile metadata).").tag(
         sync=True
     )
-    saved_slices = t.List(
-        t.Dict(), help="Python writes: saved slices (name, n, created); see `saved`."
-    ).tag(sync=True)
-    discovered = t.List(
-        t.Dict(),
-        help="Python writes: discovered slices, one dict each (index, name, method, size, errors, "
-        "error_rate, ci_low, ci_high, lift, color, descriptions: [{source, terms}]).",
-    ).tag(sync=True)
-    active_slice = t.Int(
-        -1, help="Python writes: index into `discovered` of the slice now selected, -1 for none."
-    ).tag(sync=True)
-    descriptions = t.Dict(
-        help="Python writes: the last description of a selection: {n, rows_hash (of the described "
-        "rows), stale (True once the selection no longer is those rows), items: [{source, terms: "
-        "[[term, score]], captions: [{row, id, caption}]}], notes, error}."
-    ).tag(sync=True)
-    describing = t.Bool(
-        False, help="Python writes: True while a description is being computed (JS shows progress)."
-    ).tag(sync=True)
     status = t.Unicode("", help="Python writes: the last message or error for the status bar.").tag(
         sync=True
     )
@@ -257,9 +233,6 @@ class Explorer(anywidget.AnyWidget):
         table, n = analysis.table, len(analysis.table)
 
         self.analysis = analysis
-        #: The saved slices (``<folder>/slices.json``, in memory while there is no folder): names,
-        #: rows, frame, export, delete, refresh; ``saved_slices`` and the status bar follow them.
-        self.saved = _ShownSlices(analysis, self._show_saved)
         self._cols = cols
         self._visible_mask = np.ones(n, dtype=bool)
         self._visible_rows = np.arange(n, dtype=np.intp)
@@ -271,14 +244,7 @@ class Explorer(anywidget.AnyWidget):
         self._images = ImageServer(analysis, thumb_size, cache_size)
         self._color_cache: dict[str, tuple[np.ndarray, dict]] = {}
         self.last_latency_ms = math.nan
-        #: Captioner / CLIP text encoder / extra phrases used by :meth:`describe_selection`.
-        self.captioner = captioner
-        self.text_encoder = text_encoder
-        self.phrases = tuple(phrases)
-        self._found: list[Any] = []
-        self._captions: dict[int, str] = {}  # row -> caption of the last description
-        #: The (descriptions, notes) of the last :meth:`describe_selection`.
-        self.last_description: tuple[list[Any], list[str]] | None = None
+        self._init_slice_panel(captioner, text_encoder, phrases)
         self._slice_option = SLICE_COLOR if SLICE_COLOR not in table.columns else "discovered slice"
         if sort_by is None:
             sort_by = "failure_score" if "failure_score" in table.columns else "loss"
@@ -303,8 +269,7 @@ class Explorer(anywidget.AnyWidget):
             self.set_filter(classes=classes, correct=correct, confidence=confidence)
             self._show_saved()
             self.status = "; ".join(map_notes(analysis, cols["placed"]))
-        self.saved.store.watch()  # another widget's write to the same file refreshes the list
-        self.saved.store.on_change(self._show_saved)
+        self._watch_saved()
         self.observe(self._on_selection_trait, names=["_selection_counter"])
         self.observe(self._on_selection_set, names=["selection"])
         self.observe(lambda _c: self._apply_color(), names=["color_by"])
@@ -414,17 +379,6 @@ class Explorer(anywidget.AnyWidget):
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
         self._selection_handlers(self.selection)
 
-    def _mark_description_stale(self) -> None:
-        """Flag the shown description ``stale`` when the selection is no longer the rows it
-        described (and unflag it when the user selects those rows again)."""
-        d = self.descriptions
-        if not d or "rows_hash" not in d:
-            return
-        sel = self.selection
-        same = d.get("n") == len(sel) and d["rows_hash"] == rows_hash(sel)
-        if bool(d.get("stale")) != (not same):
-            self.descriptions = {**d, "stale": not same}
-
     # ------------------------------------------------------------------ filter & colour
 
     def set_filter(
@@ -438,23 +392,12 @@ class Explorer(anywidget.AnyWidget):
         (``"all"``, ``"correct"``, ``"incorrect"``), ``confidence`` (``(low, high)``)."""
         with self.hold_sync():
             if classes is not None:
-                self.filter_classes = self._class_indices(classes)
+                self.filter_classes = class_indices(self.class_names, classes)
             if correct is not None:
                 self.filter_correct = correct
             if confidence is not None:
                 self.filter_confidence = list(confidence)
             self._refilter(reset_page=True)
-
-    def _class_indices(self, classes: Iterable[int | str]) -> list[int]:
-        if isinstance(classes, (str, int, np.integer)):
-            classes = [classes]
-        out = []
-        for c in classes:
-            if isinstance(c, str) and c not in self.class_names:
-                msg = f"unknown class {c!r}: classes are {self.class_names}"
-                raise ValueError(msg)
-            out.append(self.class_names.index(c) if isinstance(c, str) else int(c))
-        return out
 
     def _refilter(self, *, reset_page: bool) -> None:
         c = self._cols
@@ -519,17 +462,6 @@ class Explorer(anywidget.AnyWidget):
         return page_of(rows, key, descending=self.grid_descending, start=page * self.page_size,
                        size=self.page_size)  # fmt: skip
 
-    def _tile(self, row: int) -> dict[str, Any]:
-        tab, c = self.analysis.table, self._cols
-        by_index = self.grid_sort == "index"
-        return {
-            "row": row, "id": str(tab["id"].iat[row]),
-            "label": self.class_names[c["labels"][row]], "pred": self.class_names[c["preds"][row]],
-            "confidence": float(c["conf"][row]), "correct": bool(c["correct"][row]),
-            "sort_value": None if by_index else jsonable(tab[self.grid_sort].iat[row]),
-            "caption": self._captions.get(row, ""),
-        }  # fmt: skip
-
     def _update_grid(self) -> None:
         total = len(self._selected_visible())
         n_pages = max(1, math.ceil(total / self.page_size))
@@ -538,7 +470,11 @@ class Explorer(anywidget.AnyWidget):
         self._grid = {
             "page": self.grid_page, "n_pages": n_pages, "total": total, "sort": self.grid_sort,
             "descending": self.grid_descending,
-            "tiles": [self._tile(int(r)) for r in self._grid_rows()],
+            "tiles": [
+                grid_tile(self.analysis.table, self._cols, self.class_names, int(r),
+                          self.grid_sort, self._captions.get(int(r), ""))
+                for r in self._grid_rows()
+            ],
         }  # fmt: skip
 
     def _on_grid(self, _change: dict) -> None:
@@ -597,123 +533,24 @@ class Explorer(anywidget.AnyWidget):
             )
         return scores
 
-    # ------------------------------------------------------------------ discovered slices
-
-    @property
-    def discovered_slices(self) -> list[Any]:
-        """The discovered :class:`~faultlens.analysis.slices.Slice` objects shown in the panel."""
-        return list(self._found)
-
-    def find_slices(
-        self, n_slices: int = 5, method: str | None = None, *, describe: bool = True, **opts: Any
-    ) -> list[Any]:
-        """Discover failure slices with ``analysis.find_slices(n_slices, method, **opts)``, show them
-        in the slice panel and offer ``"slice"`` as a colour; returns the slices.
-
-        With ``describe`` each slice is described (``analysis.describe`` with this explorer's
-        captioner / text encoder; ImageNet tags when the analysis has ``imagenet_logits``) unless it
-        already carries descriptions.
-        """
-        self.status = f"finding {n_slices} slices ({method or 'the default method'})…"
-        try:
-            found = self.analysis.find_slices(n_slices, method, **opts)
-        except Exception as exc:
-            self.status = f"finding slices failed: {exc}"
-            raise
-        self.set_discovered(found, describe=describe)
-        return found
-
-    def set_discovered(self, found: Sequence[Any], *, describe: bool = False) -> None:
-        """Show ``found`` (discovered :class:`Slice` objects) in the slice panel."""
-        found = check_memberships(found, self.n_points)
-        if describe:
-            for i, sl in enumerate(found):
-                if not sl.descriptions:
-                    self.status = f"describing slice {i + 1}/{len(found)}…"
-                    sl.descriptions = describe_slice(
-                        self.analysis, sl, captioner=self.captioner,
-                        text_encoder=self.text_encoder, phrases=self.phrases,
-                    )  # fmt: skip
-        self._found = found
-        with self.hold_sync():
-            self._color_cache.pop(self._slice_option, None)
-            self._set_column_options()
-            self.active_slice = -1
-            self.discovered = [discovered_row(i, sl) for i, sl in enumerate(found)]
-            note = ""
-            if self.color_by == self._slice_option:
-                if found:
-                    self._apply_color()
-                else:  # no slice left to colour by: back to the default colour
-                    self.color_by = "correct"  # runs _apply_color
-                    note = "; colour reset to 'correct'"
-            self.status = (
-                f"found {len(found)} slice(s): click a row to select it; colour by "
-                f"'{self._slice_option}' to see them on the map"
-                if found
-                else f"found no slices{note}"
-            )
-
-    def select_discovered(self, which: int | str) -> np.ndarray:
-        """Select the members of the discovered slice ``which`` (index or name), as a row click
-        does; returns the selection."""
-        sl = find_discovered(self._found, which)
-        rows = sorted_unique(np.asarray(sl.indices, dtype=np.int64), self.n_points)
-        self._push_selection(rows, source="discovered")
-        self.active_slice = self._found.index(sl)
-        self.status = f"selected {sl.name} ({len(rows)} images)"
-        return self.selection
-
-    # ------------------------------------------------------------------ describing
-
-    def describe_selection(
-        self,
-        captioner: Any = None,
-        text_encoder: Any = None,
-        phrases: Sequence[str] = (),
-        *,
-        rows: Any = None,
-    ) -> tuple[list[Any], list[str]]:
-        """Describe the selection (or ``rows``) with ``analysis.describe``: captions from
-        ``captioner`` (default: the explorer's), phrases from ``text_encoder``, ImageNet tags when
-        the analysis has ``imagenet_logits``. The view shows each description beside its source
-        label, the notes, and the captions under their images. Returns ``(descriptions, notes)``.
-
-        ``status`` says "describing…" while it runs; an error goes to ``status`` and
-        ``descriptions["error"]`` and is raised; the selection is kept.
-        """
-        captioner = self.captioner if captioner is None else captioner
-        text_encoder = self.text_encoder if text_encoder is None else text_encoder
-        phrases = tuple(phrases) or self.phrases
-        sel = self.selection if rows is None else coerce_rows(rows, self.n_points)
-        n = len(sel)
-        described = {"n": n, "rows_hash": rows_hash(sel),
-                     "stale": not np.array_equal(sel, self.selection)}  # fmt: skip
-        # sent to the view at once (not held), so the front end shows progress first
-        self.describing = True
-        what = f" with {captioner.name}" if hasattr(captioner, "name") else ""
-        self.status = f"describing {n} images{what}…"
-        try:
-            descs, notes = self.analysis.describe(
-                sel.astype(np.int64), captioner=captioner, text_encoder=text_encoder,
-                phrases=phrases,
-            )  # fmt: skip
-        except Exception as exc:
-            with self.hold_sync():
-                self.describing = False
-                self.descriptions = {**described, "items": [], "notes": [], "error": str(exc)}
-                self.status = f"describe failed: {exc}"
-            raise
-        self.last_description = (descs, notes)
-        items, self._captions = description_state(descs, self.analysis.table["id"])
-        with self.hold_sync():
-            self.descriptions = {**described, "items": items,
-                                 "notes": [str(x) for x in notes], "error": ""}  # fmt: skip
-            self.describing = False
-            self._update_grid()
-            sources = ", ".join(d["source"] for d in items) or "no description"
-            self.status = f"described {n} images: {sources}"
-        return descs, notes
+    def _slices_recoloured(self, found: Sequence[Any]) -> str:
+        """The map's slice colour follows the discovered slices ``found`` (SlicePanel's hook);
+        returns the status bar's text."""
+        self._color_cache.pop(self._slice_option, None)
+        self._set_column_options()
+        note = ""
+        if self.color_by == self._slice_option:
+            if found:
+                self._apply_color()
+            else:  # no slice left to colour by: back to the default colour
+                self.color_by = "correct"  # runs _apply_color
+                note = "; colour reset to 'correct'"
+        if not found:
+            return f"found no slices{note}"
+        return (
+            f"found {len(found)} slice(s): click a row to select it; colour by "
+            f"'{self._slice_option}' to see them on the map"
+        )
 
     # ------------------------------------------------------------------ messages from JS
 
@@ -726,15 +563,10 @@ class Explorer(anywidget.AnyWidget):
         handler = {
             "thumbs": self._send_thumbs,
             "inspect": lambda c: self.send(*self._images.inspect_reply(c)),
-            "slice": self._saved_slice_action,
-            "select_slice": lambda c: self.select_discovered(int(c["index"])),
             "more_like_this": lambda c: self.more_like_this(
                 None if c.get("row") is None else [int(c["row"])]
             ),
-            "describe": self._describe_from_view,
-            "find_slices": lambda c: self.find_slices(
-                int(c.get("n_slices", 5)), method=c.get("method")
-            ),
+            **self._slice_panel_commands(),
         }.get(kind)
         if handler is None:
             return
@@ -743,61 +575,12 @@ class Explorer(anywidget.AnyWidget):
         except Exception as exc:  # report to the status bar instead of losing it
             self.status = f"{kind}: {exc}"
 
-    def _describe_from_view(self, _content: dict) -> None:
-        with contextlib.suppress(Exception):  # already in `status` and `descriptions["error"]`
-            self.describe_selection()
-
     def _send_thumbs(self, content: dict) -> None:
         reply, buffers = self._images.thumbs_reply(list(content.get("rows", [])))
         self.send(reply, buffers=buffers)
         bad = [e for e in reply["errors"] if e]
         if bad:
             self.status = f"thumbs: {len(bad)} of {len(buffers)} image(s) not sent ({bad[0]})"
-
-    # ------------------------------------------------------------------ saved slices
-
-    def _saved_slice_action(self, content: dict) -> None:
-        op, name = content.get("op"), content.get("name", "")
-        if op == "save":
-            self.save_slice(name)
-        elif op == "load":
-            self.load_slice(name)
-        elif op == "delete":
-            self.saved.delete(name)
-        elif op == "export":
-            self.saved.export(name, fmt=content.get("fmt", "csv"))
-
-    def _show_saved(self, text: str = "") -> None:
-        """Refresh ``saved_slices`` and say ``text`` in the status bar, after what the store
-        noted (slices moved into the folder, ids lost); a read error goes there too."""
-        try:
-            self.saved_slices = self.saved.listing()
-        except (ValueError, OSError) as exc:
-            text = f"cannot read saved slices: {exc}"
-        text = self.saved.store.noted(text)
-        if text:
-            self.status = text
-
-    def save_slice(self, name: str, rows: Any = None) -> None:
-        """Save the selection (or ``rows``) under ``name`` in ``<folder>/slices.json`` (see
-        :attr:`saved`).
-
-        Without an analysis folder the slice is kept in memory only (save the analysis first to keep
-        it). An existing slice of that name is replaced.
-        """
-        check_slice_name(name)
-        sel = self.selection if rows is None else coerce_rows(rows, self.n_points)
-        if len(sel) == 0:
-            msg = "nothing to save: the selection is empty (draw a box or lasso on the map first)"
-            raise ValueError(msg)
-        self.saved.save(name, sel)  # the list and the status bar follow
-
-    def load_slice(self, name: str) -> np.ndarray:
-        """Select the saved slice ``name``; returns the selection."""
-        rows = self.saved.rows(name)
-        self._push_selection(rows, source="slice")
-        self._show_saved(f"loaded slice {name!r} ({len(rows)} images)")
-        return self.selection
 
     # ------------------------------------------------------------------ static output
 
@@ -815,33 +598,3 @@ class Explorer(anywidget.AnyWidget):
             )  # fmt: skip
 
         return with_static_copy(super()._repr_mimebundle_(**kwargs), render)
-
-
-class _ShownSlices(SavedSlices):
-    """The analysis's saved slices (:class:`~faultlens.analysis.record_views.SavedSlices`) as the
-    Explorer holds them: after every save, delete, export or :meth:`refresh`, ``show(text)``
-    refreshes the widget's list and status bar."""
-
-    def __init__(self, analysis: Any, show: Callable[[str], None]) -> None:
-        super().__init__(analysis)
-        self._show = show
-
-    def save(self, name: str, rows: Any, **meta: Any) -> str:
-        text = super().save(name, rows, **meta)
-        self._show(text)
-        return text
-
-    def delete(self, name: str) -> str:
-        text = super().delete(name)
-        self._show(text)
-        return text
-
-    def export(self, name: str, path: str | Path | None = None, *, fmt: str | None = None) -> Path:
-        out = super().export(name, path, fmt=fmt)
-        self._show(f"exported slice {name!r} to {out}")
-        return out
-
-    def refresh(self) -> None:
-        """Read the saved slices again, e.g. after ``analysis.save(folder)``: the slices kept in
-        memory until then move into ``<folder>/slices.json``."""
-        self._show("")

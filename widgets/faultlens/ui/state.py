@@ -4,6 +4,7 @@ the JSON rows of discovered slices and descriptions it syncs to the view."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -189,3 +190,33 @@ def describe_slice(analysis: Any, sl: Any, **models: Any) -> dict[str, Any]:
     except Exception as exc:
         return {"items": [], "notes": [f"description failed: {exc}"]}
     return {"items": descs, "notes": notes}
+
+
+def class_indices(
+    class_names: Sequence[str], classes: Iterable[int | str] | int | str
+) -> list[int]:
+    """Class indices of ``classes`` (indices or names); an unknown name raises, naming the classes."""
+    if isinstance(classes, (str, int, np.integer)):
+        classes = [classes]
+    out = []
+    for c in classes:
+        if isinstance(c, str) and c not in class_names:
+            msg = f"unknown class {c!r}: classes are {list(class_names)}"
+            raise ValueError(msg)
+        out.append(list(class_names).index(c) if isinstance(c, str) else int(c))
+    return out
+
+
+def grid_tile(
+    table: pd.DataFrame, cols: dict[str, np.ndarray], class_names: Sequence[str], row: int,
+    sort: str, caption: str,
+) -> dict[str, Any]:  # fmt: skip
+    """One tile of the image grid as the view draws it (``sort``: the grid's sort column, whose
+    value the tile shows unless it is ``"index"``)."""
+    return {
+        "row": row, "id": str(table["id"].iat[row]),
+        "label": class_names[cols["labels"][row]], "pred": class_names[cols["preds"][row]],
+        "confidence": float(cols["conf"][row]), "correct": bool(cols["correct"][row]),
+        "sort_value": None if sort == "index" else jsonable(table[sort].iat[row]),
+        "caption": caption,
+    }  # fmt: skip
