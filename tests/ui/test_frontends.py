@@ -123,6 +123,7 @@ def test_explorer_drags_reach_python_in_each_front_end(server: tuple[str, str, P
             _open_and_run_inner(page, url, nb)
         else:
             _open_and_run_notebook7(page, url, nb)
+        # JupyterLab 4.4 (Binder's) may leave an output below the fold unpainted: bring it in view
         page.locator(".fl-features").first.scroll_into_view_if_needed()
         try:
             page.wait_for_function(  # the FeatureBrowser's strips: every image loaded
@@ -130,13 +131,15 @@ def test_explorer_drags_reach_python_in_each_front_end(server: tuple[str, str, P
                 " return t.length >= 16 && t.every(i => i.complete && i.naturalWidth > 0); }",
                 timeout=60000,
             )
-        except Exception:
-            print(page.evaluate(
-                "() => { const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
-                " return JSON.stringify({n: t.length, src: t.map(i => !!i.getAttribute('src')),"
-                " ok: t.map(i => i.complete && i.naturalWidth > 0),"
-                " status: [...document.querySelectorAll('.fl-features .fl-status')].map(s => s.textContent)}); }"
-            ))
+        except Exception:  # say which images are missing and what the widget's status bar says
+            print(
+                page.evaluate(
+                    "() => { const t = [...document.querySelectorAll('.fl-features .fl-group img')];"
+                    " return JSON.stringify({n: t.length, src: t.map(i => !!i.getAttribute('src')),"
+                    " ok: t.map(i => i.complete && i.naturalWidth > 0),"
+                    " status: [...document.querySelectorAll('.fl-features .fl-status')].map(s => s.textContent)}); }"
+                )
+            )
             raise
         deadline = time.time() + 20
         while not (root / "coords.npy").exists() and time.time() < deadline:
