@@ -387,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"faultlens {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
+    _demo_command(sub)
+    _prepare_command(sub)
+    _report_command(sub)
+    return p
+
+
+def _demo_command(sub: Any) -> None:
     d = _command(
         sub, "demo", _demo, help="build the offline demo analysis (spurious Fashion-MNIST)"
     )
@@ -394,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-per-class", type=_at_least(1), default=400, help="test images per class")
     _cache_options(d, force="recompute everything")
 
+
+def _prepare_command(sub: Any) -> None:
     r = _command(
         sub,
         "prepare",
@@ -414,6 +423,33 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints are unwrapped) or .safetensors; loaded with weights_only, never unpickled",
     )
     r.add_argument("--class-names", help="comma-separated, in the model's output order")
+    _transform_options(r)
+    r.add_argument(
+        "--embedder",
+        default="offline",
+        help="'offline' or 'open_clip:MODEL:TAG' (default: offline)",
+    )
+    r.add_argument(
+        "--image-size",
+        type=_at_least(1),
+        default=224,
+        help="offline embedder input size (default: 224)",
+    )
+    r.add_argument(
+        "--batch-size", type=_at_least(1), default=64, help="images per model call (default: 64)"
+    )
+    r.add_argument(
+        "--thumbnails",
+        type=_at_least(0),
+        default=96,
+        help="size of the thumbnails stored with the analysis, rendered in the same pass "
+        "(0: none; default: 96)",
+    )
+    _engine_options(r)
+    _cache_options(r, force="recompute instead of reusing the cache")
+
+
+def _transform_options(r: argparse.ArgumentParser) -> None:
     pre = r.add_argument_group("input transform (default: 224 px, ImageNet mean/std, RGB)")
     pre.add_argument(
         "--weights",
@@ -442,27 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels", type=int, choices=[1, 3], help="1: the model takes grayscale images (3)"
     )
     pre.add_argument("--interpolation", choices=INTERPOLATIONS, help="resize filter (bilinear)")
-    r.add_argument(
-        "--embedder",
-        default="offline",
-        help="'offline' or 'open_clip:MODEL:TAG' (default: offline)",
-    )
-    r.add_argument(
-        "--image-size",
-        type=_at_least(1),
-        default=224,
-        help="offline embedder input size (default: 224)",
-    )
-    r.add_argument(
-        "--batch-size", type=_at_least(1), default=64, help="images per model call (default: 64)"
-    )
-    r.add_argument(
-        "--thumbnails",
-        type=_at_least(0),
-        default=96,
-        help="size of the thumbnails stored with the analysis, rendered in the same pass "
-        "(0: none; default: 96)",
-    )
+
+
+def _engine_options(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--workers",
         type=_at_least(0),
@@ -485,8 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--shard-size", type=_at_least(1), help="ray: images per cached shard (default 1024)"
     )
-    _cache_options(r, force="recompute instead of reusing the cache")
 
+
+def _report_command(sub: Any) -> None:
     w = _command(
         sub,
         "report",
@@ -500,7 +519,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="report.html", help="the HTML file to write (default: ./report.html)"
     )
     w.add_argument("--title", default="faultlens report", help="the page title")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
