@@ -64,6 +64,25 @@ def blob_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(imgs, 0, 255).astype(np.uint8), labels
 
 
+class MeanColour:
+    """A batch model without weights: each image's mean colour per channel (a model interface
+    with ``id``, ``input_size``, ``transform`` and ``run``)."""
+
+    id = "mean-colour"
+    input_size = None
+
+    def transform(self, image: Any) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)
+
+    def run(self, batch: torch.Tensor) -> np.ndarray:
+        return batch.mean(dim=(2, 3)).numpy()
+
+
+def temp_files(root: Path) -> list[Path]:
+    """The temporary files of atomic writes (``.<name>.<owner>.<random>.tmp``) below ``root``."""
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
 #: A tiny open_clip ViT config (random weights, built offline): see ``conftest.tiny_clip_name``.
 TINY_CLIP = {
     "embed_dim": 32,
@@ -200,3 +219,24 @@ def planted_cluster(
         arrays=arrays,
     )
     return a, members
+
+
+def annotated_analysis(folder: Path, n: int = 30) -> Analysis:
+    """An analysis of ``n`` blob images in 3 classes (``a``, ``b``, ``c``; about 30 % predicted as
+    the next class), saved in ``folder`` with what a user wrote before: the saved slice ``kept by
+    hand`` (rows 0-4) and one feature mark (layer ``conv``, class 2, feature 7: ``core``)."""
+    from faultlens.store import write_json
+    from faultlens.ui.explorer import Explorer
+
+    rng = np.random.default_rng(0)
+    imgs, label = blob_images(n)
+    pred = np.where(rng.random(n) < 0.3, (label + 1) % 3, label)
+    xy = np.stack([rng.normal(size=n), rng.normal(size=n)], axis=1).astype(np.float32)
+    a = analysis_from(label, pred, ["a", "b", "c"], xy=xy, confidence=np.full(n, 0.8),
+                      loss=np.full(n, 0.5), images=imgs)  # fmt: skip
+    a.save(folder)
+    Explorer(a).save_slice("kept by hand", list(range(5)))
+    write_json(folder / "annotations.json", {"format": 1, "marks": [
+        {"layer": "conv", "class": 2, "class_name": "c", "feature": 7, "mark": "core",
+         "updated": "2024-01-01T00:00:00+00:00"}]})  # fmt: skip
+    return a

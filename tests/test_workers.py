@@ -18,8 +18,7 @@ from faultlens.data.sources import FolderSource
 from faultlens.models.base import TorchBatchModel
 from faultlens.models.runner import default_workers, run_models, runs_in_workers
 from faultlens.store import ArtifactStore
-from tests.helpers import TinyNet, tiny_transform
-from tests.test_bad_inputs import MeanColour
+from tests.helpers import MeanColour, TinyNet, tiny_transform
 
 
 def _where(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

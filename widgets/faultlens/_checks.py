@@ -31,3 +31,19 @@ def whole_number(value: Any, name: str, *, at_least: int = 1) -> int:
         msg = f"{name}={value!r}: pass a whole number, at least {at_least}"
         raise ValueError(msg)
     return int(value)
+
+
+def row_indices(rows: Any, n: int, name: str = "rows") -> np.ndarray:
+    """Row indices (int64, in the order given) from indices or a bool mask of length ``n``; a
+    ``ValueError`` naming ``name`` for a mask of another length or an index outside ``0..n-1``."""
+    arr = np.asarray(rows)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            msg = f"{name}: a mask must have {n} entries, got shape {arr.shape}"
+            raise ValueError(msg)
+        return np.flatnonzero(arr)
+    arr = arr.astype(np.int64).ravel()
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        msg = f"{name} must be in 0..{n - 1}"
+        raise ValueError(msg)
+    return arr

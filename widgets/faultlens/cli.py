@@ -58,9 +58,14 @@ def _demo(args: argparse.Namespace) -> int:
             f"  {'':<20} best of the top 5 slices: precision {row.slice_precision:6.1%}, recall "
             f"{row.slice_recall:6.1%} ({row.best_slice}); failure score AUROC {row.failure_auroc:.2f}"
         )
-    print(f"\ndone in {time.perf_counter() - t0:.1f} s. In a notebook:")
-    print(f"  import faultlens; a = faultlens.load({str(analysis.folder)!r}); faultlens.explore(a)")
+    print(f"\ndone in {time.perf_counter() - t0:.1f} s. {_open_hint(analysis.folder)}")
     return 0
+
+
+def _open_hint(folder: object) -> str:
+    """How to open the analysis folder ``folder`` in a notebook (the last lines a command prints)."""
+    load = f"a = faultlens.load({str(folder)!r})"
+    return f"In a notebook:\n  import faultlens; {load}; faultlens.explore(a)"
 
 
 @dataclass(frozen=True)
@@ -276,8 +281,7 @@ def _prepare(args: argparse.Namespace) -> int:
     )
     out = analysis.save(args.out)
     print(analysis.summary())
-    print(f"\nanalysis saved to {out}. In a notebook:")
-    print(f"  import faultlens; a = faultlens.load({str(out)!r}); faultlens.explore(a)")
+    print(f"\nanalysis saved to {out}. {_open_hint(out)}")
     print(f"or a shareable page:  faultlens report {str(out)!r} --out report.html")
     return 0
 
@@ -299,31 +303,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The options that only apply with ``--engine ray``: the parsed name, and RayEngine's argument.
+_RAY_OPTIONS = {
+    "ray_address": "address",
+    "cpus_per_worker": "num_cpus",
+    "gpus_per_worker": "num_gpus",
+    "shard_size": "shard_size",
+}
+
+
 def _engine(args: argparse.Namespace) -> object:
     """``local``, or a RayEngine from the ``--workers``/``--ray-*`` options."""
-    ray_only = {
-        "--ray-address": args.ray_address,
-        "--cpus-per-worker": args.cpus_per_worker,
-        "--gpus-per-worker": args.gpus_per_worker,
-        "--shard-size": args.shard_size,
-    }
+    given = {name: getattr(args, name) for name in _RAY_OPTIONS if getattr(args, name) is not None}
     if args.engine == "local":
-        given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
-            msg = f"{', '.join(given)} only apply with --engine ray"
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            msg = f"{flags} only apply with --engine ray"
             raise SystemExit(msg)
         return "local"
     from faultlens.models.ray_runner import RayEngine
 
-    opts = {
-        "workers": args.workers,
-        "address": args.ray_address,
-        "num_cpus": args.cpus_per_worker,
-        "num_gpus": args.gpus_per_worker,
-        "shard_size": args.shard_size,
-    }
+    opts = {_RAY_OPTIONS[name]: value for name, value in given.items()}
+    if args.workers is not None:
+        opts["workers"] = args.workers
     try:
-        return RayEngine(**{k: v for k, v in opts.items() if v is not None})
+        return RayEngine(**opts)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
 
@@ -353,6 +357,26 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _command(
+    sub: Any, name: str, func: Any, *, help: str, description: str | None = None, **kw: Any
+) -> argparse.ArgumentParser:
+    """The sub-command ``name`` that runs ``func(args)``; its description keeps its line breaks."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kw,
+    )
+    p.set_defaults(func=func)
+    return p
+
+
+def _cache_options(p: argparse.ArgumentParser, force: str) -> None:
+    p.add_argument("--cache-dir", help="artifact cache (default: $FAULTLENS_CACHE or user cache)")
+    p.add_argument("--force", action="store_true", help=force)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="faultlens",
@@ -363,22 +387,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"faultlens {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="build the offline demo analysis (spurious Fashion-MNIST)")
-    d.add_argument("--out", help="analysis folder (default: <cache>/demo-analysis)")
-    d.add_argument("--cache-dir", help="artifact cache (default: $FAULTLENS_CACHE or user cache)")
-    d.add_argument("--n-per-class", type=_at_least(1), default=400, help="test images per class")
-    d.add_argument("--force", action="store_true", help="recompute everything")
-    d.set_defaults(func=_demo)
+    _demo_command(sub)
+    _prepare_command(sub)
+    _report_command(sub)
+    return p
 
-    r = sub.add_parser(
+
+def _demo_command(sub: Any) -> None:
+    d = _command(
+        sub, "demo", _demo, help="build the offline demo analysis (spurious Fashion-MNIST)"
+    )
+    d.add_argument("--out", help="analysis folder (default: <cache>/demo-analysis)")
+    d.add_argument("--n-per-class", type=_at_least(1), default=400, help="test images per class")
+    _cache_options(d, force="recompute everything")
+
+
+def _prepare_command(sub: Any) -> None:
+    r = _command(
+        sub,
         "prepare",
+        _prepare,
         help="analyse your own images with your own classifier",
         description="Run your classifier and an embedder over a folder or table of images and\n"
         "write an analysis folder (open it with faultlens.explore(faultlens.load(FOLDER))).\n"
         "The input transform: resize the short side, centre-crop, (grayscale), normalise;\n"
         "its values come from --weights or --timm-config when given, then the flags.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument("source", help="a folder of class sub-folders, or a CSV/parquet of path,label")
     r.add_argument("--out", required=True, help="analysis folder to write")
@@ -389,6 +423,33 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints are unwrapped) or .safetensors; loaded with weights_only, never unpickled",
     )
     r.add_argument("--class-names", help="comma-separated, in the model's output order")
+    _transform_options(r)
+    r.add_argument(
+        "--embedder",
+        default="offline",
+        help="'offline' or 'open_clip:MODEL:TAG' (default: offline)",
+    )
+    r.add_argument(
+        "--image-size",
+        type=_at_least(1),
+        default=224,
+        help="offline embedder input size (default: 224)",
+    )
+    r.add_argument(
+        "--batch-size", type=_at_least(1), default=64, help="images per model call (default: 64)"
+    )
+    r.add_argument(
+        "--thumbnails",
+        type=_at_least(0),
+        default=96,
+        help="size of the thumbnails stored with the analysis, rendered in the same pass "
+        "(0: none; default: 96)",
+    )
+    _engine_options(r)
+    _cache_options(r, force="recompute instead of reusing the cache")
+
+
+def _transform_options(r: argparse.ArgumentParser) -> None:
     pre = r.add_argument_group("input transform (default: 224 px, ImageNet mean/std, RGB)")
     pre.add_argument(
         "--weights",
@@ -417,27 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels", type=int, choices=[1, 3], help="1: the model takes grayscale images (3)"
     )
     pre.add_argument("--interpolation", choices=INTERPOLATIONS, help="resize filter (bilinear)")
-    r.add_argument(
-        "--embedder",
-        default="offline",
-        help="'offline' or 'open_clip:MODEL:TAG' (default: offline)",
-    )
-    r.add_argument(
-        "--image-size",
-        type=_at_least(1),
-        default=224,
-        help="offline embedder input size (default: 224)",
-    )
-    r.add_argument(
-        "--batch-size", type=_at_least(1), default=64, help="images per model call (default: 64)"
-    )
-    r.add_argument(
-        "--thumbnails",
-        type=_at_least(0),
-        default=96,
-        help="size of the thumbnails stored with the analysis, rendered in the same pass "
-        "(0: none; default: 96)",
-    )
+
+
+def _engine_options(r: argparse.ArgumentParser) -> None:
     r.add_argument(
         "--workers",
         type=_at_least(0),
@@ -460,23 +503,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--shard-size", type=_at_least(1), help="ray: images per cached shard (default 1024)"
     )
-    r.add_argument("--cache-dir", help="artifact cache (default: $FAULTLENS_CACHE or user cache)")
-    r.add_argument("--force", action="store_true", help="recompute instead of reusing the cache")
-    r.set_defaults(func=_prepare)
 
-    w = sub.add_parser(
+
+def _report_command(sub: Any) -> None:
+    w = _command(
+        sub,
         "report",
+        _report,
         help="write the self-contained HTML report of an analysis folder",
-        description="Write one offline HTML file (images inlined) of an analysis folder: its map, "
-        "classes, saved slices and their descriptions.",
+        description="Write one offline HTML file (images inlined) of an analysis folder:\n"
+        "its map, classes, saved slices and their descriptions.",
     )
     w.add_argument("folder", help="an analysis folder (from faultlens prepare, demo or save)")
     w.add_argument(
         "--out", default="report.html", help="the HTML file to write (default: ./report.html)"
     )
     w.add_argument("--title", default="faultlens report", help="the page title")
-    w.set_defaults(func=_report)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from faultlens._checks import finite_matrix
+from faultlens._checks import finite_matrix, row_indices
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; an all-zero row stays zero (similarity 0 to everything)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _matrix(embeddings: Any) -> np.ndarray:
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2:
+        msg = f"embeddings must be 2-D (n, dim), got shape {emb.shape}"
+        raise ValueError(msg)
+    return emb
 
 
 def _as_query(query: Any, dim: int) -> np.ndarray:
@@ -85,26 +93,12 @@ def nearest(
     if combine not in ("max", "mean"):
         msg = f"combine must be 'max' or 'mean', got {combine!r}"
         raise ValueError(msg)
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        msg = f"embeddings must be 2-D (n, dim), got shape {emb.shape}"
-        raise ValueError(msg)
+    emb = _matrix(embeddings)
     n, dim = emb.shape
     q = _unit(_as_query(query, dim))
     keep = np.ones(n, dtype=bool)
     if exclude is not None:
-        ex = np.asarray(exclude)
-        if ex.dtype == bool:
-            if ex.shape != (n,):
-                msg = f"exclude mask has shape {ex.shape}, expected ({n},)"
-                raise ValueError(msg)
-            keep &= ~ex
-        elif ex.size:
-            ex = ex.astype(np.int64).ravel()
-            if ex.min() < 0 or ex.max() >= n:
-                msg = f"exclude holds rows outside 0..{n - 1}"
-                raise ValueError(msg)
-            keep[ex] = False
+        keep[row_indices(exclude, n, "excluded rows")] = False
     step = max(1, int(batch_size) // len(q))
     best_rows = np.zeros(0, dtype=np.int64)
     best_sim = np.zeros(0, dtype=np.float32)
@@ -144,22 +138,10 @@ def more_like_this(
     ``include_selection``. ``explorer.select(more_like_this(a.embeddings, explorer.selection).rows)``
     selects the result.
     """
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        msg = f"embeddings must be 2-D (n, dim), got shape {emb.shape}"
-        raise ValueError(msg)
-    sel = np.asarray(rows)
-    if sel.dtype == bool:
-        if sel.shape != (len(emb),):
-            msg = f"the selection mask has shape {sel.shape}, expected ({len(emb)},)"
-            raise ValueError(msg)
-        sel = np.flatnonzero(sel)
-    sel = np.unique(sel.astype(np.int64).ravel())
+    emb = _matrix(embeddings)
+    sel = np.unique(row_indices(rows, len(emb), "selected rows"))
     if not len(sel):
         msg = "more_like_this needs a selection of at least one row"
-        raise ValueError(msg)
-    if sel.min() < 0 or sel.max() >= len(emb):
-        msg = f"selected rows must be in 0..{len(emb) - 1}"
         raise ValueError(msg)
     if query not in ("mean", "any"):
         msg = f"query must be 'mean' or 'any', got {query!r}"

@@ -23,29 +23,40 @@ from faultlens.analysis.records import (
     RecordStore,
     check_slice_name,
 )
-from faultlens.store.files import (
-    atomic_path,
-)
+from faultlens.store.files import atomic_path
 
 
-class SavedSlices:
+class _RecordView:
+    """One kind of record of the analysis's :class:`RecordStore` (``store``)."""
+
+    kind: str
+
+    def __init__(self, analysis: Any) -> None:
+        self.analysis = analysis
+        self.store = RecordStore(self.kind, analysis)
+
+    @property
+    def path(self) -> Path | None:
+        """The records' file in the analysis folder, or None while they are kept in memory."""
+        return self.store.path
+
+
+def _export_path(path: str | Path | None, default_name: str) -> Path:
+    """Where an export goes: ``path`` (``~`` expanded), or ``default_name`` in the working folder."""
+    return Path.cwd() / default_name if path is None else Path(path).expanduser()
+
+
+class SavedSlices(_RecordView):
     """Named sets of table rows saved beside an analysis (``slices.json``).
 
     Each entry stores the rows, the image ids (so a slice still finds its images when the table's
     rows move) and when it was created. ``analysis`` needs ``folder`` and ``table`` (with ``id``).
     """
 
-    def __init__(self, analysis: Any) -> None:
-        self.analysis = analysis
-        self.store = RecordStore(SLICES, analysis)
+    kind = SLICES
 
     def __repr__(self) -> str:
-        return f"<SavedSlices {self.names()} at {self.store.path or 'memory'}>"
-
-    @property
-    def path(self) -> Path | None:
-        """``<analysis folder>/slices.json``, or None while the slices are in memory."""
-        return self.store.path
+        return f"<SavedSlices {self.names()} at {self.path or 'memory'}>"
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """The saved slices' entries by name (``rows``, ``ids``, ``created``, extra fields)."""
@@ -149,9 +160,7 @@ class SavedSlices:
         """Write the slice ``name`` (:meth:`frame`) to CSV or parquet, by ``fmt`` or the suffix
         of ``path``; default ``./<name>.csv`` in the working directory. Returns the path."""
         check_slice_name(name)
-        if path is None:
-            path = Path.cwd() / f"{name}.{fmt or 'csv'}"
-        path = Path(path).expanduser()
+        path = _export_path(path, f"{name}.{fmt or 'csv'}")
         fmt = (fmt or path.suffix.lstrip(".")).lower()
         if fmt not in ("csv", "parquet"):
             msg = f"export format must be 'csv' or 'parquet', got {fmt!r}"
@@ -168,24 +177,17 @@ class SavedSlices:
 # --------------------------------------------------------------------------- feature marks
 
 
-class FeatureMarks:
+class FeatureMarks(_RecordView):
     """Core/spurious marks of (layer, class, feature), saved beside an analysis
     (``annotations.json``: ``{"marks": [{layer, class, class_name, feature, mark, updated}]}``).
 
     ``analysis`` needs ``folder`` and ``class_names``.
     """
 
-    def __init__(self, analysis: Any) -> None:
-        self.analysis = analysis
-        self.store = RecordStore(MARKS_KIND, analysis)
+    kind = MARKS_KIND
 
     def __repr__(self) -> str:
         return f"<FeatureMarks {len(self.store.read())} mark(s) at {self.path or 'memory'}>"
-
-    @property
-    def path(self) -> Path | None:
-        """``<analysis folder>/annotations.json``, or None while the marks are in memory."""
-        return self.store.path
 
     def marks(self, layer: str | None = None) -> list[dict[str, Any]]:
         """The usable marks (of ``layer`` when given), as stored."""
@@ -237,7 +239,7 @@ class FeatureMarks:
     def export_csv(self, layer: str | None = None, path: str | Path | None = None) -> Path:
         """Write the marks (of ``layer`` when given) as CSV; default ``./annotations.csv`` in the
         working directory. Returns the path."""
-        path = Path.cwd() / "annotations.csv" if path is None else Path(path).expanduser()
+        path = _export_path(path, "annotations.csv")
         cols = ["layer", "class", "class_name", "feature", "mark", "updated"]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")

@@ -32,6 +32,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from faultlens._checks import row_indices
 from faultlens.analysis.stats import wilson_interval
 
 #: Colours: correct / accuracy (blue), errors / selection (orange), the same pair as the map.
@@ -79,20 +80,6 @@ def _names(analysis: Any, class_names: Sequence[str] | None, n: int) -> list[str
         msg = f"{len(names)} class names for {n} classes"
         raise ValueError(msg)
     return names
-
-
-def _rows(rows: Any, n: int) -> np.ndarray:
-    r = np.asarray(rows)
-    if r.dtype == bool:
-        if r.shape != (n,):
-            msg = f"a row mask must have {n} entries, got shape {r.shape}"
-            raise ValueError(msg)
-        return np.flatnonzero(r)
-    r = r.astype(np.int64).ravel()
-    if len(r) and (r.min() < 0 or r.max() >= n):
-        msg = f"rows must be in 0..{n - 1}"
-        raise ValueError(msg)
-    return r
 
 
 def per_class_accuracy(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> pd.DataFrame:
@@ -156,7 +143,7 @@ def class_accuracy(
         _acc_trace(per_class_accuracy(labels, preds, n_classes), names, "all images", BLUE)
     )
     if rows is not None:
-        r = _rows(rows, len(table))
+        r = row_indices(rows, len(table))
         sel = per_class_accuracy(labels[r], preds[r], n_classes)
         fig.add_trace(_acc_trace(sel, names, f"selection ({len(r)})", ORANGE))
     return _layout(
@@ -195,7 +182,7 @@ def confusion_matrix(
     names = _names(analysis, class_names, n_classes)
     n_classes = len(names)
     if rows is not None:
-        r = _rows(rows, len(table))
+        r = row_indices(rows, len(table))
         labels, preds = labels[r], preds[r]
     counts = confusion_counts(labels, preds, n_classes)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

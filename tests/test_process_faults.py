@@ -1,12 +1,14 @@
-"""SIGKILL at random points of embedding, projection and annotation writes: 20 trials each.
+"""The process killed or cut off: SIGKILL at random points of embedding, projection and the
+widgets' slice and mark saves (20 trials each), and an analysis with the network cut.
 
-Each trial forks a worker, kills it with SIGKILL after a seeded random delay, looks at what is on
+Each SIGKILL trial forks a worker, kills it with SIGKILL after a seeded random delay, looks at what is on
 disk (every visible file whole, nothing half-written), reruns the work to completion and compares it
 with an uninterrupted run. The workers are forked from one helper process that has already imported
 torch, scikit-learn and the widgets, so a trial costs its work, not an interpreter start-up (which
 is ~8 s here). Writes are slowed a little (``os.fsync`` sleeps in the workers only) so that kills
 also land inside a write, between the temporary file and its rename; each test counts the phases its
-kills hit and fails if they did not spread (so it cannot pass without testing anything).
+kills hit and fails if they did not spread (so it cannot pass without testing anything). What a
+single killed or failed write leaves, and damaged cache files: test_store_faults.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,15 +34,17 @@ import numpy as np
 import pytest
 import torch
 
+import faultlens
 from faultlens.analysis.projection import ProjectionWarning, project
 from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
-from faultlens.models.embedders import LayerEmbedder
+from faultlens.models.classifier import Classifier
+from faultlens.models.embedders import EfficientNetLiteEmbedder, LayerEmbedder
 from faultlens.models.runner import run_models
 from faultlens.store import ArtifactStore, read_json, read_npy, write_json, write_npy
 from faultlens.ui.explorer import Explorer
 from faultlens.ui.features import FeatureBrowser
-from tests.helpers import TinyNet, blob_images, tiny_transform
+from tests.helpers import TinyNet, annotated_analysis, blob_images, temp_files, tiny_transform
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIALS = 20
@@ -85,7 +90,7 @@ class ForkServer:
     def __init__(self, log: Path) -> None:
         self._log = open(log, "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from tests.test_faults import _serve; _serve()"],
+            [sys.executable, "-c", "from tests.test_process_faults import _serve; _serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                  "OMP_NUM_THREADS": "1"},
@@ -168,10 +173,6 @@ def _slow_writes(seconds: float) -> None:
     os.fsync = slow
 
 
-def _temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
-
-
 def _log(path: str | Path, line: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
@@ -217,7 +218,7 @@ def _shard_state(cache: Path) -> tuple[list[int], bool]:
     if not folders:
         return [], False
     folder = folders[0]
-    done, cut = [], bool(_temp_files(folder))
+    done, cut = [], bool(temp_files(folder))
     for s in range(N_SHARDS):
         arr, side = folder / f"shard-{s:05d}.npy", folder / f"shard-{s:05d}.json"
         if arr.exists():
@@ -253,7 +254,7 @@ def test_sigkill_during_embedding_resumes_to_identical_arrays(forks: ForkServer,
         assert forks.run("embed", cache, out).code == 0
         np.testing.assert_array_equal(read_npy(out), reference)
         assert read_json(out.with_suffix(".json")) == sorted(set(range(N_SHARDS)) - set(done))
-        assert _temp_files(cache) == [], "a temporary file stayed after the rerun"
+        assert temp_files(cache) == [], "a temporary file stayed after the rerun"
     print(f"\nembedding: {forks.kills - kills} kills, phases {dict(phases)}")
     assert phases["before any shard"] >= 1, phases
     assert phases["mid-way"] >= 5, phases
@@ -311,7 +312,7 @@ def _projection_state(cache: Path) -> tuple[int, bool]:
         assert xy.shape == (2500, 2) and np.isfinite(xy).all()
         if (e.parent / "manifest.json").exists():
             assert read_json(e.parent / "manifest.json")["kind"] == "projection"
-    return len(entries), bool(root.exists() and _temp_files(root))
+    return len(entries), bool(root.exists() and temp_files(root))
 
 
 @pytest.mark.slow
@@ -411,35 +412,24 @@ def _annotate(folder: str, log: str) -> None:
         _log(log, f"done {g}")
 
 
-def _annotated_analysis(folder: Path) -> None:
-    rng = np.random.default_rng(0)
-    imgs, label = blob_images(N_ROWS)
-    pred = np.where(rng.random(N_ROWS) < 0.3, (label + 1) % 3, label)
-    import pandas as pd
-
-    table = pd.DataFrame({
-        "id": [f"img-{i}" for i in range(N_ROWS)], "path": [None] * N_ROWS, "label": label,
-        "label_name": np.array(["a", "b", "c"])[label], "pred": pred,
-        "pred_name": np.array(["a", "b", "c"])[pred], "confidence": 0.8, "loss": 0.5,
-        "correct": pred == label, "x": rng.normal(size=N_ROWS).astype(np.float32),
-        "y": rng.normal(size=N_ROWS).astype(np.float32), "source_index": np.arange(N_ROWS),
-    })  # fmt: skip
-    a = Analysis(table, class_names=["a", "b", "c"], source=ArraySource(imgs, label))
-    a.save(folder)
-    # saved by hand before any trial (another session's work): must survive every kill
-    Explorer(a).save_slice("kept by hand", list(range(5)))
-    write_json(folder / "annotations.json", {"format": 1, "marks": [
-        {"layer": "conv", "class": 2, "class_name": "c", "feature": 7, "mark": "core",
-         "updated": "2024-01-01T00:00:00+00:00"}]})  # fmt: skip
+def _visible_files(folder: Path) -> set[str]:
+    """The folder's files a user sees (a temporary file or a lock starts with a dot)."""
+    return {
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    }
 
 
 @pytest.mark.slow
 def test_sigkill_during_slice_and_mark_saves_loses_nothing(forks: ForkServer, tmp_path: Path):
     folder, log = tmp_path / "analysis", tmp_path / "ops.log"
-    _annotated_analysis(folder)
+    annotated_analysis(folder, N_ROWS)  # its slice and mark, saved before: must survive every kill
     calib = forks.run("annotate", folder, log)
     assert calib.code == 0
     assert _on_disk(folder) == _state_after(OPS_PER_RUN)
+    files = _visible_files(folder)
+    assert {"slices.json", "annotations.json"} <= files
     phases: Counter[str] = Counter()
     kills = forks.kills
     for delay in _delays(10, 0.9 * calib.seconds):
@@ -457,15 +447,16 @@ def test_sigkill_during_slice_and_mark_saves_loses_nothing(forks: ForkServer, tm
                "between saves" if not in_flight else "during a save"] += 1  # fmt: skip
         if in_flight and state == allowed[-1] and len(allowed) == 2:
             phases["after the rename, before it was confirmed"] += 1
-        if _temp_files(folder):
+        if temp_files(folder):
             phases["temp file left by the kill"] += 1
+        assert _visible_files(folder) == files, "a kill left a visible file, or took one away"
         # the widgets on a fresh process read it back
         assert len(Explorer(Analysis.load(folder)).saved_slices) == len(state[0])
     assert forks.run("annotate", folder, log).code == 0
     total = len([x for x in _log_lines(log) if x.startswith("done")])
     print(f"\nannotations: {forks.kills - kills} kills, {total} saves, phases {dict(phases)}")
     assert _on_disk(folder) == _state_after(total)
-    assert _temp_files(folder) == [], "temporary files of killed saves were never removed"
+    assert temp_files(folder) == [], "temporary files of killed saves were never removed"
     assert phases["before the first save"] >= 1, phases
     assert phases["during a save"] >= 3 and phases["temp file left by the kill"] >= 1, phases
 
@@ -473,75 +464,28 @@ def test_sigkill_during_slice_and_mark_saves_loses_nothing(forks: ForkServer, tm
 WORKLOADS = {"embed": _embed, "project": _project, "annotate": _annotate}
 
 
-# --------------------------------------------------------------------------- temporary files
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from faultlens.store import atomic_path
-with atomic_path(Path(sys.argv[1])) as tmp:
-    tmp.write_text("half of a new vers")
-    print("inside", flush=True)
-    time.sleep(600)
-"""
+# --------------------------------------------------------------------------- no network
 
 
-def _writer_inside_a_write(target: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE,
-                            text=True)  # fmt: skip
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "inside"
-    return proc
+def test_offline_analysis_makes_no_network_call(monkeypatch: pytest.MonkeyPatch, tiny_net) -> None:
+    calls = []
 
+    def no_network(self, *args, **kwargs):
+        calls.append(args)
+        raise OSError("network disabled by the test")
 
-def test_the_next_write_removes_what_a_killed_writer_left_but_not_a_live_ones(tmp_path: Path):
-    target = tmp_path / "slices.json"
-    write_json(target, {"v": 1})
-    dead = _writer_inside_a_write(target)
-    dead.send_signal(signal.SIGKILL)
-    dead.wait()
-    stale = [p.name for p in _temp_files(tmp_path)]
-    assert len(stale) == 1 and stale[0].startswith(".slices.json.") and f"-{dead.pid}." in stale[0]
-    assert read_json(target) == {"v": 1}
-    live = _writer_inside_a_write(target)  # its write starts by removing the stale one
-    try:
-        (mine,) = [p.name for p in _temp_files(tmp_path)]
-        assert f"-{live.pid}." in mine
-        write_json(target, {"v": 2})  # a write beside a live writer leaves its file alone
-        assert [p.name for p in _temp_files(tmp_path)] == [mine]
-        assert read_json(target) == {"v": 2}
-    finally:
-        live.kill()
-        live.wait()
-    write_json(target, {"v": 3})
-    assert _temp_files(tmp_path) == [] and read_json(target) == {"v": 3}
-
-
-def test_cache_entries_left_unfinished_or_unreadable_are_repaired_not_loaded(tmp_path: Path):
-    import faultlens.store as store_mod
-
-    store = ArtifactStore(tmp_path)
-    calls: list[int] = []
-
-    def compute() -> np.ndarray:
-        calls.append(1)
-        return np.arange(6.0).reshape(3, 2)
-
-    folder = store.path("projection", "k1")
-    write_npy(folder / "array.npy", compute())  # killed after the array's rename:
-    gone = subprocess.Popen(["true"])  # no manifest yet, and the manifest's temp file is left
-    gone.wait()
-    stale = (
-        folder / f".manifest.json.{store_mod._owner().rsplit('-', 1)[0]}-{gone.pid}.abcd1234.tmp"
-    )
-    stale.write_text('{"kind": "proj')
-    np.testing.assert_array_equal(store.cached_array("projection", "k1", compute), compute())
-    assert len(calls) == 2  # loaded, not computed again
-    assert read_json(folder / "manifest.json")["kind"] == "projection"
-    assert not stale.exists()
-    # an array file cut short (copied half-way): computed again with a warning, never loaded
-    whole = (folder / "array.npy").read_bytes()
-    (folder / "array.npy").write_bytes(whole[: len(whole) - 10])
-    with pytest.warns(store_mod.CacheWarning, match="unreadable"):
-        again = store.cached_array("projection", "k1", compute)
-    np.testing.assert_array_equal(again, compute())
-    assert len(calls) == 4 and (folder / "array.npy").read_bytes() == whole
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_network)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: no_network(None, *a))
+    imgs, labels = blob_images(12)  # few enough to skip UMAP (no numba compile)
+    with pytest.warns(ProjectionWarning):
+        a = faultlens.analyze(
+            imgs,
+            labels=labels,
+            classifier=Classifier(tiny_net, tiny_transform),
+            embedder=EfficientNetLiteEmbedder(64),
+            progress=False,
+        )
+    assert len(a) == 12 and a.arrays["imagenet_logits"].shape == (12, 1000)
+    a.describe(np.arange(5))
+    assert calls == []
