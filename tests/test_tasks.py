@@ -230,3 +230,53 @@ def test_cancelled_is_not_swallowed_by_a_stage_that_catches_errors() -> None:
 
     with pytest.raises(Cancelled):  # describe_members turns captioner *errors* into notes
         a.describe(cluster, captioner=SlowCaptioner(), progress=cancel)
+
+
+def test_feature_browser_computes_in_the_background_and_a_cancel_keeps_the_shards(
+    tiny_net, tmp_path
+) -> None:
+    import pandas as pd
+
+    from faultlens.analysis import feature_index as fi
+    from faultlens.analysis.result import Analysis
+    from faultlens.data.sources import ArraySource
+    from faultlens.store import ArtifactStore
+    from faultlens.ui.features import FeatureBrowser
+    from tests.helpers import blob_images, tiny_transform
+
+    n = fi.SHARD + 200
+    imgs, labels = blob_images(n)
+    table = pd.DataFrame({"id": [str(i) for i in range(n)], "label": labels, "pred": labels,
+                          "correct": True, "source_index": range(n)})  # fmt: skip
+    a = Analysis(table, class_names=["r", "g", "b"], source=ArraySource(imgs, labels))
+    store = ArtifactStore(tmp_path)
+    reached, go = threading.Event(), threading.Event()
+
+    def batches(done: int, _total: int) -> None:  # stops in the second shard until the test says
+        if done > fi.SHARD and not reached.is_set():
+            reached.set()
+            assert go.wait(WAIT)
+
+    fb = FeatureBrowser(a, tiny_net, "conv", tiny_transform, batch_size=100, store=store,
+                        progress=batches, background=True)  # fmt: skip
+    assert reached.wait(WAIT)  # the constructor returned while the model runs
+    assert fb.task["name"] == "computing features" and fb.task["state"] == "running"
+    assert not fb.ready and fb.features == [] and fb.class_names == ["r", "g", "b"]
+    with pytest.raises(RuntimeError, match="not computed yet"):
+        _ = fb.acts
+    fb._on_custom_msg(fb, {"type": "cancel"}, [])
+    go.set()
+    assert fb.wait_task(WAIT)
+    assert fb.task["state"] == "cancelled" and not fb.ready
+    assert fb.status == (
+        "computing features cancelled: finished shards stay cached; build the FeatureBrowser "
+        "again to resume"
+    )
+    # the next one resumes after the finished shard, and fills every view
+    seen: list[int] = []
+    fb2 = FeatureBrowser(a, tiny_net, "conv", tiny_transform, batch_size=100, store=store,
+                         progress=lambda d, _n: seen.append(d), background=True, k=3, gap_k=5)  # fmt: skip
+    assert fb2.wait_task(WAIT)
+    assert seen == [fi.SHARD + 100, fi.SHARD + 200]  # only the unfinished shard ran
+    assert fb2.ready and fb2.task["state"] == "done" and fb2.feature >= 0
+    assert len(fb2.groups["top"]["rows"]) == 3 and fb2.acts.shape[0] == n
