@@ -694,6 +694,7 @@ def test_describe_selection_with_a_fake_captioner() -> None:
     json.dumps(ex.descriptions)
     # from the view: the "describe" button sends a message; an explicit captioner wins
     ex._on_custom_msg(ex, {"type": "describe"}, [])
+    assert ex.wait_task(60)  # it runs in a worker thread, so the kernel keeps reading messages
     assert ex.descriptions["items"][1]["source"] == "captions (fake)"
     other = FakeCaptioner("a blue sky")
     other.name = "other"
@@ -731,7 +732,9 @@ def test_describe_errors_go_to_status_and_keep_the_selection() -> None:
     assert any("captions unavailable" in n and "no weights here" in n for n in notes)
     ex.clear_selection()
     ex._on_custom_msg(ex, {"type": "describe"}, [])  # empty selection: from the view
-    assert "describe failed" in ex.status and "empty" in ex.status
+    assert ex.wait_task(60)
+    assert "describing failed" in ex.status and "empty" in ex.status
+    assert ex.task["state"] == "error" and "empty" in ex.task["text"]
     assert ex.descriptions["error"] and ex.describing is False
     ex.select(np.arange(N))  # everything selected: nothing to contrast with
     _descs, notes = ex.describe_selection()

@@ -276,6 +276,7 @@ class Analysis:
         maps: Any = None,
         concepts: Any = None,
         reference: Any = None,
+        progress: Any = None,
     ) -> tuple[list[Any], list[str]]:
         """Descriptions of the images at ``rows`` and notes on what could not be made, each
         labelled with its source, a one-sentence summary first: the image properties measured
@@ -284,8 +285,9 @@ class Analysis:
         the model looks when ``maps`` are given ((n, H, W) activation or Grad-CAM maps of every
         row, or a function of rows), and concepts learned from examples (``concepts``:
         ``{name: fitted ConceptFromExamples}``). Columns named in ``meta["truth_columns"]`` (the
-        demo's planted truth) are left out, so a description cannot read the answer. See
-        :func:`faultlens.analysis.describe.describe_members`."""
+        demo's planted truth) are left out, so a description cannot read the answer.
+        ``progress(done, total)`` follows the captioning batch by batch (a ``BaseException``
+        raised from it stops there). See :func:`faultlens.analysis.describe.describe_members`."""
         from faultlens.analysis.describe import describe_members
 
         truth = [c for c in self.meta.get("truth_columns", ()) if c in self.table.columns]
@@ -304,6 +306,7 @@ class Analysis:
             table=self.table.drop(columns=truth),
             concepts=concepts,
             reference=reference,
+            progress=progress,
         )
 
 

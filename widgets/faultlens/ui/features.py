@@ -15,6 +15,11 @@ activation-map overlay (NAM or Grad-CAM, scaled per image). A mark is set by a `
 rejecting it ``"core"``) and saved by :class:`~faultlens.analysis.record_views.FeatureMarks` to
 ``<analysis folder>/annotations.json``; ``mark`` shows it. ``selection`` is a read-only view of the
 binary ``_selection`` (uint32 rows) that Python writes.
+
+Computing the activations is the widget's job (:class:`~faultlens.ui.tasks.Tasks`): ``task`` shows
+its progress. With ``background=True`` the widget is shown at once and computes in a worker thread;
+its Cancel button stops it between batches (finished shards stay cached, the next FeatureBrowser
+resumes there).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
 from faultlens.ui.static_copy import with_static_copy
+from faultlens.ui.tasks import Cancelled, Progress, Tasks
 
 if TYPE_CHECKING:
     from faultlens.analysis.result import Analysis
@@ -55,7 +61,7 @@ def _bytes_from_json(js: Any, _obj: Any) -> bytes:
     return b"" if js is None else js.tobytes() if isinstance(js, memoryview) else bytes(js)
 
 
-class FeatureBrowser(anywidget.AnyWidget):
+class FeatureBrowser(Tasks, anywidget.AnyWidget):
     """Browse a layer's neural features per class, mark them core or spurious, see what they cost.
 
     Parameters
@@ -81,8 +87,12 @@ class FeatureBrowser(anywidget.AnyWidget):
         Where the activations are cached (default: the faultlens cache).
     progress:
         ``progress(done, total)`` after each batch of images while the activations are computed
-        (default: a progress bar). Stopping the kernel cancels; finished shards of 1,024 images
-        stay cached, so the next FeatureBrowser resumes there.
+        (default: a text progress bar, unless ``background``). Stopping the kernel cancels;
+        finished shards of 1,024 images stay cached, so the next FeatureBrowser resumes there.
+    background:
+        Return at once and compute the activations in a worker thread: the widget shows their
+        progress and a Cancel button, and fills in when they are done (``wait_task()`` waits for
+        it; until then the views are empty and :attr:`acts` raises).
     """
 
     _esm = _STATIC / "features.js"
@@ -138,21 +148,11 @@ class FeatureBrowser(anywidget.AnyWidget):
         batch_size: int = 128,
         store: ArtifactStore | None = None,
         progress: Callable[[int, int], None] | None = None,
+        background: bool = False,
     ) -> None:
         self.analysis = analysis
-        bar = None
-        if progress is None:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(analysis), desc="features", unit="img", mininterval=0.5)
-            progress = lambda done, _n: bar.update(done - bar.n)  # noqa: E731
-        try:
-            self.index = FeatureIndex(analysis, model, layer, transform, batch_size=batch_size,
-                                      store=store, progress=progress)  # fmt: skip
-        finally:
-            if bar is not None:
-                bar.close()
-        self.model = self.index.model
+        self.index: FeatureIndex | None = None
+        self.model = model
         self.marks = FeatureMarks(analysis)
         self._n_features, self._strip_size, self._tile = (
             int(n_features),
@@ -163,12 +163,54 @@ class FeatureBrowser(anywidget.AnyWidget):
         self._suspects: dict[int, dict[int, dict[str, Any]]] = {}
         self._sel = np.zeros(0, dtype=np.uint32)
         super().__init__()
+        self._init_tasks()
         with self.hold_sync():
             self.set_trait("class_names", [str(c) for c in analysis.class_names])
             self.set_trait("layer", layer)
-            self.skipped = list(self.index.skipped)
             self.k, self.gap_k = k, gap_k
-            if self.index.notes:
+        self.on_msg(self._on_custom_msg)
+
+        def job(task: Progress) -> None:
+            self._compute(task, model, layer, transform, batch_size, store, progress, background)
+
+        if background:
+            self.start_task("computing features", job)
+        else:
+            self.run_task("computing features", job)
+
+    def _compute(
+        self, task: Progress, model: torch.nn.Module, layer: str,
+        transform: Callable[[Any], torch.Tensor], batch_size: int, store: ArtifactStore | None,
+        progress: Callable[[int, int], None] | None, background: bool,
+    ) -> None:  # fmt: skip
+        """The activations (batch by batch, each batch a chance to cancel), then every view."""
+        bar = None
+        if progress is None and not background:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(self.analysis), desc="features", unit="img", mininterval=0.5)
+            progress = lambda done, _n: bar.update(done - bar.n)  # noqa: E731
+        step = task.part(0, 1, "images through the model")
+
+        def each_batch(done: int, total: int) -> None:
+            if progress is not None:
+                progress(done, total)
+            step(done, total)
+
+        task(0, 0, "reading the cache")
+        try:
+            index = FeatureIndex(self.analysis, model, layer, transform, batch_size=batch_size,
+                                 store=store, progress=each_batch)  # fmt: skip
+        except Cancelled:
+            kept = "finished shards stay cached; build the FeatureBrowser again to resume"
+            raise Cancelled(kept) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        self.index, self.model = index, index.model
+        with self.hold_sync():
+            self.skipped = list(index.skipped)
+            if index.notes:
                 self.status = "; ".join(self.index.notes)
             self._read_marks()
             self.class_index = next(
@@ -179,8 +221,8 @@ class FeatureBrowser(anywidget.AnyWidget):
         self.observe(self._on_feature, names=["feature"])
         self.observe(self._on_k, names=["k", "gap_k"])
         self.observe(self._on_view, names=["map_kind", "opacity"])
-        self.on_msg(self._on_custom_msg)
         self._on_feature(None)  # the first feature was chosen before these observers existed
+        task(1, 1, "done")
 
     def __repr__(self) -> str:
         return (
@@ -189,14 +231,28 @@ class FeatureBrowser(anywidget.AnyWidget):
         )
 
     @property
+    def ready(self) -> bool:
+        """Whether the activations are computed (always, unless built with ``background``)."""
+        return self.index is not None
+
+    def _index(self) -> FeatureIndex:
+        if self.index is None:
+            msg = (
+                f"the features are not computed yet ({self.task.get('state', 'not started')}: "
+                f"{self.status or self.task.get('text', '')}); wait with fb.wait_task()"
+            )
+            raise RuntimeError(msg)
+        return self.index
+
+    @property
     def acts(self) -> np.ndarray:
         """(n, C) pooled activations of every image."""
-        return self.index.acts
+        return self._index().acts
 
     @property
     def importance(self) -> np.ndarray:
         """(n_classes, C) importance of every feature for every class."""
-        return self.index.importance
+        return self._index().importance
 
     # ------------------------------------------------------------------ validation
 
@@ -209,8 +265,9 @@ class FeatureBrowser(anywidget.AnyWidget):
     @t.validate("feature")
     def _valid_feature(self, proposal: dict) -> int:
         v = int(proposal["value"])
-        if not -1 <= v < self.index.n_features:
-            msg = f"feature {v} out of range: layer {self.layer!r} has {self.index.n_features}"
+        n = self._index().n_features
+        if not -1 <= v < n:
+            msg = f"feature {v} out of range: layer {self.layer!r} has {n}"
             raise t.TraitError(msg)
         return v
 
@@ -247,8 +304,9 @@ class FeatureBrowser(anywidget.AnyWidget):
     def select(self, rows: Any) -> np.ndarray:
         """Select table ``rows`` (row indices); returns the selection."""
         sel = np.unique(np.asarray(rows, dtype=np.int64).reshape(-1))
-        if len(sel) and (sel[0] < 0 or sel[-1] >= len(self.index.labels)):
-            msg = f"selection rows must be within 0..{len(self.index.labels) - 1}"
+        n = len(self._index().labels)
+        if len(sel) and (sel[0] < 0 or sel[-1] >= n):
+            msg = f"selection rows must be within 0..{n - 1}"
             raise IndexError(msg)
         self._sel = sel.astype(np.uint32)
         self._selection = self._sel.astype("<u4").tobytes()
@@ -270,7 +328,7 @@ class FeatureBrowser(anywidget.AnyWidget):
         """Class ``c``'s (default: the shown class's) top features ranked by how likely each is
         spurious (:func:`~faultlens.analysis.suspects.rank_suspects`)."""
         c = self.class_index if c is None else int(c)
-        table = rank_suspects(self.index, c, n_features=self._n_features, gap_k=self.gap_k)
+        table = rank_suspects(self._index(), c, n_features=self._n_features, gap_k=self.gap_k)
         self._suspects[c] = {int(r.feature): r._asdict() for r in table.itertuples(index=False)}
         return table
 
@@ -369,7 +427,7 @@ class FeatureBrowser(anywidget.AnyWidget):
 
     def maps(self, rows: list[int]) -> np.ndarray:
         """(n, H, W) maps of the shown feature (NAM) or the shown class (Grad-CAM) for ``rows``."""
-        return self.index.maps(rows, self.map_kind, self.feature, self.class_index)
+        return self._index().maps(rows, self.map_kind, self.feature, self.class_index)
 
     def tile_pngs(self, rows: list[int]) -> list[tuple[bytes, bytes]]:
         """``[(original PNG, overlay PNG), ...]`` for ``rows`` at the current map settings."""
@@ -399,7 +457,11 @@ class FeatureBrowser(anywidget.AnyWidget):
             return
         kind = content.get("type")
         try:
-            if kind == "tiles":
+            if kind == "cancel":
+                self.cancel_task()
+            elif self.index is None:
+                return  # nothing to show yet: the activations are being computed
+            elif kind == "tiles":
                 rows = [int(r) for r in content.get("rows", [])][:200]
                 bad = [r for r in rows if not 0 <= r < len(self.index.labels)]
                 if bad:

@@ -6,11 +6,15 @@ its host (the Explorer) is small and named here: ``analysis``, ``n_points``, ``s
 ``_update_grid()`` (redraws the tiles, which show captions) and ``_slices_recoloured(found)`` (the map's
 "slice" colour follows the discovered slices; returns a note for the status bar). Saved slices live
 in the analysis's records store (:class:`~faultlens.analysis.record_views.SavedSlices`).
+
+Finding slices and describing run as the widget's one job (:class:`~faultlens.ui.tasks.Tasks`): the
+view shows their progress and can cancel them between batches (a slice described, a batch of
+captions); started from the view they run in a worker thread, called from Python they return
+their result as usual.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +32,10 @@ from faultlens.ui.state import (
     discovered_row,
     find_discovered,
 )
+from faultlens.ui.tasks import Cancelled, Progress, Tasks
 
 
-class SlicePanel(t.HasTraits):
+class SlicePanel(Tasks):
     """Saved slices, discovered slices and the description of the selection (a mixin of the
     Explorer; see the module's docstring for what it needs of its host)."""
 
@@ -56,6 +61,7 @@ class SlicePanel(t.HasTraits):
     # ------------------------------------------------------------------ set up by the host
 
     def _init_slice_panel(self, captioner: Any, text_encoder: Any, phrases: Sequence[str]) -> None:
+        self._init_tasks()
         #: The saved slices (``<folder>/slices.json``, in memory while there is no folder): names,
         #: rows, frame, export, delete, refresh; ``saved_slices`` and the status bar follow them.
         self.saved = _ShownSlices(self.analysis, self._show_saved)
@@ -79,9 +85,13 @@ class SlicePanel(t.HasTraits):
             "slice": self._saved_slice_action,
             "select_slice": lambda c: self.select_discovered(int(c["index"])),
             "describe": self._describe_from_view,
-            "find_slices": lambda c: self.find_slices(
-                int(c.get("n_slices", 5)), method=c.get("method")
+            "find_slices": lambda c: self.start_task(
+                "finding slices",
+                lambda p: self._find_slices(
+                    p, int(c.get("n_slices", 5)), c.get("method"), True, {}
+                ),
             ),
+            **self._task_commands(),
         }
 
     # ------------------------------------------------------------------ discovered slices
@@ -99,9 +109,19 @@ class SlicePanel(t.HasTraits):
 
         With ``describe`` each slice is described (``analysis.describe`` with this explorer's
         captioner / text encoder; ImageNet tags when the analysis has ``imagenet_logits``) unless it
-        already carries descriptions.
+        already carries descriptions. ``task`` shows the progress; a cancel (or a kernel interrupt)
+        after the fit shows the slices found, with the descriptions finished so far.
         """
-        self.status = f"finding {n_slices} slices ({method or 'the default method'})…"
+        return self.run_task(
+            "finding slices", lambda p: self._find_slices(p, n_slices, method, describe, opts)
+        )
+
+    def _find_slices(
+        self, progress: Progress, n_slices: int, method: str | None, describe: bool, opts: dict
+    ) -> list[Any]:
+        how = method or "the default method"
+        self.status = f"finding {n_slices} slices ({how})…"
+        progress(0, 0, f"fitting {how} for {n_slices} slices")
         try:
             found = self.analysis.find_slices(n_slices, method, **opts)
         except Exception as exc:
@@ -111,16 +131,38 @@ class SlicePanel(t.HasTraits):
         return found
 
     def set_discovered(self, found: Sequence[Any], *, describe: bool = False) -> None:
-        """Show ``found`` (discovered :class:`Slice` objects) in the slice panel."""
+        """Show ``found`` (discovered :class:`Slice` objects) in the slice panel; with
+        ``describe``, describe those without descriptions first (a job with progress: on cancel
+        the slices are shown with the descriptions finished so far)."""
         found = check_memberships(found, self.n_points)
         if describe:
-            for i, sl in enumerate(found):
-                if not sl.descriptions:
-                    self.status = f"describing slice {i + 1}/{len(found)}…"
-                    sl.descriptions = describe_slice(
-                        self.analysis, sl, captioner=self.captioner,
-                        text_encoder=self.text_encoder, phrases=self.phrases,
-                    )  # fmt: skip
+            self.run_task("describing slices", lambda p: self._describe_found(p, found))
+        else:
+            self._show_discovered(found)
+
+    def _describe_found(self, progress: Progress, found: list[Any]) -> None:
+        todo = [sl for sl in found if not sl.descriptions]
+        done = 0
+        try:
+            for i, sl in enumerate(todo):
+                text = f"describing slice {i + 1}/{len(todo)}"
+                self.status = f"{text}…"
+                step = progress.part(i, len(todo), text)
+                step(0, 0)  # a cancel asked for during the fit stops here
+                sl.descriptions = describe_slice(
+                    self.analysis, sl, captioner=self.captioner, text_encoder=self.text_encoder,
+                    phrases=self.phrases, progress=step,
+                )  # fmt: skip
+                done += 1
+        except (Cancelled, KeyboardInterrupt) as exc:
+            self._show_discovered(found)
+            if isinstance(exc, Cancelled):
+                kept = f"{len(found)} slices shown, {done} of {len(todo)} described"
+                raise Cancelled(kept) from None
+            raise
+        self._show_discovered(found)
+
+    def _show_discovered(self, found: list[Any]) -> None:
         self._found = found
         with self.hold_sync():
             self.active_slice = -1
@@ -152,9 +194,18 @@ class SlicePanel(t.HasTraits):
         the analysis has ``imagenet_logits``. The view shows each description beside its source
         label, the notes, and the captions under their images. Returns ``(descriptions, notes)``.
 
-        ``status`` says "describing…" while it runs; an error goes to ``status`` and
-        ``descriptions["error"]`` and is raised; the selection is kept.
+        ``status`` says "describing…" while it runs and ``task`` shows the captioning's progress;
+        an error goes to ``status`` and ``descriptions["error"]`` and is raised; the selection is
+        kept. A cancel (or a kernel interrupt) keeps the previous description as it was.
         """
+        return self.run_task(
+            "describing", lambda p: self._describe(p, captioner, text_encoder, phrases, rows)
+        )
+
+    def _describe(
+        self, progress: Progress, captioner: Any, text_encoder: Any, phrases: Sequence[str],
+        rows: Any,
+    ) -> tuple[list[Any], list[str]]:  # fmt: skip
         captioner = self.captioner if captioner is None else captioner
         text_encoder = self.text_encoder if text_encoder is None else text_encoder
         phrases = tuple(phrases) or self.phrases
@@ -169,8 +220,13 @@ class SlicePanel(t.HasTraits):
         try:
             descs, notes = self.analysis.describe(
                 sel.astype(np.int64), captioner=captioner, text_encoder=text_encoder,
-                phrases=phrases,
+                phrases=phrases, progress=progress.part(0, 1, f"captioning{what}"),
             )  # fmt: skip
+        except (Cancelled, KeyboardInterrupt) as exc:
+            self.describing = False
+            if isinstance(exc, Cancelled):
+                raise Cancelled("the previous description is kept") from None
+            raise
         except Exception as exc:
             with self.hold_sync():
                 self.describing = False
@@ -189,8 +245,10 @@ class SlicePanel(t.HasTraits):
         return descs, notes
 
     def _describe_from_view(self, _content: dict) -> None:
-        with contextlib.suppress(Exception):  # already in `status` and `descriptions["error"]`
-            self.describe_selection()
+        job = lambda p: self._describe(p, None, None, (), None)  # noqa: E731
+        if self.start_task("describing", job) is None:  # refused: another job runs
+            self.describing = True  # the view's button, disabled on click, comes back
+            self.describing = False
 
     def _mark_description_stale(self) -> None:
         """Flag the shown description ``stale`` when the selection is no longer the rows it

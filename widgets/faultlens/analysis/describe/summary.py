@@ -156,6 +156,7 @@ def describe_members(
     summary: bool | None = None,
     max_images: int = 400,
     random_state: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Description], list[str]]:
     """Every description the available inputs allow, and notes on what could not be made.
 
@@ -176,6 +177,10 @@ def describe_members(
 
     With ``summary`` (default: when any offline input is given) a :func:`summarize` description
     comes first: one sentence over every finding, ranked by evidence.
+
+    ``progress(done, total)`` follows the captioning (the slow part), batch by batch. To stop the
+    call there, raise from it something that is not an ``Exception`` (``KeyboardInterrupt``, the
+    widgets' ``Cancelled``); an ``Exception`` becomes a note like any captioner failure.
     """
     members = np.asarray(members, dtype=np.int64)
     if len(members) == 0:
@@ -198,9 +203,10 @@ def describe_members(
         return out, notes
     if captioner is not None and load_image is not None and embeddings is not None:
         try:
-            out.append(
-                caption_slice(captioner, load_image, members, ref, embeddings, correct=correct)
+            captions = caption_slice(
+                captioner, load_image, members, ref, embeddings, correct=correct, progress=progress
             )
+            out.append(captions)
         except Exception as exc:
             notes.append(
                 f"captions unavailable ({type(exc).__name__}: {exc}); showing phrases/tags"

@@ -21,7 +21,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -265,6 +265,8 @@ def caption_slice(
     k: int = 8,
     check: bool = True,
     random_state: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 4,
 ) -> Description:
     """Caption representative members and contrast them with a reference group.
 
@@ -276,6 +278,9 @@ def caption_slice(
     (random, none of those the terms came from) are captioned too; each term's
     ``details["generalisation"]`` precision is the share of members among these held-out images
     whose caption holds it (``base_rate``: the members' share of the held-out images captioned).
+
+    Images go to the captioner ``batch_size`` at a time; ``progress(done, total)`` is called after
+    each batch (total: every image this call may caption), and a raise from it stops the call there.
     """
     members, reference = np.asarray(members), np.asarray(reference)
     if correct is not None:
@@ -288,8 +293,22 @@ def caption_slice(
     ref = representatives(reference, embeddings, k)
     # held out: the members and reference images the terms were not found on
     mb, rb = np.setdiff1d(members, picked), np.setdiff1d(reference, ref)
-    slice_caps = captioner.caption([images(int(i)) for i in picked])
-    ref_caps = captioner.caption([images(int(i)) for i in ref]) if len(ref) else []
+    n_held = min(k, len(mb)) + min(k, len(rb)) if check and len(mb) and len(rb) else 0
+    total, done = len(picked) + len(ref) + n_held, 0
+
+    def caption(rows: np.ndarray) -> list[str]:
+        nonlocal done
+        out: list[str] = []
+        for s in range(0, len(rows), max(1, batch_size)):
+            part = rows[s : s + max(1, batch_size)]
+            out += captioner.caption([images(int(i)) for i in part])
+            done += len(part)
+            if progress is not None:
+                progress(done, total)
+        return out
+
+    slice_caps = caption(picked)
+    ref_caps = caption(ref) if len(ref) else []
     terms = contrast_terms(slice_caps, ref_caps)
     details: dict[str, Any] = {
         "captions": dict(zip([int(i) for i in picked], slice_caps, strict=True)),
@@ -300,7 +319,7 @@ def caption_slice(
         # whose caption holds it
         rng = np.random.default_rng(random_state)
         hm, hr = rng.permutation(mb)[:k], rng.permutation(rb)[:k]
-        caps = captioner.caption([images(int(i)) for i in np.concatenate([hm, hr])])
+        caps = caption(np.concatenate([hm, hr]))
         has = [_terms(c) for c in caps]
         is_m = np.r_[np.ones(len(hm), bool), np.zeros(len(hr), bool)]
         check_out = {}
@@ -315,6 +334,8 @@ def caption_slice(
         details["held_out_captions"] = dict(
             zip([int(i) for i in np.concatenate([hm, hr])], caps, strict=True)
         )
+    if progress is not None and done < total:
+        progress(total, total)  # no held-out check: nothing more to caption
     return Description(source=f"captions ({captioner.name})", terms=terms, details=details)
 
 

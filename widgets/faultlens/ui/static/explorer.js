@@ -71,6 +71,52 @@ function signal() {
   };
 }
 
+// src/shared/task.js
+function createTaskBar(model, on) {
+  const text = el("span", { class: "fl-task-text" });
+  const fill = el("span", { class: "fl-task-fill" });
+  const bar = el("div", { class: "fl-task-bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, [fill]);
+  const cancel = el("button", {
+    type: "button",
+    class: "fl-task-cancel",
+    text: "Cancel",
+    onclick: () => {
+      cancel.disabled = true;
+      text.textContent = "cancelling…";
+      model.send({ type: "cancel" });
+    }
+  });
+  const node = el("div", { class: "fl-task", hidden: "" }, [text, bar, cancel]);
+  function draw() {
+    const t = model.get("task") || {};
+    const running = t.state === "running";
+    node.hidden = !running;
+    node.dataset.state = t.state || "";
+    if (!running) return;
+    const label = [t.name, t.text].filter(Boolean).join(": ") || "working…";
+    text.textContent = label;
+    bar.setAttribute("aria-label", t.name || "progress");
+    bar.setAttribute("aria-valuetext", label);
+    const known = Number(t.total) > 0;
+    node.classList.toggle("fl-task-unknown", !known);
+    if (known) {
+      const pct2 = Math.max(0, Math.min(100, Math.round(100 * Number(t.done) / Number(t.total))));
+      bar.setAttribute("aria-valuenow", String(pct2));
+      fill.style.width = `${pct2}%`;
+    } else {
+      bar.removeAttribute("aria-valuenow");
+      fill.style.width = "";
+    }
+    cancel.disabled = t.text === "cancelling…";
+  }
+  on("change:task", draw);
+  draw();
+  return node;
+}
+function mountTask(ctx) {
+  ctx.slots.toolbar.after(createTaskBar(ctx.model, ctx.on));
+}
+
 // src/shared/binary.js
 function asBytes(dv) {
   if (!dv) return new Uint8Array(0);
@@ -1184,7 +1230,8 @@ var PARTS = [
   mountDescribe,
   mountGrid,
   mountToolbar,
-  mountPointer
+  mountPointer,
+  mountTask
 ];
 function render({ model, el: host }) {
   const scope = createScope(model);

@@ -50,6 +50,49 @@ function createDispatcher(scope) {
   return (type, fn) => handlers.set(type, fn);
 }
 
+// src/shared/task.js
+function createTaskBar(model, on) {
+  const text = el("span", { class: "fl-task-text" });
+  const fill = el("span", { class: "fl-task-fill" });
+  const bar = el("div", { class: "fl-task-bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, [fill]);
+  const cancel = el("button", {
+    type: "button",
+    class: "fl-task-cancel",
+    text: "Cancel",
+    onclick: () => {
+      cancel.disabled = true;
+      text.textContent = "cancelling…";
+      model.send({ type: "cancel" });
+    }
+  });
+  const node = el("div", { class: "fl-task", hidden: "" }, [text, bar, cancel]);
+  function draw() {
+    const t = model.get("task") || {};
+    const running = t.state === "running";
+    node.hidden = !running;
+    node.dataset.state = t.state || "";
+    if (!running) return;
+    const label = [t.name, t.text].filter(Boolean).join(": ") || "working…";
+    text.textContent = label;
+    bar.setAttribute("aria-label", t.name || "progress");
+    bar.setAttribute("aria-valuetext", label);
+    const known = Number(t.total) > 0;
+    node.classList.toggle("fl-task-unknown", !known);
+    if (known) {
+      const pct2 = Math.max(0, Math.min(100, Math.round(100 * Number(t.done) / Number(t.total))));
+      bar.setAttribute("aria-valuenow", String(pct2));
+      fill.style.width = `${pct2}%`;
+    } else {
+      bar.removeAttribute("aria-valuenow");
+      fill.style.width = "";
+    }
+    cancel.disabled = t.text === "cancelling…";
+  }
+  on("change:task", draw);
+  draw();
+  return node;
+}
+
 // src/shared/binary.js
 function asBytes(dv) {
   if (!dv) return new Uint8Array(0);
@@ -235,9 +278,10 @@ function controls(model) {
   }
   return { head, classSel, kindSel, opacity, sync };
 }
-function layout(model) {
+function layout(model, on) {
   const c = controls(model);
   const parts = {
+    task: createTaskBar(model, on),
     featList: el("div", { class: "fl-featlist", role: "listbox", "aria-label": "top features" }),
     markBar: el("div", { class: "fl-mark" }),
     groups: el("div", { class: "fl-groups" }),
@@ -246,6 +290,7 @@ function layout(model) {
   };
   const root = el("div", { class: "fl-features" }, [
     c.head,
+    parts.task,
     el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.groups, parts.strip])]),
     parts.status
   ]);
@@ -253,7 +298,7 @@ function layout(model) {
 }
 function render({ model, el: host }) {
   const scope = createScope(model);
-  const { root, parts, controls: c } = layout(model);
+  const { root, parts, controls: c } = layout(model, scope.on);
   const ctx = { model, root, parts, handle: createDispatcher(scope) };
   ctx.images = createImages(ctx);
   const redrawImages = () => {

@@ -5,6 +5,7 @@
 
 import { el } from "../shared/dom.js";
 import { createDispatcher, createScope } from "../shared/scope.js";
+import { mountTask } from "../shared/task.js";
 import { createData } from "./data.js";
 import { mountDescribe } from "./describe.js";
 import { mountDiscovered } from "./discovered.js";
@@ -39,7 +40,7 @@ function layout() {
 // from its event handlers, or at mount when that part is mounted before it
 const PARTS = [
   mountSelection, mountThumbs, mountMap, mountStats, mountInspector, mountLegend, mountSavedSlices,
-  mountDiscovered, mountDescribe, mountGrid, mountToolbar, mountPointer,
+  mountDiscovered, mountDescribe, mountGrid, mountToolbar, mountPointer, mountTask,
 ];
 
 function render({ model, el: host }) {

@@ -4,6 +4,7 @@
 
 import { el, setTrait } from "../shared/dom.js";
 import { createDispatcher, createScope } from "../shared/scope.js";
+import { createTaskBar } from "../shared/task.js";
 import { createImages } from "./images.js";
 import { drawFeatures, drawGroups, drawMark, drawStrip } from "./views.js";
 
@@ -26,9 +27,10 @@ function controls(model) {
   return { head, classSel, kindSel, opacity, sync };
 }
 
-function layout(model) {
+function layout(model, on) {
   const c = controls(model);
   const parts = {
+    task: createTaskBar(model, on),
     featList: el("div", { class: "fl-featlist", role: "listbox", "aria-label": "top features" }),
     markBar: el("div", { class: "fl-mark" }),
     groups: el("div", { class: "fl-groups" }),
@@ -37,6 +39,7 @@ function layout(model) {
   };
   const root = el("div", { class: "fl-features" }, [
     c.head,
+    parts.task,
     el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.groups, parts.strip])]),
     parts.status,
   ]);
@@ -45,7 +48,7 @@ function layout(model) {
 
 function render({ model, el: host }) {
   const scope = createScope(model);
-  const { root, parts, controls: c } = layout(model);
+  const { root, parts, controls: c } = layout(model, scope.on);
   const ctx = { model, root, parts, handle: createDispatcher(scope) };
   ctx.images = createImages(ctx);
   const redrawImages = () => { ctx.images.reset(); drawGroups(ctx); drawStrip(ctx); };
