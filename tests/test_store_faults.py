@@ -23,6 +23,7 @@ from faultlens.models.runner import run_models
 from faultlens.store import (
     ArtifactStore,
     CacheWarning,
+    atomic_path,
     fingerprint_array,
     read_json,
     write_json,
@@ -47,6 +48,21 @@ def test_a_failing_write_keeps_the_previous_state(
         write_json(target, {"kept": False})
     assert read_json(target) == {"kept": True}
     assert [p.name for p in tmp_path.iterdir()] == ["slices.json"]
+
+
+def test_a_writer_that_raises_inside_atomic_path_leaves_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    write_json(target, {"v": 1})
+
+    def failing_writer() -> None:
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"v": 2, "half')
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        failing_writer()
+    assert target.read_text().startswith("{") and '"v": 1' in target.read_text()
+    assert list(tmp_path.iterdir()) == [target]
 
 
 HOLDER = """
