@@ -20,6 +20,7 @@ import traitlets as t
 
 from faultlens.analysis.record_views import SavedSlices
 from faultlens.analysis.records import check_slice_name
+from faultlens.ui.evidence import evidence_commands
 from faultlens.ui.rows import coerce_rows, rows_hash, sorted_unique
 from faultlens.ui.state import (
     check_memberships,
@@ -82,6 +83,7 @@ class SlicePanel(t.HasTraits):
             "find_slices": lambda c: self.find_slices(
                 int(c.get("n_slices", 5)), method=c.get("method")
             ),
+            **evidence_commands(self),
         }
 
     # ------------------------------------------------------------------ discovered slices

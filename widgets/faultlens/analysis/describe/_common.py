@@ -114,6 +114,22 @@ def z_of_p(p: float) -> float:
     return float(min(norm.isf(max(p, 1e-300) / 2), 40.0))
 
 
+def beyond(
+    rows: np.ndarray, values: np.ndarray, reference_values: np.ndarray, up: bool
+) -> np.ndarray:
+    """The ``rows`` (members) that carry a shift: those whose value lies beyond the reference's
+    median in the shift's direction (above it when ``up``, else below); NaN values never carry
+    it. ``values`` align with ``rows``."""
+    ref = np.asarray(reference_values, dtype=np.float64)
+    ref = ref[np.isfinite(ref)]
+    v = np.asarray(values, dtype=np.float64)
+    if len(ref) == 0:
+        return np.zeros(0, dtype=np.int64)
+    med = float(np.median(ref))
+    hit = v > med if up else v < med
+    return np.asarray(rows, dtype=np.int64)[hit & np.isfinite(v)]
+
+
 def pct(v: float) -> str:
     """A share as a rounded percentage ("18 %")."""
     return f"{100 * v:.0f} %"
