@@ -133,8 +133,8 @@ class ConceptFromExamples:
         """``score`` (mean AUROC over the runs), ``p_value``, ``runs`` (each run's score),
         ``random_scores``, ``effect`` (Hedges' g of the projections along the mean direction, with
         ``ci``), ``direction`` and ``rows`` (the members that carry the finding: further along
-        the mean direction than the reference's median when the score is above 0.5, less far
-        when below)."""
+        the mean direction than 90 % of the reference when the score is above 0.5, less far than
+        90 % of it when below)."""
         from scipy.stats import rankdata
 
         from faultlens.analysis.describe._common import hedges_g

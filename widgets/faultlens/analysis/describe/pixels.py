@@ -64,7 +64,8 @@ def evidence_location(
     {region: plain words}, ``members_mean``/``reference_mean`` (H, W) mean maps, ``pictures``
     {"members", "reference", "difference": PNG bytes}, ``n`` (members, reference), ``blank`` maps,
     ``rows`` {region: the members that carry the finding: whose share in it lies beyond the
-    reference's median share, on the side of the difference}.
+    reference's 90th percentile share when the difference is positive, below its 10th when
+    negative}.
     """
     M = np.asarray(maps, dtype=np.float64)
     if M.ndim != 3 or min(M.shape) < 1:
@@ -227,7 +228,7 @@ def property_effects(
     size on a log scale) with a 95 % interval. Terms: ``(property, g)`` ranked by |g|, largest
     first. ``details``: ``ci``, ``median`` {name: (members, reference)}, ``words`` (e.g. "smaller:
     foreground 18 % vs 41 % of the image (−1.3 SD)"), ``n``, ``rows`` {name: the members beyond
-    the reference's median in the effect's direction}."""
+    the reference's 90th percentile in the effect's direction, or its 10th}."""
     V = _as_values(values, names)
     m, r = groups(len(V), members, reference)
     effects, ci, med, words, carriers = {}, {}, {}, {}, {}

@@ -37,7 +37,7 @@ def columns(
 
     ``details``: per term ``kind`` ("category"/"number"), ``estimate``, ``ci``, ``words``,
     ``evidence``, ``rows`` (the members that carry it: those with the value; for a number, those
-    beyond the reference's median in the shift's direction); ``tested`` columns.
+    beyond the reference's 90th percentile in the shift's direction, or its 10th); ``tested`` columns.
     """
     from scipy.stats import hypergeom
 
