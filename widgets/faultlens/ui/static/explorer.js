@@ -162,7 +162,12 @@ function summaryParts(model, parts, index) {
 }
 var EMPTY = "Select images, then “Describe selection”: captions, CLIP phrases or ImageNet tags, each labelled with its source.";
 function itemParts(ctx, item, want) {
-  if (item.source === "summary" && item.parts) return [summaryParts(ctx.model, item.parts, -1)];
+  if (item.source === "summary" && item.parts) {
+    return [el("div", { class: "fl-desc-item", "data-source": item.source }, [
+      el("span", { class: "fl-source", text: item.source }),
+      summaryParts(ctx.model, item.parts, -1)
+    ])];
+  }
   const terms = (item.terms || []).map(([t]) => t);
   const parts = [el("div", { class: "fl-desc-item", "data-source": item.source }, [
     el("span", { class: "fl-source", text: item.source }),
@@ -240,9 +245,9 @@ function times(v) {
 // src/explorer/discovered.js
 var HEAD = ["", "slice", "method", "images", "error rate [95% CI]", "lift", "description"];
 function descriptionCell(s) {
-  const sentence = (s.summary || []).slice(0, 4).map((p) => p.text).join(" · ");
+  const [head, first] = s.summary || [];
   return el("td", { class: "fl-disc-desc" }, [
-    sentence ? el("div", { class: "fl-desc-line fl-desc-sentence", text: sentence }) : null,
+    head ? el("div", { class: "fl-desc-sentence" }, [el("b", { text: head.text }), first ? el("span", { text: ` · ${first.text}` }) : null]) : null,
     ...(s.descriptions || []).filter((d) => d.source !== "summary").map((d) => el("div", { class: "fl-desc-line" }, [
       el("span", { class: "fl-source", text: d.source }),
       el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || "(no contrasting terms)" })

@@ -21,7 +21,11 @@ export function summaryParts(model, parts, index) {
 const EMPTY = "Select images, then “Describe selection”: captions, CLIP phrases or ImageNet tags, each labelled with its source.";
 
 function itemParts(ctx, item, want) {
-  if (item.source === "summary" && item.parts) return [summaryParts(ctx.model, item.parts, -1)];
+  if (item.source === "summary" && item.parts) {
+    return [el("div", { class: "fl-desc-item", "data-source": item.source }, [
+      el("span", { class: "fl-source", text: item.source }), summaryParts(ctx.model, item.parts, -1),
+    ])];
+  }
   const terms = (item.terms || []).map(([t]) => t);
   const parts = [el("div", { class: "fl-desc-item", "data-source": item.source }, [
     el("span", { class: "fl-source", text: item.source }),

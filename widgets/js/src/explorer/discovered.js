@@ -11,9 +11,9 @@ import { summaryParts } from "./describe.js";
 const HEAD = ["", "slice", "method", "images", "error rate [95% CI]", "lift", "description"];
 
 function descriptionCell(s) {
-  const sentence = (s.summary || []).slice(0, 4).map((p) => p.text).join(" · ");
+  const [head, first] = s.summary || [];
   return el("td", { class: "fl-disc-desc" }, [
-    sentence ? el("div", { class: "fl-desc-line fl-desc-sentence", text: sentence }) : null,
+    head ? el("div", { class: "fl-desc-sentence" }, [el("b", { text: head.text }), first ? el("span", { text: ` · ${first.text}` }) : null]) : null,
     ...(s.descriptions || []).filter((d) => d.source !== "summary").map((d) => el("div", { class: "fl-desc-line" }, [
       el("span", { class: "fl-source", text: d.source }),
       el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || "(no contrasting terms)" }),
