@@ -100,7 +100,8 @@ def test_summary_parts_carry_rows_and_part_rows_gives_them() -> None:
     parts = summary_parts(descs)
     assert parts[0]["term"] == "header" and parts[0]["text"] == "coat read as shirt"
     by_term = {p["term"]: p for p in parts}
-    assert by_term["top-left"]["n"] == 40
+    assert by_term["top-left"]["n"] == 40 and by_term["top-left"]["among"] == 40
+    assert by_term["site = scanner-B"]["among"] is None  # every member examined
     rows, text = part_rows(descs, by_term["site = scanner-B"]["part"])
     np.testing.assert_array_equal(rows, truth["site_b"])
     assert text.startswith("site = scanner-B")

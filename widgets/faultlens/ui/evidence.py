@@ -33,9 +33,10 @@ def summary_of(descriptions: Any) -> Any:
 
 def summary_parts(descriptions: Any, k: int = SHOWN_PARTS) -> list[dict[str, Any]]:
     """The summary's parts as the panel shows them: the header, then the ``k`` strongest
-    findings; each ``{part, text, source, term, n}`` with ``n`` the number of rows that carry it
-    (None: the description cannot say which rows, so the part is not clickable). ``part`` is the
-    number :func:`part_rows` takes."""
+    findings; each ``{part, text, source, term, n, among}`` with ``n`` the number of rows that
+    carry it (None: the description cannot say which rows, so the part is not clickable) and
+    ``among`` the number of members examined when only a sample was (else None). ``part`` is
+    the number :func:`part_rows` takes."""
     s = summary_of(descriptions)
     if s is None:
         return []
@@ -44,11 +45,12 @@ def summary_parts(descriptions: Any, k: int = SHOWN_PARTS) -> list[dict[str, Any
     if det.get("header"):
         rows = det.get("header_rows")
         out.append({"part": 0, "text": str(det["header"]), "source": "summary", "term": "header",
-                    "n": None if rows is None else len(rows)})  # fmt: skip
+                    "n": None if rows is None else len(rows), "among": None})  # fmt: skip
     for i, p in enumerate(det.get("parts", [])[:k]):
         rows = p.get("rows")
         out.append({"part": i + 1, "text": str(p["text"]), "source": str(p["source"]),
-                    "term": str(p["term"]), "n": None if rows is None else len(rows)})  # fmt: skip
+                    "term": str(p["term"]), "n": None if rows is None else len(rows),
+                    "among": p.get("among")})  # fmt: skip
     return out
 
 

@@ -40,13 +40,18 @@ def findings(d: Description) -> list[dict[str, Any]]:
     test passed, or a text term that generalised): ``{"text", "evidence", "source", "term",
     "estimate", "rows"}``, evidence = |estimate| / standard error (or the normal quantile of a
     p-value); ``rows``: the members that carry the finding (int64 rows, see each describer's
-    ``details["rows"]``), or None where the description cannot say which."""
+    ``details["rows"]``), or None where the description cannot say which; ``among``: how many
+    members were examined when only a sample was (where the model looks), else None."""
     out: list[dict[str, Any]] = []
     det = d.details or {}
 
+    # maps are computed for a sample of the members: the rows are among those
+    among = int(det["n"][0]) if d.source.startswith("where the model looks") else None
+
     def add(text: str, evidence: float, term: str, estimate: float) -> None:
         out.append({"text": text, "evidence": float(evidence), "source": d.source,
-                    "term": term, "estimate": float(estimate), "rows": term_rows(d, term)})  # fmt: skip
+                    "term": term, "estimate": float(estimate), "rows": term_rows(d, term),
+                    "among": among})  # fmt: skip
 
     if d.source.startswith("where the model looks"):
         ends = [d.terms[0], d.terms[-1]] if len(d.terms) > 1 else d.terms[:1]

@@ -152,7 +152,7 @@ function summaryParts(model, parts, index) {
       class: cls + " fl-part-link",
       "data-part": String(p.part),
       text: p.text,
-      title: `select the ${p.n} images that carry it`,
+      title: `select the ${p.n} images that carry it` + (p.among != null ? ` (of the ${p.among} members whose maps were computed)` : ""),
       onclick: (ev) => {
         ev.stopPropagation();
         model.send({ type: "select_part", index, part: p.part });

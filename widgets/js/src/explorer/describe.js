@@ -12,7 +12,7 @@ export function summaryParts(model, parts, index) {
     if (p.n == null) return el("span", { class: cls, text: p.text, title: "does not say which images carry it" });
     return el("button", {
       type: "button", class: cls + " fl-part-link", "data-part": String(p.part), text: p.text,
-      title: `select the ${p.n} images that carry it`,
+      title: `select the ${p.n} images that carry it` + (p.among != null ? ` (of the ${p.among} members whose maps were computed)` : ""),
       onclick: (ev) => { ev.stopPropagation(); model.send({ type: "select_part", index, part: p.part }); },
     });
   }));
