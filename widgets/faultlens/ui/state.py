@@ -131,7 +131,11 @@ def discovered_row(i: int, sl: Any) -> dict[str, Any]:
         **{k: jsonable(st.get(k)) for k in ("errors", "error_rate", "ci_low", "ci_high", "lift")},
         "color": category_color(i),
         "descriptions": [
-            {"source": str(d.source), "terms": [str(term) for term, *_ in d.terms[:TOP_TERMS]]}
+            {
+                "source": str(d.source),
+                "terms": [str(term) for term, *_ in d.terms[:TOP_TERMS]],
+                "note": str((d.details or {}).get("note", "")),
+            }  # e.g. "no tag is enriched …"
             for d in description_items(sl.descriptions)
         ],
         # the summary's parts, each with how many members carry it (None: not clickable)

@@ -250,7 +250,7 @@ function descriptionCell(s) {
     head ? el("div", { class: "fl-desc-sentence" }, [el("b", { text: head.text }), first ? el("span", { text: ` · ${first.text}` }) : null]) : null,
     ...(s.descriptions || []).filter((d) => d.source !== "summary").map((d) => el("div", { class: "fl-desc-line" }, [
       el("span", { class: "fl-source", text: d.source }),
-      el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || "(no contrasting terms)" })
+      el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || d.note || "(no contrasting terms)" })
     ]))
   ]);
 }
