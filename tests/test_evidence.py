@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from faultlens.analysis import describe
-from faultlens.analysis.describe.maps import evidence_layer, model_maps
+from faultlens.analysis.describe.maps import evidence_layer, map_budget, model_maps
 from faultlens.analysis.describe.summary import describe_members, header_rows
 from faultlens.analysis.slices import Slice
 from faultlens.ui.evidence import evidence_pictures, part_rows, summary_parts
@@ -156,6 +156,32 @@ def test_maps_are_computed_for_at_most_max_maps_images_per_group() -> None:
     where = next(d for d in descs if d.source.startswith("where the model looks"))
     assert where.details["n"] == (30, 30)
     assert set(where.details["rows"]["center"]) <= set(members)  # table rows, not positions
+
+
+def test_map_budget_caps_a_slow_model_and_maps_are_cached() -> None:
+    analysis, _ = planted()
+    inner = model_maps(analysis.classifier, analysis.image)
+    now = [0.0]  # a fake clock: the "slow model" advances it 50 ms an image
+
+    def slow(rows: np.ndarray) -> np.ndarray:
+        now[0] += 0.05 * len(rows)
+        return inner(rows)
+
+    def budget(maps, seconds: float) -> int:
+        return map_budget(maps, np.arange(5), seconds=seconds, most=64, clock=lambda: now[0])
+
+    assert budget(slow, 2.0) == 20  # 2 s / 50 ms an image / 2 groups
+    assert budget(slow, 0.1) == 16  # never under 16
+    assert budget(inner, 5.0) == 64  # a model that takes no time: all of them
+    # rows already mapped come from the cache: only the new row's image is read and mapped
+    loaded: list[int] = []
+    cached = model_maps(analysis.classifier, lambda r: loaded.append(r) or analysis.image(r))
+    first = cached(np.array([7, 3, 7]))
+    np.testing.assert_array_equal(first[0], first[2])
+    assert loaded == [7, 3]
+    again = cached(np.array([3, 7, 9]))
+    assert loaded == [7, 3, 9]
+    np.testing.assert_array_equal(again[1], first[0])
 
 
 def test_evidence_layer_is_the_last_spatial_layer() -> None:
