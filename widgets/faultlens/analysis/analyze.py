@@ -143,6 +143,7 @@ def analyze(
         meta=meta,
         source=src,
         thumbnails=run.thumbnails if run else None,
+        classifier=classifier,
     )
 
 

@@ -24,6 +24,7 @@ import traitlets as t
 
 from faultlens.analysis.record_views import SavedSlices
 from faultlens.analysis.records import check_slice_name
+from faultlens.ui.evidence import evidence_commands
 from faultlens.ui.rows import coerce_rows, rows_hash, sorted_unique
 from faultlens.ui.state import (
     check_memberships,
@@ -92,6 +93,7 @@ class SlicePanel(Tasks):
                 ),
             ),
             **self._task_commands(),
+            **evidence_commands(self),
         }
 
     # ------------------------------------------------------------------ discovered slices

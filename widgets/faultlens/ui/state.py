@@ -12,6 +12,7 @@ import pandas as pd
 
 from faultlens.render.colors import category_color
 from faultlens.render.html import TOP_TERMS, description_items
+from faultlens.ui.evidence import summary_parts
 from faultlens.ui.rows import jsonable
 
 #: The columns the Explorer needs in an analysis table.
@@ -130,15 +131,22 @@ def discovered_row(i: int, sl: Any) -> dict[str, Any]:
         **{k: jsonable(st.get(k)) for k in ("errors", "error_rate", "ci_low", "ci_high", "lift")},
         "color": category_color(i),
         "descriptions": [
-            {"source": str(d.source), "terms": [str(term) for term, *_ in d.terms[:TOP_TERMS]]}
+            {
+                "source": str(d.source),
+                "terms": [str(term) for term, *_ in d.terms[:TOP_TERMS]],
+                "note": str((d.details or {}).get("note", "")),
+            }  # e.g. "no tag is enriched …"
             for d in description_items(sl.descriptions)
         ],
+        # the summary's parts, each with how many members carry it (None: not clickable)
+        "summary": summary_parts(sl.descriptions),
     }
 
 
 def description_state(descs: list[Any], ids: pd.Series) -> tuple[list[dict], dict[int, str]]:
     """The JSON items of a selection's descriptions (source, top 10 terms with scores, captions
-    with their image ids) and the captions by row."""
+    with their image ids; the summary's ``parts`` as :func:`summary_parts` gives them) and the
+    captions by row."""
     items, captions = [], {}
     for d in descs:
         caps = (d.details or {}).get("captions", {}) if hasattr(d, "details") else {}
@@ -148,6 +156,7 @@ def description_state(descs: list[Any], ids: pd.Series) -> tuple[list[dict], dic
             "source": str(d.source),
             "terms": [[str(term), jsonable(score)] for term, score in d.terms[:10]],
             "captions": [{"row": r, "id": str(ids.iat[r]), "caption": c} for r, c in caps.items()],
+            **({"parts": summary_parts([d])} if d.source == "summary" else {}),
         })  # fmt: skip
     return items, captions
 

@@ -22,6 +22,11 @@ its precision when used to retrieve held-out members. :func:`summarize` ranks ev
 evidence into one sentence; :func:`describe_members` runs all the describers the inputs allow.
 
 A captioner is anything with ``caption(images) -> list[str]`` and a ``name``.
+
+Every finding says which members carry it (``details["rows"]``; the summary's parts carry
+``rows``), so a view can select them. :mod:`faultlens.analysis.describe.maps` makes the
+where-the-model-looks maps from a classifier (Grad-CAM at its last spatial layer), as
+:meth:`Analysis.describe` does by default.
 """
 
 from faultlens.analysis.describe._common import (

@@ -114,6 +114,27 @@ def z_of_p(p: float) -> float:
     return float(min(norm.isf(max(p, 1e-300) / 2), 40.0))
 
 
+#: A member carries a shift when its value is beyond this share of the reference's values.
+CARRIER_QUANTILE = 0.9
+
+
+def beyond(
+    rows: np.ndarray, values: np.ndarray, reference_values: np.ndarray, up: bool
+) -> np.ndarray:
+    """The ``rows`` (members) that carry a shift: those whose value lies beyond
+    :data:`CARRIER_QUANTILE` of the reference's values in the shift's direction (above its 90th
+    percentile when ``up``, below its 10th otherwise), so about one in ten members without the
+    shift is taken by chance; NaN values never carry it. ``values`` align with ``rows``."""
+    ref = np.asarray(reference_values, dtype=np.float64)
+    ref = ref[np.isfinite(ref)]
+    v = np.asarray(values, dtype=np.float64)
+    if len(ref) == 0:
+        return np.zeros(0, dtype=np.int64)
+    cut = float(np.quantile(ref, CARRIER_QUANTILE if up else 1 - CARRIER_QUANTILE))
+    hit = v > cut if up else v < cut
+    return np.asarray(rows, dtype=np.int64)[hit & np.isfinite(v)]
+
+
 def pct(v: float) -> str:
     """A share as a rounded percentage ("18 %")."""
     return f"{100 * v:.0f} %"

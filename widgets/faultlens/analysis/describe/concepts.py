@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faultlens.analysis.describe._common import groups
+from faultlens.analysis.describe._common import beyond, groups
 from faultlens.analysis.stats import wilson_interval
 
 
@@ -132,7 +132,9 @@ class ConceptFromExamples:
     def test(self, embeddings: np.ndarray, members: Any, reference: Any = None) -> dict[str, Any]:
         """``score`` (mean AUROC over the runs), ``p_value``, ``runs`` (each run's score),
         ``random_scores``, ``effect`` (Hedges' g of the projections along the mean direction, with
-        ``ci``) and ``direction``."""
+        ``ci``), ``direction`` and ``rows`` (the members that carry the finding: further along
+        the mean direction than 90 % of the reference when the score is above 0.5, less far than
+        90 % of it when below)."""
         from scipy.stats import rankdata
 
         from faultlens.analysis.describe._common import hedges_g
@@ -174,6 +176,7 @@ class ConceptFromExamples:
         p = (1 + int((np.abs(rand_a - 0.5) >= abs(score - 0.5) - 1e-12).sum())) / (len(rand_a) + 1)
         w = np.mean(dirs, axis=0)
         g, lo, hi = hedges_g(Z[m] @ w, Z[r] @ w)
+        carriers = beyond(m, Z[m] @ w, Z[r] @ w, score > 0.5)
         return {
             "score": score,
             "p_value": float(p),
@@ -183,4 +186,5 @@ class ConceptFromExamples:
             "ci": (lo, hi),
             "direction": w,
             "n": (len(m), len(r)),
+            "rows": carriers,
         }

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from faultlens.analysis.describe._common import Description, groups, hedges_g, pct
+from faultlens.analysis.describe._common import Description, beyond, groups, hedges_g, pct
 from faultlens.data.properties import PROPERTY_COLUMNS, PROPERTY_NAMES, compute_properties
 
 #: The region vocabulary: the nine cells of a 3 × 3 grid, and the outer ring one eighth of the
@@ -62,7 +62,10 @@ def evidence_location(
 
     ``details``: ``share`` {region: (members, reference)}, ``ci`` {region: (low, high)}, ``words``
     {region: plain words}, ``members_mean``/``reference_mean`` (H, W) mean maps, ``pictures``
-    {"members", "reference", "difference": PNG bytes}, ``n`` (members, reference), ``blank`` maps.
+    {"members", "reference", "difference": PNG bytes}, ``n`` (members, reference), ``blank`` maps,
+    ``rows`` {region: the members that carry the finding: whose share in it lies beyond the
+    reference's 90th percentile share when the difference is positive, below its 10th when
+    negative}.
     """
     M = np.asarray(maps, dtype=np.float64)
     if M.ndim != 3 or min(M.shape) < 1:
@@ -117,6 +120,9 @@ def evidence_location(
             "pictures": map_pictures(img_m, img_r),
             "n": (len(m), len(r)),
             "blank": int(blank.sum()),
+            "rows": {
+                REGIONS[k]: beyond(m, sm[:, k], sr[:, k], diff[k] > 0) for k in range(len(REGIONS))
+            },
         },
     )
 
@@ -221,12 +227,14 @@ def property_effects(
     Effect = Hedges' g (standardised mean difference; noise, aspect ratio, resolution and object
     size on a log scale) with a 95 % interval. Terms: ``(property, g)`` ranked by |g|, largest
     first. ``details``: ``ci``, ``median`` {name: (members, reference)}, ``words`` (e.g. "smaller:
-    foreground 18 % vs 41 % of the image (−1.3 SD)"), ``n``."""
+    foreground 18 % vs 41 % of the image (−1.3 SD)"), ``n``, ``rows`` {name: the members beyond
+    the reference's 90th percentile in the effect's direction, or its 10th}."""
     V = _as_values(values, names)
     m, r = groups(len(V), members, reference)
-    effects, ci, med, words = {}, {}, {}, {}
+    effects, ci, med, words, carriers = {}, {}, {}, {}, {}
     for j, name in enumerate(names):
         a, b = V[m, j].astype(np.float64), V[r, j].astype(np.float64)
+        full_a, full_b = a, b
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         if len(a) < 2 or len(b) < 2:
             continue
@@ -243,11 +251,12 @@ def property_effects(
         )
         what = fmt.format(a=f(med[name][0]), b=f(med[name][1]))
         words[name] = f"{more if g > 0 else less}: {what} ({g:+.1f} SD)"
+        carriers[name] = beyond(m, full_a, full_b, g > 0)
     order = sorted(effects, key=lambda k: -abs(effects[k]))
     return Description(
         "image properties",
         [(k, round(float(effects[k]), 3)) for k in order],
-        details={"ci": ci, "median": med, "words": words, "n": (len(m), len(r))},
+        details={"ci": ci, "median": med, "words": words, "n": (len(m), len(r)), "rows": carriers},
     )
 
 

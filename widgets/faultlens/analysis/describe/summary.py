@@ -38,13 +38,20 @@ MIN_EFFECT_SD = 0.2
 def findings(d: Description) -> list[dict[str, Any]]:
     """The findings of one description that hold up (interval excluding no effect, or a corrected
     test passed, or a text term that generalised): ``{"text", "evidence", "source", "term",
-    "estimate"}``, evidence = |estimate| / standard error (or the normal quantile of a p-value)."""
+    "estimate", "rows"}``, evidence = |estimate| / standard error (or the normal quantile of a
+    p-value); ``rows``: the members that carry the finding (int64 rows, see each describer's
+    ``details["rows"]``), or None where the description cannot say which; ``among``: how many
+    members were examined when only a sample was (where the model looks), else None."""
     out: list[dict[str, Any]] = []
     det = d.details or {}
 
+    # maps are computed for a sample of the members: the rows are among those
+    among = int(det["n"][0]) if d.source.startswith("where the model looks") else None
+
     def add(text: str, evidence: float, term: str, estimate: float) -> None:
         out.append({"text": text, "evidence": float(evidence), "source": d.source,
-                    "term": term, "estimate": float(estimate)})  # fmt: skip
+                    "term": term, "estimate": float(estimate), "rows": term_rows(d, term),
+                    "among": among})  # fmt: skip
 
     if d.source.startswith("where the model looks"):
         ends = [d.terms[0], d.terms[-1]] if len(d.terms) > 1 else d.terms[:1]
@@ -92,14 +99,33 @@ def findings(d: Description) -> list[dict[str, Any]]:
     return out
 
 
+def term_rows(d: Description, term: str) -> np.ndarray | None:
+    """The members that carry ``term`` of description ``d`` (int64 rows), or None where the
+    description does not say (e.g. CLIP phrases)."""
+    det = d.details or {}
+    if d.source == "columns":
+        rows = det.get("terms", {}).get(term, {}).get("rows")
+    elif d.source.startswith("concept"):
+        rows = (det.get(term) or {}).get("rows")
+    else:
+        rows = (det.get("rows") or {}).get(term)
+    return None if rows is None else np.asarray(rows, dtype=np.int64)
+
+
 def summarize(
-    descriptions: Sequence[Description], *, header: str | None = None, k: int = 3
+    descriptions: Sequence[Description],
+    *,
+    header: str | None = None,
+    k: int = 3,
+    header_rows: np.ndarray | None = None,
 ) -> Description:
     """One ranked summary of every description's findings (:func:`findings`), strongest evidence
     first. ``details["sentence"]``: the header and the ``k`` strongest findings joined by " · "
     (e.g. "Coat read as Shirt · the model's evidence sits top-left (54 % of map mass vs 9 %) ·
     brighter: …"); ``details["parts"]``: every finding with the ``source`` and ``term`` of the
-    description that backs it. Terms: ``(finding, evidence)``, the header first (evidence inf)."""
+    description that backs it and the ``rows`` that carry it (None where unknown). Terms:
+    ``(finding, evidence)``, the header first (evidence inf); ``header_rows``: the rows the
+    header speaks of (e.g. the members read as the wrong class), when given."""
     parts = [f for d in descriptions for f in findings(d)]
     parts.sort(key=lambda f: -f["evidence"])
     head = [header] if header else []
@@ -111,7 +137,28 @@ def summarize(
     )
     terms = [(header, math.inf)] if header else []
     terms += [(f["text"], round(f["evidence"], 2)) for f in parts]
-    return Description("summary", terms, {"sentence": sentence, "parts": parts, "header": header})
+    hr = None if header_rows is None else np.asarray(header_rows, dtype=np.int64)
+    return Description(
+        "summary",
+        terms,
+        {"sentence": sentence, "parts": parts, "header": header, "header_rows": hr},
+    )
+
+
+def header_rows(
+    members: np.ndarray, labels: Sequence[str], preds: Sequence[str] | None
+) -> np.ndarray:
+    """The members :func:`slice_header` speaks of: those read as its wrong class when it says
+    "… read as …", else those of its main class (``labels``/``preds`` align with ``members``)."""
+    members = np.asarray(members, np.int64)
+    lab = pd.Series(np.asarray(labels, dtype=object))
+    if preds is not None:
+        pred = pd.Series(np.asarray(preds, dtype=object))
+        wrong = lab != pred
+        counts = pred[wrong].value_counts()  # as slice_header reads it
+        if len(counts) and counts.iloc[0] >= 0.5 * len(lab):
+            return members[(wrong & (pred == counts.index[0])).to_numpy()]
+    return members[(lab == lab.value_counts().index[0]).to_numpy()]
 
 
 def slice_header(labels: Sequence[str], preds: Sequence[str] | None) -> str:
@@ -155,6 +202,7 @@ def describe_members(
     reference: Any = None,
     summary: bool | None = None,
     max_images: int = 400,
+    max_maps: int = 64,
     random_state: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Description], list[str]]:
@@ -173,7 +221,9 @@ def describe_members(
     image`` or a sequence) give the image properties; the other columns of ``table`` (the
     user's) give :func:`columns`; ``concepts`` ({name: fitted :class:`ConceptFromExamples`}, with
     ``embeddings``) give the concept tests. Images and maps are read for the members and at most
-    ``max_images`` reference images (a seeded sample).
+    ``max_images`` reference images (a seeded sample); a function ``maps`` is asked for at most
+    ``max_maps`` members and ``max_maps`` reference images (each a seeded sample: computing a
+    map costs a forward and a backward pass).
 
     With ``summary`` (default: when any offline input is given) a :func:`summarize` description
     comes first: one sentence over every finding, ranked by evidence.
@@ -238,9 +288,17 @@ def describe_members(
     both = np.concatenate([mem_s, ref_s])
     local_m, local_r = np.arange(len(mem_s)), np.arange(len(mem_s), len(both))
     if maps is not None:
+        mm, mr = mem_s, ref_s
+        if callable(maps):
+            mm, mr = _sample(mem_s, max_maps, rng), _sample(ref_s, max_maps, rng)
+        rows = np.concatenate([mm, mr])
         try:
-            M = maps(both) if callable(maps) else np.asarray(maps)[both]
-            out.append(evidence_location(M, local_m, local_r, random_state=random_state))
+            M = maps(rows) if callable(maps) else np.asarray(maps)[rows]
+            d = evidence_location(
+                M, np.arange(len(mm)), np.arange(len(mm), len(rows)), random_state=random_state,
+                label=str(getattr(maps, "label", "activation maps")),
+            )  # fmt: skip
+            out.append(_global_rows(d, rows))
         except Exception as exc:
             notes.append(f"where the model looks: unavailable ({type(exc).__name__}: {exc})")
     prop_cols = list(PROPERTY_COLUMNS.values())
@@ -249,7 +307,8 @@ def describe_members(
     elif images is not None:
         try:
             get = images if callable(images) else np.asarray(images).__getitem__
-            out.append(image_properties([get(int(i)) for i in both], local_m, local_r))
+            d = image_properties([get(int(i)) for i in both], local_m, local_r)
+            out.append(_global_rows(d, both))
         except Exception as exc:
             notes.append(f"image properties: unavailable ({type(exc).__name__}: {exc})")
     if table is not None:
@@ -283,9 +342,32 @@ def describe_members(
             if table is not None and "pred_name" in table.columns
             else None
         )
-        out.insert(0, summarize(out, header=slice_header(list(lab), pred)))
+        out.insert(
+            0,
+            summarize(
+                out,
+                header=slice_header(list(lab), pred),
+                header_rows=header_rows(members, list(lab), pred),
+            ),
+        )
     if not out:
         notes.append(
             "no description source: give a captioner, a CLIP text encoder, or use the offline embedder"
         )
     return out, notes
+
+
+def _sample(rows: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``k`` of ``rows`` (a seeded sample, sorted)."""
+    if k < 1:
+        msg = f"max_maps must be at least 1, got {k}"
+        raise ValueError(msg)
+    return np.sort(rng.choice(rows, k, replace=False)) if len(rows) > k else rows
+
+
+def _global_rows(d: Description, rows: np.ndarray) -> Description:
+    """``d`` whose ``details["rows"]`` (positions into ``rows``) become the table's rows."""
+    local = (d.details or {}).get("rows")
+    if local:
+        d.details["rows"] = {t: rows[np.asarray(v, dtype=np.int64)] for t, v in local.items()}
+    return d

@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faultlens.analysis.describe._common import Description, benjamini_hochberg, groups, hedges_g
+from faultlens.analysis.describe._common import (
+    Description,
+    benjamini_hochberg,
+    beyond,
+    groups,
+    hedges_g,
+)
 from faultlens.analysis.stats import Z95
 
 
@@ -30,7 +36,8 @@ def columns(
     excludes 0; term: ``"column"`` with g. Terms ranked by evidence (|estimate| / standard error).
 
     ``details``: per term ``kind`` ("category"/"number"), ``estimate``, ``ci``, ``words``,
-    ``evidence``; ``tested`` columns.
+    ``evidence``, ``rows`` (the members that carry it: those with the value; for a number, those
+    beyond the reference's 90th percentile in the shift's direction, or its 10th); ``tested`` columns.
     """
     from scipy.stats import hypergeom
 
@@ -41,7 +48,7 @@ def columns(
         raise TypeError(msg)
     m, r = groups(len(table), members, reference)
     nm, nr = len(m), len(r)
-    cats: list[tuple[str, Any, int, int, float]] = []
+    cats: list[tuple[str, Any, int, int, np.ndarray]] = []
     found: dict[str, dict[str, Any]] = {}
     for col in table.columns:
         v = table[col]
@@ -59,20 +66,22 @@ def columns(
                     "evidence": min(ev, 40.0),
                     "words": f"{'higher' if g > 0 else 'lower'} {col}: median "
                     f"{np.median(a):.3g} vs {np.median(b):.3g} ({g:+.1f} SD)",
+                    "rows": beyond(m, x[m], x[r], g > 0),
                 }
             continue
         if v.nunique(dropna=True) > max_levels and not pd.api.types.is_bool_dtype(v):
             continue  # an id-like column: nothing to count
         s = v.astype("object").where(v.notna(), "(missing)")
-        cm, cr = s.iloc[m].value_counts(), s.iloc[r].value_counts()
+        sm = s.iloc[m]
+        cm, cr = sm.value_counts(), s.iloc[r].value_counts()
         for val, k in cm.items():
-            cats.append((str(col), val, int(k), int(cr.get(val, 0)), 0.0))
+            cats.append((str(col), val, int(k), int(cr.get(val, 0)), m[(sm == val).to_numpy()]))
     if cats:
         a = np.array([c[2] for c in cats])
         b = np.array([c[3] for c in cats])
         p = hypergeom.sf(a - 1, nm + nr, a + b, nm)
         q = benjamini_hochberg(p)
-        for (col, val, ka, kb, _), qv in zip(cats, q, strict=True):
+        for (col, val, ka, kb, carriers), qv in zip(cats, q, strict=True):
             if qv >= alpha or ka / nm <= kb / nr:
                 continue
             aa, bb = ka + 0.5, kb + 0.5
@@ -87,6 +96,7 @@ def columns(
                 "evidence": min(abs(lr) / se, 40.0),
                 "words": f"{col} = {val}: {ka / nm:.0%} of the slice vs {kb / nr:.0%} "
                 + (f"(lift {math.exp(lr):.1f}×)" if kb else "(only in the slice)"),
+                "rows": carriers,
             }
     order = sorted(found, key=lambda t: -found[t]["evidence"])
     return Description(

@@ -310,7 +310,13 @@ def caption_slice(
     slice_caps = caption(picked)
     ref_caps = caption(ref) if len(ref) else []
     terms = contrast_terms(slice_caps, ref_caps)
+    said = [_terms(c) for c in slice_caps]
     details: dict[str, Any] = {
+        # the captioned members whose caption holds each term
+        "rows": {
+            t: np.array([int(i) for i, h in zip(picked, said, strict=True) if t in h], np.int64)
+            for t, _ in terms
+        },
         "captions": dict(zip([int(i) for i in picked], slice_caps, strict=True)),
         "reference_captions": dict(zip([int(i) for i in ref], ref_caps, strict=True)),
     }
@@ -497,7 +503,7 @@ def imagenet_tags(
     ``details``: ``rates`` {label: (members, reference)}, ``lift`` {label: (lift, low, high)},
     ``q`` {label: q-value}, ``tested`` (how many labels), ``generalisation`` (see
     :func:`held_out_precision`: each label's precision retrieving held-out members by its
-    probability).
+    probability), ``rows`` {label: the members having it among their top labels}.
     """
     if class_names is None:
         from faultlens.models.embedders import imagenet_class_names
@@ -538,6 +544,7 @@ def imagenet_tags(
             n: f"{n} (in the top {top} of {ra[j]:.0%} vs {rb[j]:.0%}, q = {qd[j]:.2g})"
             for j, n in zip(hit, names, strict=True)
         },
+        "rows": {n: m[(top_idx[m] == j).any(axis=1)] for j, n in zip(hit, names, strict=True)},
     }
     if not names:
         details["note"] = (

@@ -189,8 +189,31 @@ function createData(model) {
 }
 
 // src/explorer/describe.js
+function summaryParts(model, parts, index) {
+  return el("div", { class: "fl-summary", role: "group", "aria-label": "summary" }, (parts || []).map((p, k) => {
+    const cls = "fl-part" + (k === 0 && p.term === "header" ? " fl-part-head" : "");
+    if (p.n == null) return el("span", { class: cls, text: p.text, title: "does not say which images carry it" });
+    return el("button", {
+      type: "button",
+      class: cls + " fl-part-link",
+      "data-part": String(p.part),
+      text: p.text,
+      title: `select the ${p.n} images that carry it` + (p.among != null ? ` (of the ${p.among} members whose maps were computed)` : ""),
+      onclick: (ev) => {
+        ev.stopPropagation();
+        model.send({ type: "select_part", index, part: p.part });
+      }
+    });
+  }));
+}
 var EMPTY = "Select images, then “Describe selection”: captions, CLIP phrases or ImageNet tags, each labelled with its source.";
 function itemParts(ctx, item, want) {
+  if (item.source === "summary" && item.parts) {
+    return [el("div", { class: "fl-desc-item", "data-source": item.source }, [
+      el("span", { class: "fl-source", text: item.source }),
+      summaryParts(ctx.model, item.parts, -1)
+    ])];
+  }
   const terms = (item.terms || []).map(([t]) => t);
   const parts = [el("div", { class: "fl-desc-item", "data-source": item.source }, [
     el("span", { class: "fl-source", text: item.source }),
@@ -268,10 +291,14 @@ function times(v) {
 // src/explorer/discovered.js
 var HEAD = ["", "slice", "method", "images", "error rate [95% CI]", "lift", "description"];
 function descriptionCell(s) {
-  return el("td", { class: "fl-disc-desc" }, (s.descriptions || []).map((d) => el("div", { class: "fl-desc-line" }, [
-    el("span", { class: "fl-source", text: d.source }),
-    el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || "(no contrasting terms)" })
-  ])));
+  const [head, first] = s.summary || [];
+  return el("td", { class: "fl-disc-desc" }, [
+    head ? el("div", { class: "fl-desc-sentence" }, [el("b", { text: head.text }), first ? el("span", { text: ` · ${first.text}` }) : null]) : null,
+    ...(s.descriptions || []).filter((d) => d.source !== "summary").map((d) => el("div", { class: "fl-desc-line" }, [
+      el("span", { class: "fl-source", text: d.source }),
+      el("span", { class: "fl-terms", text: (d.terms || []).join(", ") || d.note || "(no contrasting terms)" })
+    ]))
+  ]);
 }
 function sliceRow(model, s, active) {
   const sw = el("span", { class: "fl-swatch" });
@@ -296,6 +323,30 @@ function sliceRow(model, s, active) {
     descriptionCell(s)
   ]);
 }
+function evidenceBlock(ev) {
+  if (!ev) return el("div", { class: "fl-evidence fl-hint", role: "status", text: "loading the evidence pictures…" });
+  if (!ev.items.length) return el("div", { class: "fl-evidence fl-hint", text: ev.note || "no pictures" });
+  const groups = /* @__PURE__ */ new Map();
+  for (const it of ev.items) {
+    if (!groups.has(it.source)) groups.set(it.source, []);
+    groups.get(it.source).push(it);
+  }
+  return el("div", { class: "fl-evidence" }, [...groups].map(([source, items]) => el("div", { class: "fl-evidence-group" }, [
+    el("div", { class: "fl-source", text: source }),
+    el("div", { class: "fl-evidence-figs" }, items.map((it) => el("figure", { class: "fl-evidence-fig", "data-kind": it.kind }, [
+      it.url ? el("img", { src: it.url, alt: it.caption }) : el("span", { class: "fl-hint", text: "(empty picture)" }),
+      el("figcaption", { text: it.caption })
+    ])))
+  ])));
+}
+function detailRow(model, s, ev) {
+  return el("tr", { class: "fl-disc-detail", "data-index": String(s.index) }, [
+    el("td", { colspan: String(HEAD.length) }, [
+      (s.summary || []).length ? summaryParts(model, s.summary, s.index) : el("div", { class: "fl-hint", text: "no summary: describe the slice to see one" }),
+      evidenceBlock(ev)
+    ])
+  ]);
+}
 function mountDiscovered(ctx) {
   const { model } = ctx;
   const find = el("button", {
@@ -313,6 +364,13 @@ function mountDiscovered(ctx) {
     el("div", { class: "fl-panel-head" }, [el("h4", { text: "Discovered slices" }), el("span", { class: "fl-badge fl-badge-auto", text: "found automatically" }), find]),
     body
   ]));
+  const evidence = /* @__PURE__ */ new Map();
+  const asked = /* @__PURE__ */ new Set();
+  function forget() {
+    for (const ev of evidence.values()) for (const it of ev.items) if (it.url) URL.revokeObjectURL(it.url);
+    evidence.clear();
+    asked.clear();
+  }
   function draw() {
     const list = model.get("discovered") || [];
     if (!list.length) {
@@ -321,13 +379,35 @@ function mountDiscovered(ctx) {
     }
     const active = model.get("active_slice");
     const head = el("tr", {}, HEAD.map((h) => el("th", { text: h })));
-    body.replaceChildren(el("table", { class: "fl-disc-table" }, [el("thead", {}, [head]), el("tbody", {}, list.map((s) => sliceRow(model, s, active)))]));
+    const rows = [];
+    for (const s of list) {
+      rows.push(sliceRow(model, s, active));
+      if (s.index === active) {
+        rows.push(detailRow(model, s, evidence.get(s.index)));
+        if (!evidence.has(s.index) && !asked.has(s.index)) {
+          asked.add(s.index);
+          model.send({ type: "slice_evidence", index: s.index });
+        }
+      }
+    }
+    body.replaceChildren(el("table", { class: "fl-disc-table" }, [el("thead", {}, [head]), el("tbody", {}, rows)]));
   }
-  ctx.on("change:discovered", draw);
+  ctx.handle("slice_evidence", (msg, buffers) => {
+    const items = (msg.items || []).map((it, k) => ({ ...it, url: blobUrl(buffers && buffers[k]) }));
+    const old = evidence.get(msg.index);
+    if (old) {
+      for (const it of old.items) if (it.url) URL.revokeObjectURL(it.url);
+    }
+    evidence.set(msg.index, { items, note: msg.note || "" });
+    draw();
+  });
+  ctx.on("change:discovered", () => {
+    forget();
+    draw();
+  });
   ctx.on("change:active_slice", draw);
   draw();
-  return () => {
-  };
+  return forget;
 }
 
 // src/explorer/toolbar.js

@@ -3,9 +3,29 @@
 
 import { el } from "../shared/dom.js";
 
+/** The summary's parts as chips: a button (selects the rows Python says carry it) where the
+ * description knows which rows, plain text otherwise. `index`: the discovered slice, -1 for the
+ * selection's description. */
+export function summaryParts(model, parts, index) {
+  return el("div", { class: "fl-summary", role: "group", "aria-label": "summary" }, (parts || []).map((p, k) => {
+    const cls = "fl-part" + (k === 0 && p.term === "header" ? " fl-part-head" : "");
+    if (p.n == null) return el("span", { class: cls, text: p.text, title: "does not say which images carry it" });
+    return el("button", {
+      type: "button", class: cls + " fl-part-link", "data-part": String(p.part), text: p.text,
+      title: `select the ${p.n} images that carry it` + (p.among != null ? ` (of the ${p.among} members whose maps were computed)` : ""),
+      onclick: (ev) => { ev.stopPropagation(); model.send({ type: "select_part", index, part: p.part }); },
+    });
+  }));
+}
+
 const EMPTY = "Select images, then “Describe selection”: captions, CLIP phrases or ImageNet tags, each labelled with its source.";
 
 function itemParts(ctx, item, want) {
+  if (item.source === "summary" && item.parts) {
+    return [el("div", { class: "fl-desc-item", "data-source": item.source }, [
+      el("span", { class: "fl-source", text: item.source }), summaryParts(ctx.model, item.parts, -1),
+    ])];
+  }
   const terms = (item.terms || []).map(([t]) => t);
   const parts = [el("div", { class: "fl-desc-item", "data-source": item.source }, [
     el("span", { class: "fl-source", text: item.source }),
