@@ -114,7 +114,9 @@ def nearest(
             bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
             msg = f"embeddings row {bad} has non-finite values"
             raise ValueError(msg)
-        sims = _unit(block) @ q.T
+        # cosine without a normalised copy of the block: one pass for the norms, one product
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        sims = (block @ q.T) / np.where(norms > 0, norms, 1.0)[:, None]
         sim = sims.max(axis=1) if combine == "max" else sims.mean(axis=1)
         rows = np.arange(start, start + len(block), dtype=np.int64)
         mask = keep[start : start + len(block)]
