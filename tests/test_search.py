@@ -174,3 +174,23 @@ def test_viewport_trait_is_validated_and_written_by_the_view() -> None:
     for bad in ([1, 0, 0, 1], [0, 0, 1, float("nan")], [0, 0, 1], [0, 0, 0, 1]):
         with pytest.raises(traitlets.TraitError, match=r"\[x0, y0, x1, y1\]"):
             ex.view = bad
+
+
+def test_ranking_with_parallel_rows_huge_values_and_a_bad_row() -> None:
+    from faultlens.analysis.neighbors import nearest
+
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(5000, 16)).astype(np.float32)
+    q = rng.normal(size=16).astype(np.float32)
+    emb[[4001, 17, 2500, 3999]] = 3 * q  # parallel to the query, spread over several batches
+    emb[123] = 1e30 * q  # finite, but its squared norm overflows float32
+    got = nearest(emb, q, 7, batch_size=1000)
+    ref_rows, ref_sims = brute_force(emb, q, 7)
+    # the five parallel rows first (equal up to float32 rounding, which may order them), then
+    # the brute-force order
+    assert set(got.rows[:5].tolist()) == {17, 123, 2500, 3999, 4001}
+    np.testing.assert_array_equal(got.rows[5:], ref_rows[5:])
+    np.testing.assert_allclose(got.similarity, ref_sims, atol=1e-5)
+    emb[2222, 3] = np.nan
+    with pytest.raises(ValueError, match="embeddings row 2222 has non-finite values"):
+        nearest(emb, q, 7, batch_size=1000)
