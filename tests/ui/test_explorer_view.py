@@ -116,6 +116,21 @@ def _close(a: dict, b: dict) -> bool:
     return all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, abs(a[k])) for k in ("cx", "cy", "scale"))
 
 
+# both maps laid out at their final width (a new output area may be measured before it is)
+SAME_WIDTH = (
+    "() => { const c = [...document.querySelectorAll('canvas.fl-map')];"
+    " return c.length === 2 && c[0].style.width === c[1].style.width"
+    " && c[0].width === c[1].width && Number(c[1].dataset.rendered || 0) > 0; }"
+)
+
+
+def _settled_views(page: Any) -> list[dict]:
+    """The two maps' viewports once both have their final size and have drawn at it."""
+    page.wait_for_function(SAME_WIDTH, timeout=15000)
+    page.wait_for_timeout(300)  # the frame drawn after the last resize
+    return page.evaluate(VIEWS)
+
+
 def test_a_second_display_keeps_the_zoom_and_reset_fits_again(browser) -> None:
     ex = make_explorer()
     page = browser.new_page(viewport={"width": 1300, "height": 1200})
@@ -143,7 +158,7 @@ def test_a_second_display_keeps_the_zoom_and_reset_fits_again(browser) -> None:
             [_encode(ex.get_state())],
         )
         page.wait_for_function(RENDERED, arg=2)
-        views = page.evaluate(VIEWS)
+        views = _settled_views(page)
         assert _close(views[0], views[1]), views
         np.testing.assert_allclose(views[1]["view"], views[0]["view"], rtol=1e-9, atol=1e-9)
         # reset in the second view: Python holds "fit" again and that view shows the fitted map
@@ -223,7 +238,7 @@ def test_jupyterlab_second_display_keeps_the_viewport(
         page.keyboard.type("ex")
         page.keyboard.press("Shift+Enter")
         page.wait_for_function(RENDERED, arg=2, timeout=30000)
-        views = page.evaluate(VIEWS)
+        views = _settled_views(page)
     except Exception:
         _dump(page, "view")
         raise
