@@ -24,10 +24,12 @@ import pytest
 from tests.ui.pagecheck import (
     BOXES_JS,
     CONTRAST_JS,
+    ORIGIN,
     TOGGLE_SHEET_JS,
     MockHost,
     failing,
     switch_theme,
+    theme_css,
 )
 from tests.ui.test_browser import (  # noqa: F401 - lab is the JupyterLab server fixture
     ARTIFACTS,
@@ -224,6 +226,104 @@ def test_every_text_meets_wcag_aa_contrast(browser, widgets, theme: str) -> None
     bg = got["map_bg"]
     expected = [255, 255, 255] if theme == "light" else [17, 17, 17]  # --jp-layout-color0
     assert bg == expected, (theme, bg)
+
+
+# the chart's paper colour and every text outside the plotted data (titles, ticks, legend, colour
+# bar; the heatmap's cell labels sit on their cells, in the colour plotly picks against each):
+# [paper rgb, [[text, fill rgb], ...]]
+CHART_COLOURS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+  const out = [];
+  for (const root of document.querySelectorAll('.faultlens-chart')) {
+    const svg = root.querySelector('svg.main-svg');
+    if (!svg) return null;
+    const texts = [...root.querySelectorAll('svg text')].filter(
+      (t) => t.textContent.trim() && !t.closest('.plot, .hoverlayer, .textpoint, .heatmaplayer'));
+    out.push([rgb(getComputedStyle(svg).backgroundColor),
+              texts.map((t) => [t.textContent, rgb(getComputedStyle(t).fill)])]);
+  }
+  return out.length ? out : null;
+}"""
+
+
+def _luminance(rgb: list[float]) -> float:
+    c = [v / 255 for v in rgb]
+    c = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in c]
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+
+def _ratio(a: list[float], b: list[float]) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _chart_page(browser: Any, widgets: dict, theme: str) -> tuple[Any, list]:
+    from faultlens.render import plots
+    from faultlens.ui.plots import PlotlyChart
+
+    analysis = widgets["ex"].analysis
+    charts = {
+        "acc": PlotlyChart(plots.class_accuracy(analysis)),
+        "cm": PlotlyChart(plots.confusion_matrix(analysis)),
+    }
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    host = MockHost(page, charts)
+    esm = charts["acc"]._esm
+    page.route(  # the chart's front end is a string in Python, not a bundle file
+        f"{ORIGIN}/static/chart.js",
+        lambda route: route.fulfill(body=esm, content_type="text/javascript"),
+    )
+    host.open(theme, [("acc", "chart.js"), ("cm", "chart.js")])
+    page.wait_for_function(f"() => ({CHART_COLOURS})()?.length === 2", timeout=30000)
+    return page, errors
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_charts_follow_the_theme_with_readable_text(browser, widgets, theme: str) -> None:
+    page, errors = _chart_page(browser, widgets, theme)
+    try:
+        got = page.evaluate(CHART_COLOURS)
+        whiskers = page.evaluate(
+            "() => [...document.querySelectorAll('.faultlens-chart .errorbar path')]"
+            ".map((p) => (getComputedStyle(p).stroke.match(/[\\d.]+/g) || []).slice(0, 3).map(Number))"
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"charts-{theme}.png"), full_page=True)
+    finally:
+        page.close()
+    assert errors == [], errors
+    expected = [255, 255, 255] if theme == "light" else [17, 17, 17]  # --jp-layout-color0
+    assert whiskers, "no interval whiskers measured"
+    faint = [w for w in whiskers if _ratio(w, expected) < 3]  # graphics: 3:1
+    assert faint == [], f"{theme}: interval whiskers under 3:1: {faint}"
+    for paper, texts in got:
+        assert paper == expected, (theme, paper)
+        assert len(texts) >= 5, texts  # title, axis titles, tick labels
+        low = [(t, fill, round(_ratio(fill, paper), 2)) for t, fill in texts
+               if _ratio(fill, paper) < 4.5]  # fmt: skip
+        assert low == [], f"{theme}: chart texts under WCAG AA: {low[:8]}"
+
+
+def test_charts_redraw_when_the_theme_switches(browser, widgets) -> None:
+    page, errors = _chart_page(browser, widgets, "light")
+    try:
+        assert page.evaluate(CHART_COLOURS)[0][0] == [255, 255, 255]
+        page.evaluate(
+            "([css]) => { document.querySelector('head style').textContent = css;"
+            " document.body.dataset.jpThemeLight = 'false';"
+            " document.body.dataset.jpThemeName = 'JupyterLab Dark'; }",
+            [theme_css("dark")],
+        )
+        page.wait_for_function(
+            f"() => ({CHART_COLOURS})().every(([bg]) => bg.join() === '17,17,17')", timeout=10000
+        )
+        fills = [fill for _, texts in page.evaluate(CHART_COLOURS) for _, fill in texts]
+    finally:
+        page.close()
+    assert errors == [], errors
+    assert all(_ratio(f, [17, 17, 17]) >= 4.5 for f in fills), fills
 
 
 LAB_NB = BUILD + "\nfrom IPython.display import display\ndisplay(ex)\ndisplay(fb)\n"

@@ -2,18 +2,27 @@
 archive beside a model.
 
 :func:`write_report` writes ONE ``.html`` file: inline CSS, every image a base64 PNG ``data:`` URI, no
-script and no network request. It holds the map (coloured by correctness, drawn as the Explorer's
-static image is), the overall statistics and per-class accuracy, the slices saved from the Explorer
+network request. It holds the map (coloured by correctness, drawn as the Explorer's
+static image is), the overall statistics and per-class accuracy, charts (accuracy per class with its
+intervals, the confusion matrix, and any plotly figures you add, e.g. the spurious gap or a
+mitigation's before/after from :mod:`faultlens.render.plots`), the slices saved from the Explorer
 (``<analysis folder>/slices.json``) and the discovered slices with their statistics, descriptions
 (each labelled with its source: captions, CLIP phrases or ImageNet tags) and thumbnails, and any
 activation maps you pass. Every string that comes from data (class names, slice names, ids,
-descriptions) is escaped with :func:`faultlens.render.html.esc`.
+descriptions) is escaped with :func:`faultlens.render.html.esc` (in the charts, by
+:mod:`faultlens.render.plots`).
+
+The charts are PNG images when plotly can export them (``kaleido`` installed): the file then holds
+no script at all. Without kaleido they are interactive plotly charts with plotly.js inlined once
+(about 4.6 MB more; still no network); the page's Content-Security-Policy then allows inline
+scripts and nothing else more.
 
 The report draws on :mod:`faultlens.render` and the saved slices' store; it never builds a widget.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import time
@@ -25,6 +34,7 @@ import numpy as np
 
 from faultlens._version import __version__
 from faultlens.analysis.record_views import SavedSlices
+from faultlens.render import plots
 from faultlens.render.colors import encode_color
 from faultlens.render.html import descriptions_html, esc, image_uri, pct, stats_table, thumbs_html
 from faultlens.render.mapimage import render_map_png
@@ -45,6 +55,7 @@ font-variant-numeric:tabular-nums}.thumbs{display:flex;flex-wrap:wrap;gap:6px;ma
 .thumbs img.wrong{border-color:#e63946}.slice{border:1px solid #e4e4e8;border-radius:6px;
 padding:8px 14px;margin:12px 0}.src{display:inline-block;background:#eef;border-radius:4px;
 padding:0 6px;font-size:.8em;color:#334}.map{max-width:100%;border:1px solid #ddd}
+.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.chart{max-width:100%}
 """
 
 
@@ -164,6 +175,8 @@ def write_report(
     title: str = "faultlens report",
     thumbnails: int = 12,
     color_by: str = "correct",
+    charts: str | bool = "auto",
+    figures: Sequence[Any] = (),
 ) -> Path:
     """Write a self-contained HTML report of ``analysis`` to ``path`` and return the path.
 
@@ -184,10 +197,20 @@ def write_report(
         (:func:`faultlens.analysis.spurious.overlay`) of the top images of a feature.
     thumbnails:
         Images shown per slice (most typical / first rows first).
+    charts:
+        ``"auto"`` (default): PNG images with kaleido, else interactive; ``"png"`` (an error
+        without kaleido), ``"html"`` (interactive plotly, plotly.js inlined once) or ``False``
+        (none).
+    figures:
+        More plotly figures for the charts section, after accuracy per class and the confusion
+        matrix: e.g. ``faultlens.render.plots.spurious_gap(gap)``, ``plots.mitigation(result)``,
+        ``plots.concept_curve(test, concept="snow")``.
     """
     path = Path(path)
     found = _as_slices(slices, len(analysis.table))  # checked before any work
+    mode = _chart_mode(charts)
     map_png = _map_png(analysis, color_by)
+    chart_html, scripts = _charts_section(analysis, mode, figures)
 
     def describe_for(name: str, rows: np.ndarray, obj: Any) -> Any:
         if descriptions is False:
@@ -203,6 +226,7 @@ def write_report(
 
     body = [
         *_overview(analysis, title, map_png, color_by),
+        *chart_html,
         *_saved_section(analysis, describe_for, thumbnails),
         *_discovered_section(analysis, found, describe_for, thumbnails),
         _feature_maps_html(feature_maps),
@@ -210,7 +234,7 @@ def write_report(
     doc = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'/>"
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-        "img-src data:; style-src 'unsafe-inline'\"/>"
+        f"img-src data:; style-src 'unsafe-inline'{SCRIPT_CSP if scripts else ''}\"/>"
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>\n"
         + "\n".join(p for p in body if p)
         + "\n</body></html>\n"
@@ -219,6 +243,49 @@ def write_report(
     with atomic_path(path) as tmp:
         Path(tmp).write_text(doc, encoding="utf-8")
     return path
+
+
+#: What the page's Content-Security-Policy adds for interactive charts: their inline scripts.
+SCRIPT_CSP = "; script-src 'unsafe-inline'"
+
+
+def _chart_mode(charts: str | bool) -> str:
+    if charts is False or charts == "none":
+        return "none"
+    if charts is True or charts == "auto":
+        return "png" if plots.has_kaleido() else "html"
+    if charts not in ("png", "html"):
+        msg = f"charts={charts!r}: choose 'auto', 'png', 'html' or False"
+        raise ValueError(msg)
+    if charts == "png" and not plots.has_kaleido():
+        msg = (
+            "charts='png' needs kaleido to draw the charts: pip install kaleido (or charts='html')"
+        )
+        raise ValueError(msg)
+    return charts
+
+
+def _charts_section(analysis: Any, mode: str, figures: Sequence[Any]) -> tuple[list[str], bool]:
+    """The charts as ``<img>`` PNGs (``mode="png"``) or offline plotly (``"html"``); and whether
+    the page runs scripts."""
+    if mode == "none":
+        return [], False
+    figs = [plots.class_accuracy(analysis), plots.confusion_matrix(analysis), *figures]
+    for i, fig in enumerate(figs):
+        if not hasattr(fig, "to_plotly_json"):
+            msg = f"figures[{i - 2}] is a {type(fig).__name__}, not a plotly figure"
+            raise TypeError(msg)
+    body = ["<h2>Charts</h2>", "<div class='charts'>"]
+    if mode == "png":
+        for fig in figs:
+            title = html.unescape(str(fig.layout.title.text or "chart"))
+            body.append(
+                f"<img class='chart' alt='{esc(title)}' src='{image_uri(plots.to_png(fig))}'/>"
+            )
+    else:
+        body.append(plots.figures_html(figs, full_html=False))
+    body.append("</div>")
+    return body, mode == "html"
 
 
 def _overview(analysis: Any, title: str, map_png: bytes, color_by: str) -> list[str]:

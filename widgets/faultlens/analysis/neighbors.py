@@ -104,15 +104,23 @@ def nearest(
     best_sim = np.zeros(0, dtype=np.float32)
     for start in range(0, n, step):
         block = emb[start : start + step].astype(np.float32, copy=False)
-        if not np.isfinite(block).all():
-            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-            msg = f"embeddings row {bad} has non-finite values"
-            raise ValueError(msg)
-        sims = _unit(block) @ q.T
+        # cosine without a normalised copy of the block: one pass for the norms, one product
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        if not np.isfinite(norms).all():  # NaN/inf in a row, or values too large for float32
+            bad_rows = ~np.isfinite(block).all(axis=1)
+            if bad_rows.any():
+                msg = f"embeddings row {start + int(np.flatnonzero(bad_rows)[0])} has non-finite values"
+                raise ValueError(msg)
+            norms = np.linalg.norm(block.astype(np.float64), axis=1)
+        sims = (block @ q.T) / np.where(norms > 0, norms, 1.0)[:, None]
         sim = sims.max(axis=1) if combine == "max" else sims.mean(axis=1)
         rows = np.arange(start, start + len(block), dtype=np.int64)
         mask = keep[start : start + len(block)]
         rows, sim = rows[mask], sim[mask].astype(np.float32)
+        if len(sim) > k:  # only rows that can enter the top k (every tie of the k-th kept)
+            kth = np.partition(sim, len(sim) - k)[len(sim) - k]
+            cand = sim >= kth
+            rows, sim = rows[cand], sim[cand]
         if not len(rows):
             continue
         all_rows = np.concatenate([best_rows, rows])

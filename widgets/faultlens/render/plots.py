@@ -39,6 +39,9 @@ from faultlens.analysis.stats import wilson_interval
 BLUE = "#3b6fb6"
 ORANGE = "#e07b00"
 GREY = "#8c8c8c"
+#: Interval whiskers and reference lines: dark on the light template; the chart widget redraws
+#: this colour in the theme's text colour (``faultlens.ui.plots``), so it stays visible in Dark.
+INK = "#444444"
 FONT = "system-ui, -apple-system, 'Segoe UI', sans-serif"
 
 
@@ -116,7 +119,7 @@ def _acc_trace(stats: pd.DataFrame, names: list[str], label: str, color: str) ->
             "symmetric": False,
             "array": 100 * (stats["ci_high"].to_numpy(dtype=float) - acc),
             "arrayminus": 100 * (acc - stats["ci_low"].to_numpy(dtype=float)),
-            "color": "#444",
+            "color": INK,
             "thickness": 1,
         },
         hovertemplate="%{x}: %{y:.1f} % correct (%{customdata[2]} of %{customdata[1]})"
@@ -292,14 +295,14 @@ def spurious_gap(
                 "symmetric": False,
                 "array": t["ci_high"].to_numpy(dtype=float) - g,
                 "arrayminus": g - t["ci_low"].to_numpy(dtype=float),
-                "color": "#444",
+                "color": INK,
                 "thickness": 1,
             },
             hovertemplate="%{x}: %{y:.1f} points (95 % interval %{customdata[2]:.1f} to "
             "%{customdata[3]:.1f}; k=%{customdata[1]})<extra></extra>",
         )
     )
-    fig.add_hline(y=0, line_color="#444", line_width=1)
+    fig.add_hline(y=0, line_color=INK, line_width=1)
     return _layout(
         fig,
         title,

@@ -16,8 +16,8 @@ handled by one dispatcher.
 
 The widget only syncs, wires and validates: colours, the static map image and HTML come from
 :mod:`faultlens.render`, statistics from :mod:`faultlens.analysis.stats`; saved and discovered
-slices and descriptions are the :class:`~faultlens.ui.slice_panel.SlicePanel` it mixes in. Every
-statistic is computed on the full data in Python, never on what the map shows.
+slices and descriptions, text search and the map's zoom are the mixins ``SlicePanel``, ``TextSearch``
+and ``MapViewport``. Every statistic is computed on the full data in Python.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from faultlens.render.html import explorer_html
 from faultlens.render.mapimage import render_map_png
 from faultlens.ui.images import ImageServer
 from faultlens.ui.rows import coerce_rows, page_of, sorted_unique
+from faultlens.ui.search import TextSearch
 from faultlens.ui.slice_panel import SlicePanel
 from faultlens.ui.state import (
     check_analysis,
@@ -59,6 +60,7 @@ from faultlens.ui.traits import (
     RowIndices,
     Selection,
 )
+from faultlens.ui.viewport import MapViewport
 
 if TYPE_CHECKING:
     from faultlens.analysis.result import Analysis
@@ -66,7 +68,7 @@ if TYPE_CHECKING:
 _STATIC = Path(__file__).parent / "static"
 
 
-class Explorer(SlicePanel, anywidget.AnyWidget):
+class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
     """Map, filters, selection, image grid, statistics, saved and discovered slices of an
     :class:`Analysis`.
 
@@ -92,8 +94,9 @@ class Explorer(SlicePanel, anywidget.AnyWidget):
     captioner, text_encoder, phrases:
         Used by :meth:`describe_selection` (the view's "Describe selection" button) and to describe
         discovered slices: an image captioner (``name`` + ``caption(images)``), a CLIP text encoder
-        and extra phrases. Without them, ImageNet tags are used when the analysis has
-        ``imagenet_logits``, and the notes say what is missing.
+        (``encode_text``; also for :meth:`search`, the toolbar's search box) and extra phrases.
+        Without them, ImageNet tags are used when the analysis has ``imagenet_logits``, and the
+        notes say what is missing.
     height:
         Height of the map in CSS pixels.
     aggregate_above:
@@ -195,7 +198,7 @@ class Explorer(SlicePanel, anywidget.AnyWidget):
         0, help="Both write: incremented with every selection, so identical re-selections fire."
     ).tag(sync=True, echo_update=False)
     _selection_source = t.Unicode(
-        "", help="Both write: what made the last selection ('box', 'lasso', 'python', 'slice')."
+        "", help="Both write: what made the last selection (box, lasso, python, slice, search)."
     ).tag(sync=True, echo_update=False)
 
     # --- results (written by Python) ------------------------------------------------------------
@@ -280,10 +283,8 @@ class Explorer(SlicePanel, anywidget.AnyWidget):
         self.on_msg(self._on_custom_msg)
 
     def __repr__(self) -> str:
-        return (
-            f"<faultlens.Explorer: {self.n_points} points, {len(self.selection)} selected, "
-            f"coloured by {self.color_by!r}>"
-        )
+        n, k = self.n_points, len(self.selection)
+        return f"<faultlens.Explorer: {n} points, {k} selected, coloured by {self.color_by!r}>"
 
     # ------------------------------------------------------------------ selection API
 
@@ -313,12 +314,9 @@ class Explorer(SlicePanel, anywidget.AnyWidget):
         if self.analysis.embeddings is None:
             msg = "this analysis has no embeddings to search"
             raise ValueError(msg)
-        found = more_like_this(self.analysis.embeddings, query, k)
-        self.select(np.union1d(query, found.rows))
-        self.status = (
-            f"selected {len(self.selection)} images: {len(query)} and those nearest to them in "
-            "embedding space"
-        )
+        self.select(np.union1d(query, more_like_this(self.analysis.embeddings, query, k).rows))
+        n_sel = len(self.selection)
+        self.status = f"selected {n_sel} images: {len(query)} and their nearest in embedding space"
         return self.selection
 
     def clear_selection(self) -> None:
@@ -567,6 +565,7 @@ class Explorer(SlicePanel, anywidget.AnyWidget):
                 None if c.get("row") is None else [int(c["row"])]
             ),
             **self._slice_panel_commands(),
+            **self._search_commands(),
         }.get(kind)
         if handler is None:
             return

@@ -37,6 +37,8 @@ _ESM = r"""// A plotly chart whose clicks reach Python through their own trait (
 // the hover channel: plotly's FigureWidget sends hover, unhover, click and selection through one
 // synced value, and a hover right after a click can replace the click before Python reads it.
 // plotly.js comes from the Python package (the `_plotly_js` trait), loaded once per page.
+// Colours follow the host's theme: where JupyterLab's --jp-* variables are defined, the figure's
+// background, text, grid and axis lines take them (redrawn live when the theme switches).
 
 function loadPlotly(source) {
   if (window.Plotly) return Promise.resolve(window.Plotly);
@@ -73,6 +75,43 @@ function pointsOf(event) {
   }));
 }
 
+const INK = "__INK__";
+
+/** The figure's layout in the page's theme: JupyterLab's colours where its variables exist. */
+function themed(node, layout) {
+  const cs = getComputedStyle(node);
+  const v = (name) => cs.getPropertyValue(name).trim();
+  const bg = v("--jp-layout-color0");
+  if (!bg) return layout;  // not in JupyterLab: the figure's own (light) template
+  const fg = v("--jp-ui-font-color1") || v("--jp-content-font-color1");
+  const grid = v("--jp-border-color2") || v("--jp-layout-color3");
+  const line = v("--jp-border-color1") || grid;
+  const out = { ...layout, paper_bgcolor: bg, plot_bgcolor: bg, font: { ...(layout.font || {}), color: fg } };
+  out.legend = { ...(layout.legend || {}), bgcolor: "rgba(0,0,0,0)" };
+  for (const key of ["xaxis", "yaxis", ...Object.keys(layout).filter((k) => /^[xy]axis\d+$/.test(k))]) {
+    out[key] = { ...(layout[key] || {}), gridcolor: grid, linecolor: line, zerolinecolor: line };
+  }
+  // whiskers and reference lines drawn in the light template's ink take the theme's text colour
+  const ink = (o) => (o && o.color === INK ? { ...o, color: fg } : o);
+  if (Array.isArray(layout.shapes)) out.shapes = layout.shapes.map((sh) => ({ ...sh, line: ink(sh.line) }));
+  return out;
+}
+
+/** The traces with their whiskers in the theme's text colour (see `themed`). */
+function themedData(node, data) {
+  const fg = getComputedStyle(node).getPropertyValue("--jp-ui-font-color1").trim();
+  if (!fg) return data;
+  const ink = (o) => (o && o.color === INK ? { ...o, color: fg } : o);
+  return data.map((tr) => ({ ...tr, error_x: ink(tr.error_x), error_y: ink(tr.error_y) }));
+}
+
+/** Calls `fn` when JupyterLab switches theme (the attributes it sets on <body>); returns a stop. */
+function onThemeChange(fn) {
+  const obs = new MutationObserver(fn);
+  obs.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+  return () => obs.disconnect();
+}
+
 export default {
   async render({ model, el }) {
     el.classList.add("faultlens-chart");
@@ -87,7 +126,7 @@ export default {
     }
     const draw = () => {
       const fig = model.get("figure") || {};
-      Plotly.react(div, fig.data || [], fig.layout || {}, {
+      Plotly.react(div, themedData(el, fig.data || []), themed(el, fig.layout || {}), {
         displaylogo: false,
         responsive: true,
       });
@@ -104,7 +143,10 @@ export default {
       model.save_changes();
     });
     model.on("change:figure", draw);
+    // the stylesheet of a new theme applies a moment after the attributes change
+    const offTheme = onThemeChange(() => requestAnimationFrame(draw));
     return () => {
+      offTheme();
       model.off("change:figure", draw);
       Plotly.purge(div);
     };
@@ -133,7 +175,7 @@ class PlotlyChart(anywidget.AnyWidget):
         :meth:`show`) to redraw.
     """
 
-    _esm = _ESM
+    _esm = _ESM.replace("__INK__", plots.INK)
     figure = t.Dict(help="The figure as plotly JSON ({'data': [...], 'layout': {...}}).").tag(
         sync=True
     )

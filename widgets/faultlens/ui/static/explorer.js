@@ -857,6 +857,17 @@ function createView() {
       view.cx = (b.x0 + b.x1) / 2;
       view.cy = (b.y0 + b.y1) / 2;
     },
+    /** Shows the map rectangle [x0, y0, x1, y1] whole, centred, as large as fits. */
+    show([x0, y0, x1, y1]) {
+      view.scale = Math.min(size.W / size.dpr / (x1 - x0), size.H / size.dpr / (y1 - y0));
+      view.cx = (x0 + x1) / 2;
+      view.cy = (y0 + y1) / 2;
+    },
+    /** The map rectangle on screen. */
+    box() {
+      const hw = size.W / size.dpr / 2 / view.scale, hh = size.H / size.dpr / 2 / view.scale;
+      return [view.cx - hw, view.cy - hh, view.cx + hw, view.cy + hh];
+    },
     toX: (px) => (px - size.W / size.dpr / 2) / view.scale + view.cx,
     toY: (py) => (size.H / size.dpr / 2 - py) / view.scale + view.cy
   };
@@ -928,16 +939,36 @@ function mountMap(ctx) {
     const g = canvas.getContext("2d"), img = g.createImageData(size.W, size.H);
     painter.paint(img, v, readTheme(slots.mapWrap));
     g.putImageData(img, 0, 0);
-    Object.assign(canvas.dataset, { cx: String(view.cx), cy: String(view.cy), scale: String(view.scale) });
+    Object.assign(canvas.dataset, { cx: String(view.cx), cy: String(view.cy), scale: String(view.scale), view: JSON.stringify(v.box()) });
     canvas.dataset.rendered = String(Number(canvas.dataset.rendered || 0) + 1);
     canvas.dataset.aggregated = String(painter.aggregated);
   }
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
   };
+  let saveTimer = 0;
+  const valid = (b) => Array.isArray(b) && b.length === 4 && b.every(Number.isFinite) && b[0] < b[2] && b[1] < b[3];
+  const same = (a, b) => valid(a) && valid(b) && a.every((x, i) => Math.abs(x - b[i]) <= 1e-9 * (Math.abs(b[2] - b[0]) + Math.abs(b[3] - b[1])));
+  const save = (box) => {
+    saveTimer = 0;
+    setTrait(model, "view", box);
+  };
+  function moved() {
+    schedule();
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => save(v.box()), 200);
+  }
+  function restore() {
+    const b = model.get("view");
+    if (valid(b)) v.show(b);
+    else v.fit(data.bounds);
+    schedule();
+  }
   const refit = () => {
+    clearTimeout(saveTimer);
     v.fit(data.bounds);
     draw();
+    save([]);
   };
   ctx.map = {
     canvas,
@@ -948,13 +979,17 @@ function mountMap(ctx) {
     toY: v.toY,
     schedule,
     refit,
+    moved,
     hit: (p) => hitTest(painter.owner, size, p),
     theme: () => readTheme(slots.mapWrap)
   };
+  ctx.on("change:view", () => {
+    const b = model.get("view");
+    if (!saveTimer && !same(v.box(), b)) restore();
+  });
   const reloadXY = () => {
     data.loadXY();
-    v.fit(data.bounds);
-    schedule();
+    restore();
   };
   ctx.on("change:_x", reloadXY);
   ctx.on("change:_y", reloadXY);
@@ -970,27 +1005,31 @@ function mountMap(ctx) {
     data.loadVisible();
     schedule();
   });
-  ctx.on("change:height", () => {
+  const keepBox = () => {
+    if (saveTimer) {
+      clearTimeout(saveTimer);
+      save(v.box());
+    }
     resize();
-    refit();
-  });
+    restore();
+  };
+  ctx.on("change:height", keepBox);
   ctx.on("change:aggregate_above", schedule);
   const unsubscribe = ctx.selection.changed.subscribe(schedule);
   const ro = new ResizeObserver(() => {
     const w = Math.floor(slots.mapWrap.clientWidth);
-    if (w && Math.floor(w * size.dpr) !== size.W) {
-      resize();
-      refit();
-    }
+    if (w && Math.floor(w * size.dpr) !== size.W) keepBox();
   });
   const offTheme = onThemeChange(schedule);
   ro.observe(slots.mapWrap);
   resize();
-  refit();
+  restore();
+  draw();
   return () => {
     unsubscribe();
     offTheme();
     ro.disconnect();
+    clearTimeout(saveTimer);
     if (frame) cancelAnimationFrame(frame);
   };
 }
@@ -1091,7 +1130,7 @@ function zoom(map, p, deltaY) {
   view.scale *= Math.exp(-deltaY * 15e-4);
   view.cx = bx - (p[0] - size.W / size.dpr / 2) / view.scale;
   view.cy = by - (size.H / size.dpr / 2 - p[1]) / view.scale;
-  map.schedule();
+  map.moved();
 }
 function mountPointer(ctx) {
   const { map } = ctx;
@@ -1119,7 +1158,7 @@ function mountPointer(ctx) {
     if (drag.mode === "pan") {
       map.view.cx = drag.view.cx - (p[0] - drag.start[0]) / map.view.scale;
       map.view.cy = drag.view.cy + (p[1] - drag.start[1]) / map.view.scale;
-      map.schedule();
+      map.moved();
     } else if (drag.mode === "lasso") {
       const q = drag.path[drag.path.length - 1];
       if (Math.abs(q[0] - p[0]) + Math.abs(q[1] - p[1]) >= 2) drag.path.push(p);
@@ -1187,6 +1226,43 @@ function mountSavedSlices(ctx) {
   }
   ctx.on("change:saved_slices", draw);
   draw();
+  return () => {
+  };
+}
+
+// src/explorer/search.js
+function mountSearch(ctx) {
+  const { model } = ctx;
+  const input = el("input", { type: "search", class: "fl-search", placeholder: "search images by text", "aria-label": "Search images by text" });
+  const k = el("input", { type: "number", class: "fl-search-k", min: "1", step: "1", "aria-label": "How many images a search selects" });
+  const go = el("button", { type: "button", class: "fl-search-go", text: "Search" });
+  const box = el("span", { class: "fl-field fl-searchbox" }, [input, k, go]);
+  function run() {
+    const text = input.value.trim();
+    if (!text || input.disabled) return;
+    const n = Math.max(1, Math.floor(Number(k.value)) || model.get("search_info")?.k || 50);
+    model.send({ type: "search", text, k: n });
+  }
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") {
+      ev.preventDefault();
+      run();
+    }
+  });
+  go.addEventListener("click", run);
+  function sync() {
+    const info = model.get("search_info") || {};
+    const off = !info.enabled;
+    for (const c of [input, k, go]) c.disabled = off;
+    box.title = off ? info.reason || "text search is not available" : "Select the images most similar to a phrase (CLIP)";
+    box.dataset.enabled = String(!off);
+    k.max = String(Math.max(1, model.get("n_points") || 1));
+    if (!k.value) k.value = String(info.k || 50);
+    if (info.query && !input.value) input.value = info.query;
+  }
+  ctx.slots.toolbar.insertBefore(box, ctx.slots.toolbar.querySelector(".fl-selcount"));
+  ctx.on("change:search_info", sync);
+  sync();
   return () => {
   };
 }
@@ -1310,6 +1386,7 @@ var PARTS = [
   mountDescribe,
   mountGrid,
   mountToolbar,
+  mountSearch,
   mountPointer,
   mountTask
 ];

@@ -15,6 +15,7 @@ import { mountLegend } from "./legend.js";
 import { mountMap } from "./map.js";
 import { mountPointer } from "./pointer.js";
 import { mountSavedSlices } from "./saved.js";
+import { mountSearch } from "./search.js";
 import { mountSelection } from "./selection.js";
 import { mountStats } from "./stats.js";
 import { mountThumbs } from "./thumbs.js";
@@ -40,7 +41,7 @@ function layout() {
 // from its event handlers, or at mount when that part is mounted before it
 const PARTS = [
   mountSelection, mountThumbs, mountMap, mountStats, mountInspector, mountLegend, mountSavedSlices,
-  mountDiscovered, mountDescribe, mountGrid, mountToolbar, mountPointer, mountTask,
+  mountDiscovered, mountDescribe, mountGrid, mountToolbar, mountSearch, mountPointer, mountTask,
 ];
 
 function render({ model, el: host }) {

@@ -1,7 +1,9 @@
 // The map canvas: view transform (fit, pan, zoom), the cached base layer of every shown point
-// (dimmed while there is a selection), the selected points on top, and hit-testing.
+// (dimmed while there is a selection), the selected points on top, and hit-testing. The viewport is
+// the synced `view` trait ([x0, y0, x1, y1] in map coordinates, [] = fit): written after a zoom, pan
+// or reset, applied when another view or Python changes it, so a view displayed again opens there.
 
-import { el } from "../shared/dom.js";
+import { el, setTrait } from "../shared/dom.js";
 import { cssRgb, onThemeChange } from "../shared/theme.js";
 import { createLayer, hexRgb, hitTest, mixRgb, paintEach, paintMean, plot, sizeLayer, word } from "./raster.js";
 
@@ -36,6 +38,17 @@ function createView() {
       view.scale = 0.92 * Math.min(cssW / dx, cssH / dy);
       view.cx = (b.x0 + b.x1) / 2;
       view.cy = (b.y0 + b.y1) / 2;
+    },
+    /** Shows the map rectangle [x0, y0, x1, y1] whole, centred, as large as fits. */
+    show([x0, y0, x1, y1]) {
+      view.scale = Math.min(size.W / size.dpr / (x1 - x0), size.H / size.dpr / (y1 - y0));
+      view.cx = (x0 + x1) / 2;
+      view.cy = (y0 + y1) / 2;
+    },
+    /** The map rectangle on screen. */
+    box() {
+      const hw = size.W / size.dpr / 2 / view.scale, hh = size.H / size.dpr / 2 / view.scale;
+      return [view.cx - hw, view.cy - hh, view.cx + hw, view.cy + hh];
     },
     toX: (px) => (px - size.W / size.dpr / 2) / view.scale + view.cx,
     toY: (py) => (size.H / size.dpr / 2 - py) / view.scale + view.cy,
@@ -106,33 +119,55 @@ export function mountMap(ctx) {
     const g = canvas.getContext("2d"), img = g.createImageData(size.W, size.H);
     painter.paint(img, v, readTheme(slots.mapWrap));
     g.putImageData(img, 0, 0);
-    Object.assign(canvas.dataset, { cx: String(view.cx), cy: String(view.cy), scale: String(view.scale) });
+    Object.assign(canvas.dataset, { cx: String(view.cx), cy: String(view.cy), scale: String(view.scale), view: JSON.stringify(v.box()) });
     canvas.dataset.rendered = String(Number(canvas.dataset.rendered || 0) + 1);
     canvas.dataset.aggregated = String(painter.aggregated);
   }
   const schedule = () => { if (!frame) frame = requestAnimationFrame(draw); };
-  const refit = () => { v.fit(data.bounds); draw(); };
+  // the viewport trait: written (debounced) after the user moves the view, applied when it changes
+  let saveTimer = 0;
+  const valid = (b) => Array.isArray(b) && b.length === 4 && b.every(Number.isFinite) && b[0] < b[2] && b[1] < b[3];
+  const same = (a, b) => valid(a) && valid(b) && a.every((x, i) => Math.abs(x - b[i]) <= 1e-9 * (Math.abs(b[2] - b[0]) + Math.abs(b[3] - b[1])));
+  const save = (box) => { saveTimer = 0; setTrait(model, "view", box); };
+  function moved() {
+    schedule();
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(() => save(v.box()), 200);
+  }
+  /** Shows the `view` trait's rectangle, or everything when it is empty. */
+  function restore() {
+    const b = model.get("view");
+    if (valid(b)) v.show(b); else v.fit(data.bounds);
+    schedule();
+  }
+  const refit = () => { clearTimeout(saveTimer); v.fit(data.bounds); draw(); save([]); };
   ctx.map = {
-    canvas, overlay, view, size, toX: v.toX, toY: v.toY, schedule, refit,
+    canvas, overlay, view, size, toX: v.toX, toY: v.toY, schedule, refit, moved,
     hit: (p) => hitTest(painter.owner, size, p),
     theme: () => readTheme(slots.mapWrap),
   };
-  const reloadXY = () => { data.loadXY(); v.fit(data.bounds); schedule(); };
+  ctx.on("change:view", () => {
+    const b = model.get("view");
+    if (!saveTimer && !same(v.box(), b)) restore();
+  });
+  const reloadXY = () => { data.loadXY(); restore(); };
   ctx.on("change:_x", reloadXY);
   ctx.on("change:_y", reloadXY);
   ctx.on("change:_color", () => { data.loadColor(); schedule(); });
   ctx.on("change:_color_info", () => { data.loadColor(); schedule(); });
   ctx.on("change:_visible", () => { data.loadVisible(); schedule(); });
-  ctx.on("change:height", () => { resize(); refit(); });
+  const keepBox = () => { if (saveTimer) { clearTimeout(saveTimer); save(v.box()); } resize(); restore(); };
+  ctx.on("change:height", keepBox);
   ctx.on("change:aggregate_above", schedule);
   const unsubscribe = ctx.selection.changed.subscribe(schedule);
   const ro = new ResizeObserver(() => {
     const w = Math.floor(slots.mapWrap.clientWidth);
-    if (w && Math.floor(w * size.dpr) !== size.W) { resize(); refit(); }
+    if (w && Math.floor(w * size.dpr) !== size.W) keepBox();
   });
   const offTheme = onThemeChange(schedule);
   ro.observe(slots.mapWrap);
   resize();
-  refit();
-  return () => { unsubscribe(); offTheme(); ro.disconnect(); if (frame) cancelAnimationFrame(frame); };
+  restore();
+  draw();
+  return () => { unsubscribe(); offTheme(); ro.disconnect(); clearTimeout(saveTimer); if (frame) cancelAnimationFrame(frame); };
 }

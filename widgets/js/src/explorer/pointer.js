@@ -48,7 +48,7 @@ function zoom(map, p, deltaY) {
   view.scale *= Math.exp(-deltaY * 0.0015);
   view.cx = bx - (p[0] - size.W / size.dpr / 2) / view.scale;
   view.cy = by - (size.H / size.dpr / 2 - p[1]) / view.scale;
-  map.schedule();
+  map.moved();
 }
 
 export function mountPointer(ctx) {
@@ -74,7 +74,7 @@ export function mountPointer(ctx) {
     if (drag.mode === "pan") {
       map.view.cx = drag.view.cx - (p[0] - drag.start[0]) / map.view.scale;
       map.view.cy = drag.view.cy + (p[1] - drag.start[1]) / map.view.scale;
-      map.schedule();
+      map.moved();
     } else if (drag.mode === "lasso") {
       const q = drag.path[drag.path.length - 1];
       if (Math.abs(q[0] - p[0]) + Math.abs(q[1] - p[1]) >= 2) drag.path.push(p);
