@@ -341,3 +341,204 @@ def test_a_lock_waited_for_in_a_folder_swapped_away_is_taken_again(tmp_path: Pat
     first.release()
     th.join(30)
     assert got == [os.lstat(lock_path(folder / "slices.json")).st_ino]  # the new folder's lock
+
+
+# --------------------------------------------------------------------------- Analysis.save
+
+_SAVERS = {"B": 6, "C": 9}  # who saves -> rows of its analysis (a mix of the two cannot load whole)
+
+
+def _analysis(who: str):
+    from faultlens.analysis.result import Analysis
+
+    n = _SAVERS[who]
+    labels = np.arange(n) % 2
+    table = pd.DataFrame({
+        "id": [f"img-{i}" for i in range(n)], "label": labels, "label_name": np.array(["a", "b"])[labels],
+        "pred": labels, "pred_name": np.array(["a", "b"])[labels], "confidence": np.full(n, 0.9),
+        "loss": np.full(n, 0.1), "correct": np.ones(n, bool), "x": np.arange(n, dtype=np.float32),
+        "y": np.arange(n, dtype=np.float32), "who": [who] * n,
+    })  # fmt: skip
+    code = float(ord(who))
+    return Analysis(
+        table,
+        class_names=["a", "b"],
+        probs=np.full((n, 2), code, np.float32),
+        embeddings=np.full((n, 3), code, np.float32) if who == "B" else None,
+        arrays={f"only_{who}": np.full(n, code)},
+        meta={"who": who},
+    )
+
+
+def _whole(a) -> str:
+    """Who saved the loaded analysis ``a``, asserting every part of it is that saver's."""
+    who = a.meta["who"]
+    n = _SAVERS[who]
+    assert a.table["who"].tolist() == [who] * n
+    assert a.probs.shape == (n, 2) and set(a.probs.ravel().tolist()) == {float(ord(who))}
+    assert (a.embeddings is not None) == (who == "B")
+    assert list(a.arrays) == [f"only_{who}"]
+    return who
+
+
+def _saver(folder: str, who: str, barrier, annotated, out) -> None:
+    try:
+        a = _analysis(who)
+        barrier.wait()
+        saves = 0
+        while saves < 3 or not annotated.is_set():  # saves for as long as the annotator writes
+            a.save(folder)
+            saves += 1
+        out.put((who, saves, None))
+    except Exception:
+        import traceback
+
+        out.put((who, 0, traceback.format_exc()))
+
+
+def _reader(folder: str, barrier, done, out) -> None:
+    try:
+        from faultlens.analysis.result import Analysis
+
+        barrier.wait()
+        seen: dict[str, int] = {}
+        while not done.is_set():
+            who = _whole(Analysis.load(folder))
+            seen[who] = seen.get(who, 0) + 1
+        out.put(("reader", seen, None))
+    except Exception:
+        import traceback
+
+        out.put(("reader", {}, traceback.format_exc()))
+
+
+def _annotator(folder: str, barrier, annotated, out) -> None:
+    try:
+        table = pd.DataFrame({"id": [f"img-{i}" for i in range(6)]})
+        a = SimpleNamespace(folder=Path(folder), table=table, class_names=["a", "b"])
+        slices, marks = SavedSlices(a), FeatureMarks(a)
+        barrier.wait()
+        for j in range(30):
+            slices.save(f"s{j}", [j % 6])
+            marks.set("conv", 1, j, "spurious" if j % 2 else "core")
+            if j % 4 == 3:
+                slices.delete(f"s{j}")
+                marks.set("conv", 1, j, "")  # '' clears a mark
+        out.put(("annotator", 30, None))
+    except Exception:
+        import traceback
+
+        out.put(("annotator", 0, traceback.format_exc()))
+    finally:
+        annotated.set()
+
+
+def test_saves_while_another_kernel_annotates_and_reads_lose_nothing_and_mix_nothing(
+    tmp_path: Path,
+) -> None:
+    # kernel A writes slices and marks (deleting every fourth) into the folder while kernels B and
+    # C save two different analyses into it, again and again until A is done, and kernel D loads
+    # it all the while: every record of A is kept, none it deleted comes back, and every load and
+    # the final folder is one whole analysis of B or of C
+    import multiprocessing
+
+    from faultlens.analysis.result import Analysis
+
+    folder = tmp_path / "work" / "an"
+    _analysis("B").save(folder)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, annotated, done, out = ctx.Barrier(4), ctx.Event(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_annotator, args=(str(folder), barrier, annotated, out))]
+    procs += [ctx.Process(target=_saver, args=(str(folder), who, barrier, annotated, out))
+              for who in _SAVERS]  # fmt: skip
+    reader = ctx.Process(target=_reader, args=(str(folder), barrier, done, out))
+    for p in [*procs, reader]:
+        p.start()
+    got = [out.get(timeout=300) for _ in procs]
+    done.set()
+    got.append(out.get(timeout=300))
+    for p in [*procs, reader]:
+        p.join(60)
+    assert [g[2] for g in got] == [None] * 4, [g[2] for g in got if g[2]]
+    counts = {g[0]: g[1] for g in got}
+    assert counts["B"] >= 3 and counts["C"] >= 3  # both saved, over the whole annotation
+    assert sum(counts["reader"].values()) >= 1  # every load was whole (checked in the reader)
+
+    a = Analysis.load(folder)
+    _whole(a)
+    assert set(SavedSlices(a).names()) == {f"s{j}" for j in range(30) if j % 4 != 3}
+    assert {f: m for _, f, m in _marks(a)} == {
+        j: ("spurious" if j % 2 else "core") for j in range(30) if j % 4 != 3
+    }
+    assert sorted(p.name for p in folder.parent.iterdir()) == [".an.lock", "an"]  # no temp folders
+    assert not [p for p in folder.rglob("*") if p.name.endswith((".tmp", ".new", ".old"))]
+
+
+def _marks(a) -> list[tuple[int, int, str]]:
+    return [(c, f, m) for (c, f), m in FeatureMarks(a).lookup("conv").items()]
+
+
+def _killed_saver(folder: str, at: str, reached) -> None:
+    """Saves ``C``'s analysis into ``folder`` and stops for good at ``at`` (to be killed there):
+    ``writing`` after the first array of the new folder is written, ``swapped`` once the new
+    folder has taken the old one's place and before the old one is removed."""
+    import shutil
+    import threading
+
+    import faultlens.analysis.folder as folder_mod
+    import faultlens.store.files as files_mod
+
+    def stop() -> None:
+        reached.set()
+        threading.Event().wait()  # until killed
+
+    if at == "writing":
+        write_npy = folder_mod.write_npy
+
+        def writing(path, arr):
+            write_npy(path, arr)
+            stop()
+
+        folder_mod.write_npy = writing
+    else:
+        rmtree = shutil.rmtree
+
+        def removing(path, *args, **kw):
+            if Path(path).suffix in (".new", ".old"):  # the old folder, swapped out
+                stop()
+            rmtree(path, *args, **kw)
+
+        files_mod.shutil.rmtree = removing
+    _analysis("C").save(folder)
+
+
+@pytest.mark.parametrize(("at", "left"), [("writing", "B"), ("swapped", "C")])
+def test_a_save_killed_at_any_point_leaves_a_whole_analysis_and_its_records(
+    at: str, left: str, tmp_path: Path
+) -> None:
+    import multiprocessing
+    import signal
+
+    from faultlens.analysis.result import Analysis
+
+    folder = tmp_path / "work" / "an"
+    b = _analysis("B")
+    b.save(folder)
+    SavedSlices(b).save("mine", [1, 2])
+    FeatureMarks(b).set("conv", 1, 7, "spurious")
+    ctx = multiprocessing.get_context("spawn")
+    reached = ctx.Event()
+    p = ctx.Process(target=_killed_saver, args=(str(folder), at, reached))
+    p.start()
+    assert reached.wait(300), "the save never reached the point where it is killed"
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    a = Analysis.load(folder)
+    assert _whole(a) == left  # the old analysis, or the new one: whole either way
+    assert SavedSlices(a).rows("mine").tolist() == [1, 2]
+    assert _marks(a) == [(1, 7, "spurious")]
+    assert [p.name for p in folder.parent.iterdir() if p.suffix in (".new", ".old")]  # left over
+    _analysis("B").save(folder)  # the next save removes what the killed one left
+    assert sorted(p.name for p in folder.parent.iterdir()) == [".an.lock", "an"]
+    assert SavedSlices(Analysis.load(folder)).names() == ["mine"]

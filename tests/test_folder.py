@@ -161,3 +161,35 @@ def test_damaged_thumbnails_are_left_out_with_a_warning(tmp_path: Path) -> None:
     with pytest.warns(CacheWarning, match="rendered from the images instead"):
         back = Analysis.load(folder)
     assert back.thumbnails is None and len(back) == 6
+
+
+def test_a_save_keeps_the_records_and_files_beside_the_analysis_and_no_link(
+    tmp_path: Path,
+) -> None:
+    from faultlens.analysis.record_views import FeatureMarks, SavedSlices
+
+    n, folder = 4, tmp_path / "out"
+    probs = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+    a = Analysis(_table(n, [None] * n), class_names=["a", "b"], probs=probs,
+                 arrays={"extra": np.zeros((n, 2), np.float32)})  # fmt: skip
+    a.save(folder)
+    SavedSlices(a).save("mine", [0, 3])
+    FeatureMarks(a).set("conv", 1, 5, "core")
+    (folder / "notes.txt").write_text("a user's notes")
+    (folder / "exports").mkdir()
+    (folder / "exports" / "mine.csv").write_text("id\n0\n3\n")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("theirs")
+    (folder / "linked.txt").symlink_to(victim)
+    inode = folder.stat().st_ino
+    b = Analysis(_table(n, [None] * n), class_names=["a", "b"], probs=probs)
+    b.save(folder)
+    assert folder.stat().st_ino != inode  # a new folder took the old one's place
+    back = Analysis.load(folder)
+    assert back.arrays == {} and not (folder / "arrays").exists()  # nothing of the older analysis
+    assert SavedSlices(back).rows("mine").tolist() == [0, 3]
+    assert FeatureMarks(back).lookup("conv") == {(1, 5): "core"}
+    assert (folder / "notes.txt").read_text() == "a user's notes"
+    assert (folder / "exports" / "mine.csv").read_text() == "id\n0\n3\n"
+    assert not (folder / "linked.txt").exists() and victim.read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out", "victim.txt"]

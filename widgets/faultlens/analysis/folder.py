@@ -2,16 +2,16 @@
 
 A folder holds ``analysis.json`` (format version, library version, class names, array names,
 meta), ``table.parquet``, ``probs.npy``/``embeddings.npy``/``images.npy`` where the analysis has
-them, ``arrays/<name>.npy``, ``skipped.json`` and the ``thumbnails/`` store. Every file is written
-atomically and nothing is ever pickled. Files the widgets write beside an analysis (saved slices,
-feature marks) live in the same folder but are not part of this format.
+them, ``arrays/<name>.npy``, ``skipped.json`` and the ``thumbnails/`` store. A save writes them all
+into a new folder that then takes the old one's place in one step, and nothing is ever pickled.
+Files the widgets write beside an analysis (saved slices, feature marks) live in the same folder
+but are not part of this format: a save keeps them.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,16 +21,17 @@ import numpy as np
 import pandas as pd
 
 from faultlens._version import __version__
+from faultlens.analysis.records import MARKS_FILE, SLICES_FILE
 from faultlens.data.sources import ArraySource
 from faultlens.store import (
     CacheWarning,
     ShardedBlobs,
-    atomic_path,
     read_json,
     read_npy,
     write_json,
     write_npy,
 )
+from faultlens.store.files import atomic_file, replace_folder
 
 if TYPE_CHECKING:
     from faultlens.analysis.result import Analysis
@@ -45,15 +46,28 @@ THUMBNAILS_DIR = "thumbnails"
 #: The arrays saved at the folder's top level, as ``<name>.npy`` (``images``: an in-memory image
 #: array source, so that the analysis loads with its images).
 TOP_ARRAYS = ("probs", "embeddings", "images")
+#: Every name of the format: what a save replaces (other files in the folder are carried over).
+FORMAT_FILES = (INFO_FILE, TABLE_FILE, SKIPPED_FILE, ARRAYS_DIR, THUMBNAILS_DIR,
+                *(f"{name}.npy" for name in TOP_ARRAYS))  # fmt: skip
+#: The records a user writes beside an analysis (:mod:`faultlens.analysis.records`): a save
+#: carries them over under their locks.
+RECORD_FILES = (SLICES_FILE, MARKS_FILE)
+READ_TRIES = 5  # reads of a folder that another process keeps replacing, before the last try
 
 
 def save_analysis(analysis: Analysis, folder: str | os.PathLike[str]) -> Path:
-    """Write ``analysis`` to ``folder`` (parquet + npy + JSON, each file atomically) and return it.
+    """Write ``analysis`` to ``folder`` (parquet + npy + JSON, never pickled) and return it.
 
-    Everything is checked before the first file is written, so an analysis that cannot be saved
-    (an object array, a bad array name, a column parquet cannot hold) leaves what was saved in
-    ``folder`` before as it was. Afterwards ``analysis.folder`` is ``folder`` and its thumbnails
-    are read from the copy there."""
+    The save is all or nothing: everything is checked before the first file is written (an
+    object array, a bad array name, a column parquet cannot hold), the files are written into a
+    new sibling folder, and that folder takes the place of ``folder`` in one step
+    (:func:`~faultlens.store.files.replace_folder`). A save that fails or is killed leaves the
+    analysis saved there before as it was; two saves into one folder at once leave one of the two
+    analyses, whole. Nothing of an analysis saved there before remains, except what a user wrote
+    beside it: the saved slices and feature marks (:data:`RECORD_FILES`, carried over under their
+    locks, so a record written by another kernel during the save is kept) and any other file not
+    part of this format. Afterwards ``analysis.folder`` is ``folder`` and its thumbnails are read
+    from the copy there."""
     folder = Path(folder).expanduser()
     src = analysis.source
     images = (
@@ -67,38 +81,33 @@ def save_analysis(analysis: Analysis, folder: str | os.PathLike[str]) -> Path:
             msg = f"array {name!r} holds Python objects; save needs numbers (no pickles)"
             raise TypeError(msg)
     table_bytes = _parquet_bytes(analysis.table)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / TABLE_FILE) as tmp:
-        tmp.write_bytes(table_bytes)
-    # what this analysis lacks is removed: files an analysis saved here before left must not be
-    # loaded as this one's
     top = dict(zip(TOP_ARRAYS, (analysis.probs, analysis.embeddings, images), strict=True))
-    for name, arr in top.items():
-        if arr is not None:
-            write_npy(folder / f"{name}.npy", arr)
-        else:
-            (folder / f"{name}.npy").unlink(missing_ok=True)
-    for name, arr in analysis.arrays.items():
-        write_npy(folder / ARRAYS_DIR / f"{name}.npy", arr)
-    if (folder / ARRAYS_DIR).is_dir():
-        for old in (folder / ARRAYS_DIR).glob("*.npy"):
-            if old.stem not in analysis.arrays:
-                old.unlink(missing_ok=True)
+
+    def build(tmp: Path) -> None:  # a new, empty folder
+        with atomic_file(tmp / TABLE_FILE) as fh:
+            fh.write(table_bytes)
+        for name, arr in top.items():
+            if arr is not None:
+                write_npy(tmp / f"{name}.npy", arr)
+        for name, arr in analysis.arrays.items():
+            write_npy(tmp / ARRAYS_DIR / f"{name}.npy", arr)
+        if analysis.thumbnails is not None:  # hard links: cheap, and the source may be replaced
+            analysis.thumbnails.copy_to(tmp / THUMBNAILS_DIR)
+        write_json(tmp / SKIPPED_FILE, analysis.skipped)
+        write_json(
+            tmp / INFO_FILE,
+            {
+                "format": FORMAT_VERSION,
+                "faultlens": __version__,
+                "class_names": analysis.class_names,
+                "arrays": sorted(analysis.arrays),
+                "meta": analysis.meta,
+            },
+        )
+
+    replace_folder(folder, build, keep=RECORD_FILES, own=FORMAT_FILES)
     if analysis.thumbnails is not None:
-        analysis.thumbnails = analysis.thumbnails.copy_to(folder / THUMBNAILS_DIR)
-    elif (folder / THUMBNAILS_DIR).exists():  # left by an analysis saved here before
-        shutil.rmtree(folder / THUMBNAILS_DIR)
-    write_json(folder / SKIPPED_FILE, analysis.skipped)
-    write_json(
-        folder / INFO_FILE,
-        {
-            "format": FORMAT_VERSION,
-            "faultlens": __version__,
-            "class_names": analysis.class_names,
-            "arrays": sorted(analysis.arrays),
-            "meta": analysis.meta,
-        },
-    )
+        analysis.thumbnails = ShardedBlobs.open(folder / THUMBNAILS_DIR)
     analysis.folder = folder
     return folder
 
@@ -109,8 +118,35 @@ def read_analysis(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
     A file that is damaged, was not written by faultlens, or disagrees with the rest (rows, class
     count) is an error naming it; nothing is unpickled. Damaged thumbnails are left out with a
-    warning (the grid and the report then render them from the images)."""
+    warning (the grid and the report then render them from the images).
+
+    A save into ``folder`` while it is read (another kernel) cannot mix two analyses: when the
+    folder was replaced during the read, it is read again."""
     folder = Path(folder).expanduser()
+    for _ in range(READ_TRIES - 1):
+        before = _identity(folder)
+        try:
+            parts = _read_once(folder)
+        except (OSError, ValueError):
+            if before is not None and _identity(folder) != before:
+                continue  # replaced while read: what was read may be half of each
+            raise
+        if _identity(folder) == before:
+            return parts
+    return _read_once(folder)
+
+
+def _identity(folder: Path) -> tuple[int, int, int] | None:
+    """What changes when a save puts a new folder at ``folder``: its device, inode and change
+    time (None when there is nothing there)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+def _read_once(folder: Path) -> dict[str, Any]:
     if not (folder / INFO_FILE).exists():
         msg = f"{str(folder)!r} is not a faultlens analysis folder (no {INFO_FILE})"
         raise FileNotFoundError(msg)

@@ -21,7 +21,7 @@ import shutil
 import socket
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Self
 
@@ -320,17 +320,47 @@ def _remove_stale_folders(parent: Path, name: str) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def _is_lock_or_temp(name: str) -> bool:
+    """Whether ``name`` in a folder is one of faultlens's lock or temporary files."""
+    return name.startswith(".") and name.endswith((".lock", ".tmp"))
+
+
+def _carry(src: Path, dst: Path) -> None:
+    """``src`` (a file or a folder) hard-linked (copied where links cannot be made) to ``dst``,
+    which does not exist; links inside it are left out (never followed)."""
+    if src.is_symlink():
+        return
+    if src.is_dir():
+        make_dirs(dst)
+        for child in src.iterdir():
+            _carry(child, dst / child.name)
+    elif src.is_file():
+        try:
+            os.link(src, dst, follow_symlinks=False)
+        except (OSError, NotImplementedError):  # another file system; no such option here
+            shutil.copy2(src, dst, follow_symlinks=False)
+
+
 def replace_folder(
-    folder: Path, build: Callable[[Path], Any], *, keep: tuple[str, ...] = ()
+    folder: Path,
+    build: Callable[[Path], Any],
+    *,
+    keep: tuple[str, ...] = (),
+    own: Collection[str] | None = None,
 ) -> Path:
     """Write a whole folder atomically: ``build(tmp)`` fills a new temporary sibling folder, then,
     under the folder's lock (``.<name>.lock`` beside it), it takes the place of ``folder``.
 
     Two writers leave one complete folder, never a mix; a reader sees the old folder or the new
     one (on Linux the two are swapped in one step; elsewhere there is a moment with neither). The
-    files named in ``keep`` (records a user wrote beside the old folder) are carried into the new
-    one under their own locks (:func:`lock_path`), unless ``build`` wrote them. A ``build`` that
-    raises leaves ``folder`` as it was. Returns ``folder``.
+    files named in ``keep`` (records a user writes beside the folder's content, each under its
+    lock, :func:`lock_path`) are carried into the new folder under those locks, unless ``build``
+    wrote them: a record written while the folder is replaced lands in the old folder before the
+    swap, or in the new one after it. When ``own`` names what the folder's writer owns, everything
+    else in the old folder (a user's own files; links, locks and temporary files excepted) is
+    carried too, hard-linked; by default it goes with the old folder. A ``build`` that raises, or
+    a process killed at any point, leaves ``folder`` whole: the old one or the new one (a killed
+    writer's temporary folder is removed by the next replace). Returns ``folder``.
     """
     folder = Path(folder).expanduser()
     if folder.is_symlink():
@@ -352,11 +382,24 @@ def replace_folder(
                 for lock in record_locks:
                     lock.acquire()
             try:
-                for name in keep:
+                built = {p.name for p in tmp.iterdir()}
+                carried = [name for name in keep if name not in built]
+                if own is not None and folder.is_dir():
+                    carried += [
+                        p.name
+                        for p in folder.iterdir()
+                        if p.name not in built
+                        and p.name not in own
+                        and p.name not in keep
+                        and not _is_lock_or_temp(p.name)
+                    ]
+                for name in carried:
                     src, dst = folder / name, tmp / name
-                    if src.is_file() and not src.is_symlink() and not dst.exists():
-                        with atomic_file(dst) as fh:
+                    if name in keep and src.is_file() and not src.is_symlink():
+                        with atomic_file(dst) as fh:  # a copy: the old file may still be written
                             fh.write(read_bytes(src))
+                    elif name not in keep:
+                        _carry(src, dst)
                 if folder.is_dir() and _rename_exchange(tmp, folder):
                     pass  # tmp now holds the old folder
                 elif folder.exists():

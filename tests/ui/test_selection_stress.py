@@ -1,0 +1,38 @@
+"""The Explorer under a stream of selections in real Chromium, at the benchmark's smoke size
+(1e5 points, 50 box and lasso selections, slow ones and bursts of fast ones): every selection
+reaches Python whole and in order, and neither the kernel's nor the browser's memory grows beyond
+the bound. The full size (1e6 points x 1,000) is ``tests/benchmarks/bench_selection_browser.py``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.bench_selection_browser import (
+    JS_HEAP_BOUND_MB,
+    KERNEL_BOUND_MB,
+    SMOKE,
+    stress,
+)
+from tests.ui.test_browser import lab  # noqa: F401 - the JupyterLab server fixture
+
+pytestmark = pytest.mark.ui
+
+
+def test_fifty_selections_reach_python_whole_in_order_and_memory_stays_bounded(
+    lab: tuple[str, Path],  # noqa: F811 - the imported fixture
+) -> None:
+    url, root = lab
+    r = stress(url, root, **SMOKE)
+    print("\n@@stress " + json.dumps(r))
+    n = SMOKE["selections"] + SMOKE["warmup"]
+    assert r["drags"] == r["pointerups"] == n  # every drag was made on the map
+    assert r["lost"] == 0 and r["reached_python"] == n
+    assert r["reordered"] == 0
+    assert r["not_intact"] == 0, r["problems"]
+    assert r["boxes"] > 0 and r["lassos"] > 0 and r["fast"] > 0 and r["fast"] < n
+    assert r["round_trip_ms"]["n"] == SMOKE["selections"]  # every one came back to the page
+    assert r["kernel_growth_mb"] <= KERNEL_BOUND_MB, (r["memory_before"], r["memory_after"])
+    assert r["js_heap_growth_mb"] <= JS_HEAP_BOUND_MB, (r["memory_before"], r["memory_after"])
