@@ -51,6 +51,7 @@ class MitigationPreview(t.HasTraits):
         self._split_feats: dict[str, SplitFeatures] = {}
         self._groups: np.ndarray | None = None
         self._used_marks: dict[int, list[int]] | None = None
+        self._recipe: tuple[str, dict[str, Any]] = ("low_spuriosity", {})  # the button's
         self.mitigation_result: MitigationResult | None = None
         if splits:
             self.use_splits(**splits)
@@ -90,11 +91,13 @@ class MitigationPreview(t.HasTraits):
 
         The splits are kept (:meth:`use_splits`, whose arguments these are); ``method`` and
         ``opts`` go to :func:`~faultlens.analysis.mitigation.mitigate` (``epochs``, ``lr``,
-        ``per_class``, ``seed``, ...). Runs as the widget's task: the progress bar follows it, the
-        kernel's stop button cancels it (the marks and the earlier preview stay).
+        ``per_class``, ``seed``, ...); the widget's button uses them again. Runs as the widget's
+        task: the progress bar follows it, the kernel's stop button cancels it (the marks and the
+        earlier preview stay).
         """
         if any(x is not None for x in (train, val, test, groups)):
             self.use_splits(train, val, test, groups)
+        self._recipe = (method, dict(opts))
         return self.run_task(TASK, lambda task: self._preview(task, method, opts))
 
     # ------------------------------------------------------------------ the job
@@ -193,7 +196,7 @@ class MitigationPreview(t.HasTraits):
             if missing:
                 self.status = f"cannot preview mitigation: {missing}"
             else:
-                self.start_task(TASK, lambda task: self._preview(task, "low_spuriosity", {}))
+                self.start_task(TASK, lambda task: self._preview(task, *self._recipe))
             return True
         if kind == "select_mitigation":
             self.select(self.mitigation_rows(content.get("change", "fixed"), content.get("group")))
