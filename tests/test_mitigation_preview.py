@@ -6,6 +6,7 @@ flags the preview stale. Threads are coordinated with events, never with sleeps.
 
 from __future__ import annotations
 
+import html
 import itertools
 import threading
 from typing import Any
@@ -93,6 +94,8 @@ def test_preview_from_python_raises_the_planted_group_and_fills_the_panel(browse
     assert r["worst"]["before"] == pytest.approx(min(x["before"] for x in r["groups"]))
     assert [x["class"] for x in r["gaps"]] == [0]
     assert fb.task["state"] == "done" and fb.task["name"] == "previewing mitigation"
+    page = fb.to_html()  # the static copy carries the panel too
+    assert "Mitigation preview" in page and f"group {GROUP} (%, n={row['n']})" in page
     # the fixed images of the group are analysis rows: the panel's count selects them
     fb._on_custom_msg(fb, {"type": "select_mitigation", "change": "fixed", "group": GROUP}, [])
     assert len(fb.selection) == row["fixed"]
@@ -222,3 +225,16 @@ def test_split_features_match_the_separate_passes(planted) -> None:
     assert isinstance(f, SplitFeatures) and len(f) == len(y)
     np.testing.assert_allclose(f.acts, nf.activations(x), rtol=1e-6)
     np.testing.assert_allclose(f.head_in, head_inputs(model, model.head, x), rtol=1e-6)
+
+
+def test_the_static_panel_escapes_every_name() -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    state = {"stale": True, "result": {
+        "overall": {"before": 50.0, "after": 60.0}, "worst": None,
+        "gaps": [{"name": evil, "before": 30.0, "after": None}],
+        "groups": [{"name": evil, "n": 3, "before": 0.0, "after": 100.0, "fixed": 3, "broken": 0}],
+    }}  # fmt: skip
+    page = mitigation_view.mitigation_html(state)
+    assert evil not in page and page.count(html.escape(evil)) == 2
+    assert "(stale: the marks changed since)" in page and "<td>–</td>" in page
+    assert mitigation_view.mitigation_html({}) == ""

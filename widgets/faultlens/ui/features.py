@@ -42,7 +42,7 @@ from faultlens.analysis.records import MARKS
 from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
-from faultlens.ui.mitigation_view import MitigationPreview
+from faultlens.ui.mitigation_view import MitigationPreview, mitigation_html
 from faultlens.ui.static_copy import with_static_copy
 from faultlens.ui.tasks import Cancelled, Progress, Tasks
 
@@ -522,7 +522,9 @@ class FeatureBrowser(MitigationPreview, Tasks, anywidget.AnyWidget):
         """A static HTML summary of the shown class (every data string escaped), with ``image``
         (a PNG, e.g. :meth:`render_png`) when given."""
         name = self.class_names[self.class_index] if self.class_names else ""
-        return features_html(name, self.layer, self.features, self.groups, image)
+        return features_html(name, self.layer, self.features, self.groups, image) + mitigation_html(
+            self.mitigation
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         def render() -> tuple[bytes, str]:

@@ -16,6 +16,7 @@ numbers, or None).
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Mapping
@@ -270,3 +271,32 @@ def _payload(
 def _num(v: Any) -> float | None:
     v = float(v)
     return v if np.isfinite(v) else None
+
+
+def mitigation_html(state: Mapping[str, Any]) -> str:
+    """The before/after panel of a ``mitigation`` trait value as static HTML ("" before a
+    preview); every data string escaped."""
+    r = state.get("result") if state else None
+    if not r:
+        return ""
+    esc = html.escape
+
+    def f(v: Any) -> str:
+        return "–" if v is None else f"{float(v):.1f}"
+
+    rows = [("overall accuracy (%)", r["overall"]["before"], r["overall"]["after"])]
+    if r.get("worst"):
+        rows.append(("worst-group accuracy (%)", r["worst"]["before"], r["worst"]["after"]))
+    rows += [(f"spurious gap: {g['name']} (points)", g["before"], g["after"]) for g in r["gaps"]]
+    body = "".join(f"<tr><td>{esc(str(n))}</td><td>{f(b)}</td><td>{f(a)}</td></tr>"
+                   for n, b, a in rows)  # fmt: skip
+    body += "".join(
+        f"<tr><td>group {esc(str(g['name']))} (%, n={int(g['n'])})</td><td>{f(g['before'])}</td>"
+        f"<td>{f(g['after'])}</td><td>{int(g['fixed'])} fixed, {int(g['broken'])} broken</td></tr>"
+        for g in r["groups"]
+    )
+    stale = " (stale: the marks changed since)" if state.get("stale") else ""
+    return (
+        f"<div class='faultlens-mitigation'><h4>Mitigation preview{stale}</h4><table>"
+        f"<tr><th></th><th>before</th><th>after</th><th></th></tr>{body}</table></div>"
+    )
