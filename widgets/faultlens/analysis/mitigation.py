@@ -13,6 +13,14 @@ images alone can reverse the bias, as Spuriosity Rankings reports):
 The head is trained on its own inputs (captured with a pre-hook on the ``nn.Linear``), so the
 preview is exact and cheap: the rest of the network is frozen and runs once over each split. On the
 demo (12,000 training images, 2 CPU cores) a preview takes 10-45 s, most of it that one pass.
+:func:`split_features` is that pass on its own: a caller that previews again with other marks (the
+FeatureBrowser) keeps its :class:`SplitFeatures` and passes them instead of images, so only the head
+trains (a second or two).
+
+``progress(done, total, stage)`` follows both parts: stage ``"images"`` after each batch through the
+frozen network (``done``/``total`` count the images of the splits still to run), then stage
+``"epochs"`` after each epoch. A raise from it (e.g. a widget's cancel) stops the preview there:
+nothing is returned and nothing the caller holds has changed.
 """
 
 from __future__ import annotations
@@ -28,9 +36,12 @@ import torch
 from torch import nn
 
 from faultlens.analysis.spurious import NeuralFeatures, spuriosity, spurious_gap
-from faultlens.models.layers import as_batches, model_device
+from faultlens.models.layers import HeadInfo, as_batches, model_device, pool
 
-__all__ = ["MitigationResult", "head_inputs", "mitigate"]
+__all__ = ["MitigationResult", "SplitFeatures", "head_inputs", "mitigate", "split_features"]
+
+#: ``progress(done, total, stage)``, stage ``"images"`` or ``"epochs"`` (see the module docstring).
+ProgressFn = Callable[[int, int, str], None]
 
 
 def head_inputs(
@@ -55,6 +66,126 @@ def head_inputs(
     finally:
         handle.remove()
     return np.concatenate(got) if got else np.zeros((0, head.in_features), np.float32)
+
+
+@dataclass
+class SplitFeatures:
+    """What the frozen network gives for one split: its pooled layer activations (spuriosity), the
+    head's inputs (the head trains on these) and the labels. From :func:`split_features`."""
+
+    name: str
+    acts: np.ndarray  # (n, C) float32
+    head_in: np.ndarray  # (n, D) float32
+    labels: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _split_labels(name: str, split: Any) -> tuple[Any, np.ndarray]:
+    """``split`` checked as ``(images, labels)``: a clear error naming the split otherwise."""
+    if not isinstance(split, (tuple, list)) or len(split) != 2:
+        msg = f"{name} must be (images, labels) or SplitFeatures, got {type(split).__name__}" + (
+            f" of length {len(split)}" if isinstance(split, (tuple, list)) else ""
+        )
+        raise ValueError(msg)
+    images, labels = split
+    try:
+        y = np.asarray(labels)
+    except Exception as exc:
+        msg = f"{name} labels cannot be read as an array: {exc}"
+        raise ValueError(msg) from None
+    if y.ndim != 1 or (len(y) and not np.issubdtype(y.dtype, np.integer)):
+        msg = f"{name} labels must be a 1-D array of class indices, got shape {y.shape} {y.dtype}"
+        raise ValueError(msg)
+    array = isinstance(images, torch.Tensor) or (
+        isinstance(images, np.ndarray) and images.dtype.kind != "O"
+    )
+    shape = tuple(images.shape) if array else None
+    if shape is not None and len(shape) != 4:
+        msg = (
+            f"{name} images must be (n, C, H, W) transformed for the model (or a list of PIL "
+            f"images with the browser's transform), got shape {shape}"
+        )
+        raise ValueError(msg)
+    try:
+        n = len(images)
+    except TypeError:
+        msg = f"{name} images must be a tensor, an array or a sequence, got {type(images).__name__}"
+        raise ValueError(msg) from None
+    if n != len(y):
+        msg = f"{name} has {n} images but {len(y)} labels: pass one label per image"
+        raise ValueError(msg)
+    if n == 0:
+        msg = f"{name} is empty: pass at least one image per class"
+        raise ValueError(msg)
+    return images, y.astype(np.int64)
+
+
+def _linear_head(nf: NeuralFeatures, images: Any) -> HeadInfo:
+    """The linear layer that reads ``nf.layer`` (traced with one image of ``images`` if need be)."""
+    if nf._probe is None and images is None:
+        msg = "the head is found by tracing a forward pass: compute the splits with this nf"
+        raise RuntimeError(msg)
+    if nf._probe is None:  # the head is found by tracing one forward pass
+        nf._probe = next(iter(as_batches(images, nf.transform, 1)))
+    head = nf._find_head()
+    if head is None:
+        msg = (
+            f"mitigation retrains the linear layer that reads {nf.layer!r}; none was found (more "
+            "parametric layers follow it): choose the last feature layer before the head"
+        )
+        raise ValueError(msg)
+    return head
+
+
+def split_features(
+    nf: NeuralFeatures,
+    split: tuple[Any, np.ndarray],
+    *,
+    name: str = "split",
+    progress: Callable[[int, int], None] | None = None,
+) -> SplitFeatures:
+    """One pass of the frozen network over ``split = (images, labels)``: the layer's pooled
+    activations and the head's inputs. ``progress(done, total)`` after each batch; ``name`` (e.g.
+    ``"train"``) is what an error about this split says."""
+    images, labels = _split_labels(name, split)
+    try:
+        head = _linear_head(nf, images)
+    except (RuntimeError, TypeError) as exc:
+        msg = f"{name} images: the model cannot read them ({exc})"
+        raise ValueError(msg) from None
+    n_out = head.module.out_features
+    if labels.min() < 0 or labels.max() >= n_out:
+        msg = (
+            f"{name} labels must be class indices 0..{n_out - 1}, got "
+            f"{labels.min()}..{labels.max()}"
+        )
+        raise ValueError(msg)
+    got: list[np.ndarray] = []
+    done = 0
+
+    def pre(_m: nn.Module, args: tuple) -> None:
+        got.append(args[0].detach().float().cpu().numpy())
+
+    def each(out: torch.Tensor, batch: torch.Tensor) -> np.ndarray:
+        nonlocal done
+        pooled = pool(out).float().cpu().numpy()
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(labels))
+        return pooled
+
+    handle = head.module.register_forward_pre_hook(pre)
+    try:
+        parts = nf._run(images, each)
+    except (RuntimeError, TypeError) as exc:
+        msg = f"{name} images: the model failed on them ({exc}); pass them as the model expects"
+        raise ValueError(msg) from None
+    finally:
+        handle.remove()
+    acts = np.concatenate(parts).astype(np.float32, copy=False)
+    return SplitFeatures(name, acts, np.concatenate(got).astype(np.float32, copy=False), labels)
 
 
 @dataclass
@@ -140,6 +271,7 @@ def mitigate(
     max_val_drop: float = 2.0,
     k: int = 50,
     seed: int = 0,
+    progress: ProgressFn | None = None,
 ) -> MitigationResult:
     """Retrain the head of ``nf.model`` and report before/after on ``test``.
 
@@ -151,7 +283,8 @@ def mitigate(
     spurious:
         ``{class: [feature, ...]}`` marked spurious (e.g. from a FeatureBrowser).
     train, val, test:
-        ``(images, labels)``: images as :meth:`NeuralFeatures.activations` accepts them.
+        ``(images, labels)``: images as :meth:`NeuralFeatures.activations` accepts them; or the
+        :class:`SplitFeatures` of an earlier :func:`split_features` (the network does not run).
     groups:
         Optional group name per test image (e.g. the demo's ``planted_group``): accuracy per group
         and worst-group accuracy are reported.
@@ -165,6 +298,9 @@ def mitigate(
         within ``max_val_drop`` points of the original (or the original head, when none is).
     k:
         Images per end for the spurious gap (clamped per class).
+    progress:
+        ``progress(done, total, stage)`` after each batch of images (stage ``"images"``) and after
+        each epoch (stage ``"epochs"``); a raise from it stops the preview (nothing returned).
     """
     if method not in ("low_spuriosity", "upweight"):
         msg = f"method must be 'low_spuriosity' or 'upweight', got {method!r}"
@@ -174,18 +310,14 @@ def mitigate(
         msg = "no feature is marked spurious: mark at least one (class, feature) first"
         raise ValueError(msg)
     model = nf.model
-    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = train, val, test
-    tr_y, va_y, te_y = (np.asarray(y, dtype=np.int64) for y in (tr_y, va_y, te_y))
-    tr_a, va_a, te_a = (nf.activations(x) for x in (tr_x, va_x, te_x))
-    head = nf._find_head()
-    if head is None:
-        msg = (
-            f"mitigation retrains the linear layer that reads {nf.layer!r}; none was found (more "
-            "parametric layers follow it): choose the last feature layer before the head"
-        )
+    feats = _all_split_features(nf, {"train": train, "val": val, "test": test}, progress)
+    (tr_a, tr_h, tr_y), (va_a, va_h, va_y), (te_a, te_h, te_y) = (
+        (f.acts, f.head_in, f.labels) for f in feats
+    )
+    if groups is not None and len(groups) != len(te_y):
+        msg = f"groups has {len(groups)} entries but test has {len(te_y)} images: one per image"
         raise ValueError(msg)
-    tr_h, va_h, te_h = (head_inputs(model, head.module, x, transform=nf.transform)
-                        for x in (tr_x, va_x, te_x))  # fmt: skip
+    head = _linear_head(nf, None)
     # CPU float32 copies (the features are CPU float32); b0 is None for a bias-free head, which
     # then stays bias-free in training, in the reported numbers and in the returned model.
     w0, b0 = _head_params(head.module)
@@ -217,6 +349,8 @@ def mitigate(
         return _gap_mean(va_score, c, va_y, k), 100.0 * float(c.mean())
 
     gap0, acc0 = val_metrics(w0, b0)
+    if progress is not None:
+        progress(0, epochs, "epochs")
     lin = nn.Linear(w0.shape[1], w0.shape[0], bias=b0 is not None)  # CPU float32, like tr_h
     with torch.no_grad():
         lin.weight.copy_(w0)
@@ -243,6 +377,8 @@ def mitigate(
         gap, acc = val_metrics(w, b)
         hist.append({"epoch": epoch, "val_gap": gap, "val_acc": acc})
         epochs_run = epoch
+        if progress is not None:
+            progress(epoch, epochs, "epochs")  # a raise here stops between epochs
         if acc >= acc0 - max_val_drop and gap < best[0]:
             best = (gap, epoch, w, b)
         if gap < target_gap and acc >= acc0 - max_val_drop:
@@ -298,6 +434,32 @@ def mitigate(
         info={"method": method, "best_epoch": best_epoch, "val_gap_before": gap0,
               "val_acc_before": acc0, "lr": lr, "per_class": per_class, "k": k},
     )  # fmt: skip
+
+
+def _all_split_features(
+    nf: NeuralFeatures, splits: dict[str, Any], progress: ProgressFn | None
+) -> list[SplitFeatures]:
+    """Each split's :class:`SplitFeatures` (given, or one pass of the network), checked."""
+    todo = {}
+    for name, split in splits.items():
+        if not isinstance(split, SplitFeatures):
+            todo[name] = _split_labels(name, split)
+    total, base = sum(len(y) for _x, y in todo.values()), 0
+    out = []
+    for name, split in splits.items():
+        if isinstance(split, SplitFeatures):
+            out.append(split)
+            continue
+        step = None
+        if progress is not None:
+            step = lambda d, _n, b=base: progress(b + d, total, "images")  # noqa: E731
+        out.append(split_features(nf, todo[name], name=name, progress=step))
+        base += len(out[-1])
+    dims = {f.name: f.head_in.shape[1] for f in out}
+    if len(set(dims.values())) > 1:
+        msg = f"the splits' features differ in width {dims}: compute them with the same model"
+        raise ValueError(msg)
+    return out
 
 
 def _metric(name: str, before: np.ndarray, after: np.ndarray, n: int | None = None) -> dict:

@@ -19,13 +19,13 @@ binary ``_selection`` (uint32 rows) that Python writes.
 Computing the activations is the widget's job (:class:`~faultlens.ui.tasks.Tasks`): ``task`` shows
 its progress. With ``background=True`` the widget is shown at once and computes in a worker thread;
 its Cancel button stops it between batches (finished shards stay cached, the next FeatureBrowser
-resumes there).
+resumes there). The mitigation preview (:mod:`faultlens.ui.mitigation_view`) is a task too.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from faultlens.analysis.records import MARKS
 from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
+from faultlens.ui.mitigation_view import MitigationPreview, mitigation_html
 from faultlens.ui.static_copy import with_static_copy
 from faultlens.ui.tasks import Cancelled, Progress, Tasks
 
@@ -61,7 +62,7 @@ def _bytes_from_json(js: Any, _obj: Any) -> bytes:
     return b"" if js is None else js.tobytes() if isinstance(js, memoryview) else bytes(js)
 
 
-class FeatureBrowser(Tasks, anywidget.AnyWidget):
+class FeatureBrowser(MitigationPreview, Tasks, anywidget.AnyWidget):
     """Browse a layer's neural features per class, mark them core or spurious, see what they cost.
 
     Parameters
@@ -93,6 +94,9 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
         Return at once and compute the activations in a worker thread: the widget shows their
         progress and a Cancel button, and fills in when they are done (``wait_task()`` waits for
         it; until then the views are empty and :attr:`acts` raises).
+    splits:
+        ``{"train": (images, labels), "val": ..., "test": ..., "groups": ...}`` for the
+        "Preview mitigation" button (:meth:`use_splits`; without them the button is disabled).
     """
 
     _esm = _STATIC / "features.js"
@@ -149,6 +153,7 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
         store: ArtifactStore | None = None,
         progress: Callable[[int, int], None] | None = None,
         background: bool = False,
+        splits: Mapping[str, Any] | None = None,
     ) -> None:
         self.analysis = analysis
         self.index: FeatureIndex | None = None
@@ -164,6 +169,7 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
         self._sel = np.zeros(0, dtype=np.uint32)
         super().__init__()
         self._init_tasks()
+        self._init_mitigation(splits)
         with self.hold_sync():
             self.set_trait("class_names", [str(c) for c in analysis.class_names])
             self.set_trait("layer", layer)
@@ -222,6 +228,7 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
         self.observe(self._on_k, names=["k", "gap_k"])
         self.observe(self._on_view, names=["map_kind", "opacity"])
         self._on_feature(None)  # the first feature was chosen before these observers existed
+        self._update_mitigation()
         task(1, 1, "done")
 
     def __repr__(self) -> str:
@@ -403,6 +410,7 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
             self.features = self._feature_rows(self.class_index)
             self._update_strip()
             self.mark = _lookup(self.annotations).get((self.class_index, self.feature), "")
+            self._update_mitigation()
 
     def set_mark(self, cls: int, feature: int, mark: str) -> None:
         """Mark (class, feature) of this layer ``"core"`` or ``"spurious"`` (``""`` removes it);
@@ -461,6 +469,8 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
                 self.cancel_task()
             elif self.index is None:
                 return  # nothing to show yet: the activations are being computed
+            elif self._mitigation_command(kind, content):
+                pass
             elif kind == "tiles":
                 rows = [int(r) for r in content.get("rows", [])][:200]
                 bad = [r for r in rows if not 0 <= r < len(self.index.labels)]
@@ -512,7 +522,9 @@ class FeatureBrowser(Tasks, anywidget.AnyWidget):
         """A static HTML summary of the shown class (every data string escaped), with ``image``
         (a PNG, e.g. :meth:`render_png`) when given."""
         name = self.class_names[self.class_index] if self.class_names else ""
-        return features_html(name, self.layer, self.features, self.groups, image)
+        return features_html(name, self.layer, self.features, self.groups, image) + mitigation_html(
+            self.mitigation
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         def render() -> tuple[bytes, str]:

@@ -171,6 +171,101 @@ function createImages(ctx) {
   } };
 }
 
+// src/features/mitigation.js
+var num = (v, digits = 1) => v === null || v === void 0 || Number.isNaN(v) ? "–" : Number(v).toFixed(digits);
+var signed = (v) => v === null || v === void 0 || Number.isNaN(v) ? "–" : (v > 0 ? "+" : "") + Number(v).toFixed(1);
+function createMitigationButton(model) {
+  const button = el("button", {
+    type: "button",
+    class: "fl-mitigate",
+    text: "Preview mitigation",
+    onclick: () => model.send({ type: "preview_mitigation" })
+  });
+  function sync() {
+    const m = model.get("mitigation") || {};
+    const busy = (model.get("task") || {}).state === "running";
+    const missing2 = m.missing || "";
+    button.disabled = Boolean(missing2) || busy;
+    button.title = missing2 ? `Preview mitigation needs: ${missing2}` : busy ? "a task is running" : "retrain the head without the features marked spurious and compare before/after";
+  }
+  sync();
+  return { button, sync };
+}
+function bars(before, after) {
+  const bar = (v, cls) => {
+    const b = el("span", { class: `fl-mbar ${cls}` });
+    b.style.width = `${Math.max(0, Math.min(100, Number(v) || 0))}%`;
+    return b;
+  };
+  return el("span", { class: "fl-mbars", "aria-hidden": "true" }, [bar(before, "fl-mbar-before"), bar(after, "fl-mbar-after")]);
+}
+function countButton(model, r, change, group) {
+  const n = change === "fixed" ? group ? group.fixed : r.overall.fixed : group ? group.broken : r.overall.broken;
+  const label = `${n} ${change}`;
+  if (!r.selectable || !n) return el("span", { class: `fl-mcount fl-m${change}`, text: label });
+  return el("button", {
+    type: "button",
+    class: `fl-mcount fl-m${change}`,
+    text: label,
+    title: `select the ${change} images${group ? ` of ${group.name}` : ""}`,
+    onclick: () => model.send({ type: "select_mitigation", change, group: group ? group.name : null })
+  });
+}
+function summaryRows(r) {
+  const rows = [["overall accuracy", r.overall.before, r.overall.after, "%", 1]];
+  if (r.worst) rows.push([`worst-group accuracy (${r.worst.group_before} → ${r.worst.group_after})`, r.worst.before, r.worst.after, "%", 1]);
+  for (const g of r.gaps || []) rows.push([`spurious gap: ${g.name} (top/bottom ${g.k})`, g.before, g.after, " pts", -1]);
+  return rows.map(([name, b, a, unit, sign]) => {
+    const d = sign * (a - b);
+    return el("tr", {}, [
+      el("th", { scope: "row", text: name }),
+      el("td", { text: `${num(b)}${unit}` }),
+      el("td", { text: `${num(a)}${unit}` }),
+      el("td", { class: d > 0 ? "fl-up" : d < 0 ? "fl-down" : "", text: signed(a - b) })
+    ]);
+  });
+}
+function groupRows(model, r) {
+  return (r.groups || []).map((g) => el("tr", {}, [
+    el("th", { scope: "row", text: g.name }),
+    el("td", { text: String(g.n) }),
+    el("td", { text: `${num(g.before)}% → ${num(g.after)}%` }),
+    el("td", {}, [bars(g.before, g.after)]),
+    el("td", {}, [countButton(model, r, "fixed", g), " ", countButton(model, r, "broken", g)])
+  ]));
+}
+function drawMitigation(ctx) {
+  const { model } = ctx, m = model.get("mitigation") || {}, r = m.result;
+  const box = ctx.parts.mitigation;
+  if (!r) {
+    box.replaceChildren();
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const marks = (r.marks || []).map((x) => `${x.name}: ${x.features.join(", ")}`).join("; ");
+  const head = (cells) => el("tr", {}, cells.map((c) => el("th", { scope: "col", text: c })));
+  const parts = [
+    el("div", { class: "fl-mtitle", text: `Mitigation preview — head retrained without the spurious features (${marks})` }),
+    m.stale ? el("div", { class: "fl-mstale", role: "status", text: "the marks changed since this preview — Preview mitigation again" }) : null,
+    el("table", { class: "fl-mtable fl-msummary" }, [el("thead", {}, [head(["", "before", "after", "change"])]), el("tbody", {}, summaryRows(r))])
+  ];
+  if ((r.groups || []).length) {
+    parts.push(el("table", { class: "fl-mtable fl-mgroups" }, [
+      el("thead", {}, [head(["group", "images", "accuracy before → after", "", "test images"])]),
+      el("tbody", {}, groupRows(model, r))
+    ]));
+  }
+  parts.push(el("div", { class: "fl-note fl-mfoot" }, [
+    el("span", { text: `of ${r.overall.n} test images: ` }),
+    countButton(model, r, "fixed", null),
+    el("span", { text: ", " }),
+    countButton(model, r, "broken", null),
+    el("span", { text: ` · ${r.method} on ${r.train_images} training images, epoch ${r.best_epoch} of ${r.epochs_run} kept · ${num(r.seconds)} s` })
+  ]));
+  box.replaceChildren(...parts.filter(Boolean));
+}
+
 // src/shared/format.js
 var missing = (v) => v === null || v === void 0 || Number.isNaN(v);
 function fmt(v, digits = 3) {
@@ -269,14 +364,15 @@ function controls(model) {
   ]);
   const opacity = el("input", { type: "range", min: "0", max: "1", step: "0.05", "aria-label": "overlay opacity", onchange: () => setTrait(model, "opacity", Number(opacity.value)) });
   const exportBtn = el("button", { text: "export CSV", "aria-label": "export marks", onclick: () => model.send({ type: "export" }) });
-  const head = el("div", { class: "fl-head" }, [el("label", { text: "class " }), classSel, kindSel, el("label", { text: " opacity " }), opacity, exportBtn]);
+  const mitigate = createMitigationButton(model);
+  const head = el("div", { class: "fl-head" }, [el("label", { text: "class " }), classSel, kindSel, el("label", { text: " opacity " }), opacity, exportBtn, mitigate.button]);
   function sync() {
     classSel.replaceChildren(...model.get("class_names").map((n, i) => el("option", { value: String(i), text: `${i}: ${n}` })));
     classSel.value = String(model.get("class_index"));
     kindSel.value = model.get("map_kind");
     opacity.value = String(model.get("opacity"));
   }
-  return { head, classSel, kindSel, opacity, sync };
+  return { head, classSel, kindSel, opacity, mitigate, sync };
 }
 function layout(model, on) {
   const c = controls(model);
@@ -286,12 +382,13 @@ function layout(model, on) {
     markBar: el("div", { class: "fl-mark" }),
     groups: el("div", { class: "fl-groups" }),
     strip: el("div", { class: "fl-strip" }),
+    mitigation: el("section", { class: "fl-mitigation", "aria-label": "mitigation preview", hidden: "" }),
     status: el("div", { class: "fl-status" })
   };
   const root = el("div", { class: "fl-features" }, [
     c.head,
     parts.task,
-    el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.groups, parts.strip])]),
+    el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.mitigation, parts.groups, parts.strip])]),
     parts.status
   ]);
   return { root, parts, controls: c };
@@ -334,6 +431,11 @@ function render({ model, el: host }) {
   scope.on("change:status", () => {
     parts.status.textContent = model.get("status");
   });
+  scope.on("change:mitigation", () => {
+    c.mitigate.sync();
+    drawMitigation(ctx);
+  });
+  scope.on("change:task", c.mitigate.sync);
   host.append(root);
   c.sync();
   parts.status.textContent = model.get("status") || "";
@@ -341,6 +443,7 @@ function render({ model, el: host }) {
   drawMark(ctx);
   drawGroups(ctx);
   drawStrip(ctx);
+  drawMitigation(ctx);
   return () => {
     scope.dispose();
     ctx.images.close();

@@ -6,6 +6,7 @@ import { el, setTrait } from "../shared/dom.js";
 import { createDispatcher, createScope } from "../shared/scope.js";
 import { createTaskBar } from "../shared/task.js";
 import { createImages } from "./images.js";
+import { createMitigationButton, drawMitigation } from "./mitigation.js";
 import { drawFeatures, drawGroups, drawMark, drawStrip } from "./views.js";
 
 /** The header controls: class, map kind, overlay opacity, export. */
@@ -17,14 +18,15 @@ function controls(model) {
   ]);
   const opacity = el("input", { type: "range", min: "0", max: "1", step: "0.05", "aria-label": "overlay opacity", onchange: () => setTrait(model, "opacity", Number(opacity.value)) });
   const exportBtn = el("button", { text: "export CSV", "aria-label": "export marks", onclick: () => model.send({ type: "export" }) });
-  const head = el("div", { class: "fl-head" }, [el("label", { text: "class " }), classSel, kindSel, el("label", { text: " opacity " }), opacity, exportBtn]);
+  const mitigate = createMitigationButton(model);
+  const head = el("div", { class: "fl-head" }, [el("label", { text: "class " }), classSel, kindSel, el("label", { text: " opacity " }), opacity, exportBtn, mitigate.button]);
   function sync() {
     classSel.replaceChildren(...model.get("class_names").map((n, i) => el("option", { value: String(i), text: `${i}: ${n}` })));
     classSel.value = String(model.get("class_index"));
     kindSel.value = model.get("map_kind");
     opacity.value = String(model.get("opacity"));
   }
-  return { head, classSel, kindSel, opacity, sync };
+  return { head, classSel, kindSel, opacity, mitigate, sync };
 }
 
 function layout(model, on) {
@@ -35,12 +37,13 @@ function layout(model, on) {
     markBar: el("div", { class: "fl-mark" }),
     groups: el("div", { class: "fl-groups" }),
     strip: el("div", { class: "fl-strip" }),
+    mitigation: el("section", { class: "fl-mitigation", "aria-label": "mitigation preview", hidden: "" }),
     status: el("div", { class: "fl-status" }),
   };
   const root = el("div", { class: "fl-features" }, [
     c.head,
     parts.task,
-    el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.groups, parts.strip])]),
+    el("div", { class: "fl-body" }, [parts.featList, el("div", { class: "fl-main" }, [parts.markBar, parts.mitigation, parts.groups, parts.strip])]),
     parts.status,
   ]);
   return { root, parts, controls: c };
@@ -62,10 +65,12 @@ function render({ model, el: host }) {
   scope.on("change:map_kind", () => { c.kindSel.value = model.get("map_kind"); redrawImages(); });
   scope.on("change:opacity", () => { c.opacity.value = String(model.get("opacity")); redrawImages(); });
   scope.on("change:status", () => { parts.status.textContent = model.get("status"); });
+  scope.on("change:mitigation", () => { c.mitigate.sync(); drawMitigation(ctx); });
+  scope.on("change:task", c.mitigate.sync);
   host.append(root);
   c.sync();
   parts.status.textContent = model.get("status") || "";
-  drawFeatures(ctx); drawMark(ctx); drawGroups(ctx); drawStrip(ctx);
+  drawFeatures(ctx); drawMark(ctx); drawGroups(ctx); drawStrip(ctx); drawMitigation(ctx);
   return () => { scope.dispose(); ctx.images.close(); };
 }
 
