@@ -131,6 +131,8 @@ def analyze(
         "projection_fit": _projection_fit(emb, projection or {}),
         "n_source": len(src),
         "thumbnail_size": int(thumbnails) if thumbnails else None,
+        # which decode path ran (CPU, or JPEG on the GPU) and why; None when nothing ran here
+        "decode": getattr(run, "decode", None),
     }
     props = run.outputs.get("properties") if run is not None else None
     return Analysis(
