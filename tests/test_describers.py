@@ -405,3 +405,22 @@ def test_demo_logo_slices_name_the_corner_and_small_sneakers_name_size(demo_cach
             cells = [r for r, _ in loc.terms if r != "border"]  # largest first
             corner = cells[0] if name == "top_with_logo" else cells[-1]
             assert corner == "top-left", loc.terms
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(DEMO).is_dir(), reason="no demo analysis built")
+def test_a_loaded_demo_gets_its_cnn_back_and_says_where_it_looks() -> None:
+    """``faultlens.load`` of the demo re-attaches the CNN cached beside it, so a description made
+    after loading (as the Quickstart does) shows where the model looks, by default."""
+    import faultlens
+
+    a = faultlens.load(DEMO)
+    if "cnn_key" not in a.meta.get("demo", {}):
+        pytest.skip("this demo analysis was built before the demo recorded its CNN's key")
+    assert a.classifier is not None
+    t = a.table
+    rows = np.flatnonzero((t["planted_group"] == "top_with_logo").to_numpy() & ~t["correct"])
+    descs, _notes = a.describe(rows)
+    looks = [d for d in descs if d.source.startswith("where the model looks")]
+    assert looks, [d.source for d in descs]
+    assert "top-left" in " ".join(str(term) for term, _score in looks[0].terms[:2])  # the logo

@@ -17,6 +17,7 @@ The public API (imported lazily, so ``import faultlens`` is fast):
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from faultlens._version import __version__
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "analyze": "faultlens.analysis.analyze",
-    "load": "faultlens.analysis.result",
     "Analysis": "faultlens.analysis.result",
     "write_report": "faultlens.report",
     "demo": "faultlens._demo",
@@ -42,7 +42,28 @@ _EXPORTS = {
     "ArtifactStore": "faultlens.store",
 }
 
-__all__ = ["__version__", "explore", *_EXPORTS]
+__all__ = ["__version__", "explore", "load", *_EXPORTS]
+
+
+def load(folder: str | os.PathLike[str], *, classifier: Any = None) -> Analysis:
+    """Read a saved analysis folder (see :meth:`Analysis.save`).
+
+    ``classifier`` (a :class:`Classifier`) is attached as ``analysis.classifier``, which
+    descriptions use to show where the model looks (it is not saved with the analysis). A demo
+    analysis gets the demo's CNN back from the cache it was trained into when none is given."""
+    from faultlens.analysis.result import Analysis
+
+    analysis = Analysis.load(folder)
+    if classifier is None and "demo" in analysis.meta:
+        from faultlens._demo import demo_classifier
+
+        # the demo saves to <cache>/demo-analysis by default: look there first
+        classifier = demo_classifier(analysis, os.fspath(folder) + "/..") or demo_classifier(
+            analysis
+        )
+    if classifier is not None:
+        analysis.classifier = classifier
+    return analysis
 
 
 def explore(analysis: Analysis, **kwargs: Any) -> Explorer:

@@ -19,7 +19,13 @@ from faultlens.analysis.result import Analysis
 from faultlens.data.demo import CLASS_NAMES, GROUP_NAMES, load_spurious_fashion_mnist
 from faultlens.data.sources import ArraySource
 from faultlens.models.classifier import Classifier
-from faultlens.models.demo_cnn import FEATURE_LAYER, demo_transform, trained_cnn
+from faultlens.models.demo_cnn import (
+    FEATURE_LAYER,
+    cached_cnn,
+    cnn_key,
+    demo_transform,
+    trained_cnn,
+)
 from faultlens.models.embedders import EfficientNetLiteEmbedder
 from faultlens.store import ArtifactStore
 
@@ -88,13 +94,29 @@ def demo(
         force=force,
         progress=progress,
     )
-    analysis.meta["demo"] = {"seed": seed, "feature_layer": FEATURE_LAYER, "groups": GROUP_NAMES}
+    analysis.meta["demo"] = {
+        "seed": seed, "feature_layer": FEATURE_LAYER, "groups": GROUP_NAMES,
+        "cnn_key": cnn_key(train.images, train.labels, seed=seed),  # demo_classifier finds it
+    }  # fmt: skip
     # the planted truth: kept to check the tools against, never used to describe a slice
     analysis.meta["truth_columns"] = ["cue", "small", "planted_group"]
     out = Path(folder) if folder is not None else store.root / "demo-analysis"
     analysis.save(out)
     say(f"[faultlens] analysis saved to {out} ({time.perf_counter() - t0:.1f} s)")
     return analysis
+
+
+def demo_classifier(analysis: Analysis, cache_dir: str | os.PathLike[str] | None = None) -> Any:
+    """The demo's classifier of ``analysis`` (a demo analysis) read from the cache its CNN was
+    trained into, as a :class:`Classifier`; None when the analysis is not the demo's or the CNN is
+    not cached there (nothing is trained here)."""
+    key = (analysis.meta.get("demo") or {}).get("cnn_key")
+    if not key:
+        return None
+    model = cached_cnn(ArtifactStore(cache_dir), str(key))
+    if model is None:
+        return None
+    return Classifier(model, demo_transform, class_names=CLASS_NAMES, name="demo-cnn")
 
 
 def planted_report(

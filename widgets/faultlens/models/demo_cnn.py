@@ -90,6 +90,23 @@ def train_cnn(
     return model.eval()
 
 
+def cnn_key(images: np.ndarray, labels: np.ndarray, *, epochs: int = 8, seed: int = 0) -> str:
+    """The cache key of the CNN trained on these images (what :func:`trained_cnn` reads)."""
+    return make_key("demo-cnn", fingerprint_array(images), fingerprint_array(labels), epochs, seed)
+
+
+def cached_cnn(store: ArtifactStore, key: str) -> SmallCNN | None:
+    """The CNN cached under ``key`` (:func:`cnn_key`) in ``store``, or None when it is not there."""
+    from safetensors.torch import load_file
+
+    path: Path = store.path("models", key) / "model.safetensors"
+    if not path.exists():
+        return None
+    model = SmallCNN()
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
 def trained_cnn(
     images: np.ndarray,
     labels: np.ndarray,
@@ -101,14 +118,12 @@ def trained_cnn(
     progress: bool = True,
 ) -> SmallCNN:
     """The CNN trained on these images, from the cache when it was trained before."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    key = make_key("demo-cnn", fingerprint_array(images), fingerprint_array(labels), epochs, seed)
+    key = cnn_key(images, labels, epochs=epochs, seed=seed)
+    if not force and (cached := cached_cnn(store, key)) is not None:
+        return cached
     path: Path = store.path("models", key) / "model.safetensors"
-    if path.exists() and not force:
-        model = SmallCNN()
-        model.load_state_dict(load_file(str(path)))
-        return model.eval()
     model = train_cnn(images, labels, epochs=epochs, seed=seed, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
