@@ -35,12 +35,14 @@ def test_default_finds_informative_slices_better_than_the_baselines(informative_
     for kind in ("rare", "correlation", "noisy_label"):
         ap = df.loc[kind].ap
         # the default identifies every planted slice here (P@10 >= 0.8) and beats the baselines
+        # (measured on seed 0: default AP 1.00 / 1.00 / 0.72, confidence 0.33 / 0.45 / 0.29)
         assert df.loc[(kind, "default"), "p_at_10"] >= 0.8, df.loc[kind]
-        assert ap["default"] > max(ap["confidence"], ap["random"]) + 0.05, df.loc[kind]
-        assert ap["mixture"] > ap["random"] + 0.05, df.loc[kind]
-    # a noisy-label slice is what the label-error slicer finds
+        assert ap["default"] >= 0.6, df.loc[kind]
+        assert ap["default"] > max(ap["confidence"], ap["random"]) + 0.25, df.loc[kind]
+        assert ap["mixture"] > ap["random"] + 0.1, df.loc[kind]
+    # a noisy-label slice is what the label-error slicer finds (measured 0.72 against 0.32)
     noisy = df.loc["noisy_label"].ap
-    assert noisy["label_errors"] > 0.5 and noisy["label_errors"] > noisy["mixture"], noisy
+    assert noisy["label_errors"] > 0.6 and noisy["label_errors"] > noisy["mixture"] + 0.2, noisy
 
 
 def test_dcbench_protocol_runs_every_method_fitted_on_another_split() -> None:
