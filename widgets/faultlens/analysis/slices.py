@@ -211,8 +211,9 @@ class FailureDirectionSlicer(Slicer):
     Scored on the items it was fitted on, a class's SVM can be trusted only where a hyperplane
     cannot split the class's items any way at all: in ``d`` dimensions a random labelling of
     ``n_c ≤ 2·d`` points is linearly separable with probability ≥ 1/2 (Cover, 1965), and the
-    flagged set is then the class's errors themselves rather than the group behind them. Such classes (``cross_fit="auto"``; ``True``:
-    every class, ``False``: none) are scored by SVMs fitted on the other folds
+    flagged set is then the class's errors themselves rather than the group behind them. Such
+    classes (``cross_fit="auto"``; ``True``: every class, ``False``: none) are scored by SVMs
+    fitted on the other folds
     (:func:`~faultlens.analysis.failure_directions.cross_fitted_scores`); items of other splits
     by the SVMs fitted on every item.
     """
