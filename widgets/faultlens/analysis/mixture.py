@@ -54,6 +54,11 @@ class ErrorAwareMixture:
     ranking:
         ``"errors"`` (default): components ranked by ``Σ_i r_ik · [ŷ_i ≠ y_i]`` on the fitted items;
         ``"domino"``: by ``|max_j (p̂_kj − p_kj)|``.
+    n_init:
+        EM runs from as many k-means initialisations (seeds ``random_state + i``); the run with the
+        best mean log-likelihood is kept (``lower_bound_``), as sklearn's ``n_init``. 3 by default:
+        on the informative protocol's development seeds it identified 14 and 14 of 18 settings
+        where a single run identified 14 and 12.
     """
 
     def __init__(
@@ -69,7 +74,7 @@ class ErrorAwareMixture:
         reg_covar: float = 1e-6,
         init: str = "kmeans",
         ranking: str = "errors",
-        n_init: int = 1,
+        n_init: int = 3,
         random_state: int = 0,
     ) -> None:
         if init not in ("kmeans", "confusion"):
