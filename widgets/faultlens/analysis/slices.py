@@ -391,7 +391,8 @@ class DefaultSlicer(Slicer):
         self.parts = [
             FailureDirectionSlicer(n_slices, random_state=random_state),
             LabelErrorSlicer(n_slices, random_state=random_state),
-            MixtureSlicer(n_slices, random_state=random_state, **options),
+            # one EM run: on the development seeds restarts lowered the default's dcbench AP
+            MixtureSlicer(n_slices, random_state=random_state, **{"n_init": 1, **options}),
         ]
 
     def fit(self, Z, y, P) -> DefaultSlicer:
