@@ -27,7 +27,7 @@ SMALL_GRID = [("rare", 0.2, 2, 1.0), ("correlation", 0.6, 4, 1.0), ("noisy_label
 
 @pytest.fixture(scope="module")
 def informative_table():
-    return run_informative(SMALL_GRID, methods=("default", "mixture", "label_errors"))
+    return run_informative(SMALL_GRID, seeds=(0,), methods=("default", "mixture", "label_errors"))
 
 
 def test_default_finds_informative_slices_better_than_the_baselines(informative_table) -> None:
@@ -35,19 +35,37 @@ def test_default_finds_informative_slices_better_than_the_baselines(informative_
     for kind in ("rare", "correlation", "noisy_label"):
         ap = df.loc[kind].ap
         # the default identifies every planted slice here (P@10 >= 0.8) and beats the baselines
+        # (measured on seed 0: default AP 1.00 / 1.00 / 0.72, confidence 0.33 / 0.45 / 0.29)
         assert df.loc[(kind, "default"), "p_at_10"] >= 0.8, df.loc[kind]
-        assert ap["default"] > max(ap["confidence"], ap["random"]) + 0.05, df.loc[kind]
-        assert ap["mixture"] > ap["random"] + 0.05, df.loc[kind]
-    # a noisy-label slice is what the label-error slicer finds
+        assert ap["default"] >= 0.6, df.loc[kind]
+        assert ap["default"] > max(ap["confidence"], ap["random"]) + 0.25, df.loc[kind]
+        assert ap["mixture"] > ap["random"] + 0.1, df.loc[kind]
+    # a noisy-label slice is what the label-error slicer finds (measured 0.72 against 0.32)
     noisy = df.loc["noisy_label"].ap
-    assert noisy["label_errors"] > 0.5 and noisy["label_errors"] > noisy["mixture"], noisy
+    assert noisy["label_errors"] > 0.6 and noisy["label_errors"] > noisy["mixture"] + 0.2, noisy
 
 
 def test_dcbench_protocol_runs_every_method_fitted_on_another_split() -> None:
-    df = run_planted(1, settings=[("correlation", 0.4)], methods=("default", "mixture"))
+    df = run_planted((0,), settings=[("correlation", 0.4)], methods=("default", "confusion"))
     ap = df.set_index("method").ap
-    assert set(ap.index) == {"default", "mixture", "confidence", "random"}
-    assert ap["default"] > ap["random"] and ap["mixture"] > ap["random"], ap
+    assert set(ap.index) == {"default", "confusion", "confidence", "random"}
+    # fitted on the validation split, the default finds the slice of the test split: the two
+    # share one embedding space (with unrelated spaces only the confusion cells carried over)
+    assert ap["default"] > 0.9 and ap["default"] > ap["confusion"] + 0.2, ap
+
+
+def test_planted_split_draws_both_splits_from_one_embedding_space() -> None:
+    val, test = evaluate.planted_split("correlation", 0.4, n=1000, seed=3)
+    assert len(val.labels) == len(test.labels) == 1000
+    assert not set(map(bytes, val.embeddings)) & set(map(bytes, test.embeddings))  # disjoint
+
+    # the slice's mean direction (slice minus the rest of its class) is the same in both
+    def direction(p):
+        t, pos = p.true_slices[:, 0], p.labels == 1
+        d = p.embeddings[t].mean(0) - p.embeddings[pos & ~t].mean(0)
+        return d / np.linalg.norm(d)
+
+    assert direction(val) @ direction(test) > 0.9
 
 
 def test_informative_builder_plants_what_it_says() -> None:
@@ -134,6 +152,71 @@ def test_default_returns_the_asked_number_with_stable_names_and_no_duplicates() 
     # the confusion cell 1 → 0 names its dominant label and wrong prediction
     top = found[0]
     assert top.name.startswith("1 → 0") and top.stats["lift"] > 1.5
+
+
+def test_error_z_scores_and_the_default_drops_what_an_earlier_slice_holds() -> None:
+    wrong = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)  # overall error rate 0.4
+    M = np.zeros((10, 3))
+    M[:4, 0] = 1.0  # 4 errors of 4
+    M[[0, 4, 5, 6], 1] = 0.9  # 1 error of 4
+    z = slices.error_z_scores(M, wrong)
+    assert z[0] == pytest.approx((4 - 1.6) / np.sqrt(4 * 0.4 * 0.6))
+    assert z[1] == pytest.approx((1 - 1.6) / np.sqrt(4 * 0.4 * 0.6))
+    assert z[2] == -np.inf  # no members
+    # the default: failure directions and mixture components in one ranking by that score, a
+    # candidate whose members an earlier one holds by half dropped, the label-error slice last
+    p = evaluate.informative_problem("rare", 0.2, n_classes=4, seed=2)
+    slicer = slices.make_slicer(None, 5).fit(p.embeddings, p.labels, p.probs)
+    M, names = slicer.memberships(p.embeddings, p.labels, p.probs)
+    wrong = p.probs.argmax(1) != p.labels
+    assert names[4].startswith("label-errors")
+    z = slices.error_z_scores(np.delete(M, 4, axis=1), wrong)
+    assert (np.diff(z) <= 1e-9).all()
+    held = [M[:, j] >= 0.5 for j in range(M.shape[1]) if j != 4]
+    for j, m in enumerate(held):
+        for other in held[:j]:
+            assert (m & other).sum() < 0.5 * m.sum()
+
+
+def test_failure_directions_score_a_shatterable_class_on_held_out_folds() -> None:
+    """A class of n <= 2 x dims items (a hyperplane can split it almost any way) is scored on the
+    items it was fitted on by SVMs fitted on the other fold; a larger class, and other items, by
+    the SVM fitted on every item."""
+    from faultlens.analysis.failure_directions import cross_fitted_scores
+
+    rng = np.random.default_rng(0)
+    d = 40
+    y = np.repeat([0, 1], [60, 200])  # class 0: 60 <= 80 items; class 1: 200 > 80
+    Z = rng.normal(size=(len(y), d))
+    wrong = rng.random(len(y)) < 0.3
+    P = np.stack([np.where(wrong ^ (y == 0), 0.2, 0.8), np.where(wrong ^ (y == 0), 0.8, 0.2)], 1)
+    fd = slices.FailureDirectionSlicer(cross_fit="auto").fit(Z, y, P)
+    assert list(fd.held_out_classes_) == [0]
+    got, full = fd.scores(Z, y), fd.model.score(Z, y)
+    held = cross_fitted_scores(Z, y, P.argmax(1), folds=2, random_state=0)
+    assert np.allclose(got[y == 0], held[y == 0], atol=1e-3)
+    assert not np.allclose(got[y == 0], full[y == 0], atol=1e-2)
+    assert np.allclose(got[y == 1], full[y == 1])
+    other = Z[:50] + 0.01  # not the fitted items: the full SVMs
+    assert np.allclose(fd.scores(other, y[:50]), fd.model.score(other, y[:50]))
+    assert list(slices.FailureDirectionSlicer(cross_fit=True).fit(Z, y, P).held_out_classes_) == [
+        0,
+        1,
+    ]
+    with pytest.raises(ValueError, match="cross_fit"):
+        slices.FailureDirectionSlicer(cross_fit="sometimes")
+
+
+def test_mixture_restarts_keep_the_best_likelihood() -> None:
+    p = evaluate.informative_problem("correlation", 0.6, n=600, dim=32, seed=2)
+    one = slices.ErrorAwareMixture(5, n_components=8, n_init=1, random_state=0).fit(
+        p.embeddings, p.labels, p.probs
+    )
+    three = slices.ErrorAwareMixture(5, n_components=8, random_state=0).fit(  # n_init=3
+        p.embeddings, p.labels, p.probs
+    )
+    assert three.n_init == 3 and three.lower_bound_ >= one.lower_bound_ - 1e-9
+    assert three.ranked_proba(p.embeddings, p.labels, p.probs).shape == (600, 8)
 
 
 def test_slice_metric_matches_hand_computation() -> None:
@@ -256,6 +339,29 @@ def test_demo_planted_groups_are_found_by_the_top_slices(demo_analysis) -> None:
     assert rep.loc["shirt_without_logo", "slice_recall"] >= 0.35
     # the failure score ranks every group's items below the rest of its classes
     assert (rep.failure_auroc > 0.6).all(), rep
+
+
+@pytest.mark.slow
+def test_the_full_demo_has_a_top_slice_for_every_planted_group() -> None:
+    """On the prebuilt demo analysis (4,000 test images; FAULTLENS_DEMO_ANALYSIS), each planted
+    group is most of one of the default's top 5 slices."""
+    import os
+
+    from faultlens._demo import planted_report
+    from faultlens.store import default_cache_dir
+
+    path = Path(os.environ.get("FAULTLENS_DEMO_ANALYSIS", default_cache_dir() / "demo-analysis"))
+    if not (path / "analysis.json").exists():
+        pytest.skip(f"no prebuilt demo analysis at {path} (run faultlens demo)")
+    rep = planted_report(faultlens.load(path), random_state=0).set_index("group")
+    print(rep[["n", "best_slice", "slice_precision", "slice_recall", "failure_auroc"]].to_string())
+    # measured: shirts without the logo 0.87 / 0.85, coats with the logo 0.80 / 0.32, small
+    # sneakers 1.00 / 0.32
+    assert rep.loc["shirt_without_logo", "slice_precision"] >= 0.8
+    assert rep.loc["shirt_without_logo", "slice_recall"] >= 0.7
+    assert rep.loc["small_sneaker", "slice_precision"] >= 0.9
+    assert rep.loc["top_with_logo", "slice_precision"] >= 0.75
+    assert (rep.slice_recall > 0.25).all() and (rep.failure_auroc > 0.8).all(), rep
 
 
 @pytest.mark.slow

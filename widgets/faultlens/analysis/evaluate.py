@@ -2,7 +2,8 @@
 
 - :func:`planted_problem` builds a problem over given or synthetic embeddings: a ``rare`` slice, a
   ``correlation`` slice or a ``noisy_label`` slice, with predictions synthesised at set sensitivity
-  and specificity inside and outside the slice (:func:`synthesize_preds`);
+  and specificity inside and outside the slice (:func:`synthesize_preds`); :func:`planted_split`
+  gives a validation and a test problem over one embedding space;
 - :func:`informative_problem` is the *informative* protocol: the model is right 80 % of the time
   outside the slice and 40 % inside, with confidences Beta(4, 1.5) when right and Beta(1.5, 2.5)
   when wrong, 2 or 4 classes, d = 128 (:func:`informative_grid` lists its 36 settings);
@@ -119,6 +120,33 @@ def planted_problem(
     probs = np.stack([1 - score, score], axis=1)
     return PlantedProblem(
         Z[rows].astype(np.float32), labels.astype(np.int64), probs, truth[:, None], kind, setting
+    )
+
+
+def planted_split(
+    kind: str, setting: float, *, n: int = 4000, noise: float = 1.0, seed: int = 0, **pred_kw: float
+) -> tuple[PlantedProblem, PlantedProblem]:
+    """A validation and a test problem from one embedding space, as dcbench splits one dataset.
+
+    One :func:`synthetic_embeddings` draw of ``4·n`` items (the same attribute directions for
+    both) is split into two disjoint halves; each half is a :func:`planted_problem` of ``n`` items
+    with its own predictions. A slicer fitted on the validation problem can then be scored on the
+    test problem: drawing the two with different seeds would give them unrelated embedding spaces.
+    """
+    Z, A = synthetic_embeddings(4 * n, noise=noise, seed=seed)
+    half = np.random.default_rng(seed).permutation(4 * n)
+    parts = (half[: 2 * n], half[2 * n :])
+    return tuple(  # type: ignore[return-value]
+        planted_problem(
+            kind,
+            setting,
+            embeddings=Z[rows],
+            attributes=A[rows],
+            n=n,
+            seed=seed + 1000 * i,
+            **pred_kw,
+        )
+        for i, rows in enumerate(parts)
     )
 
 

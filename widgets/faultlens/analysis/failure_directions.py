@@ -169,3 +169,34 @@ class FailureDirections:
         T = self._prep(np.asarray(text_embeddings, dtype=np.float64))
         r = self._prep(np.asarray(reference, dtype=np.float64)[None])
         return T @ w - float((r @ w)[0])
+
+
+def cross_fitted_scores(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    preds: np.ndarray,
+    *,
+    folds: int = 2,
+    random_state: int = 0,
+    **options,
+) -> np.ndarray:
+    """Failure scores of every item from SVMs that never saw it (``folds``-fold cross-fitting).
+
+    Scored on the items it was fitted on, a class's SVM in a high-dimensional embedding space
+    separates that class's errors almost perfectly, so its flagged set is the errors themselves
+    rather than the coherent group behind them; scores from the other folds' SVMs are honest.
+    Items of a class skipped in a fold (too few errors there) get NaN.
+    """
+    Z, y = _check(embeddings, labels, "cross_fitted_scores")
+    pred = np.asarray(preds)
+    fold = np.random.default_rng(random_state).permutation(len(y)) % max(2, int(folds))
+    out = np.full(len(y), np.nan)
+    for k in np.unique(fold):
+        fit_rows, score_rows = fold != k, fold == k
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FailureDirectionWarning)
+            fd = FailureDirections(random_state=random_state, **options).fit(
+                Z[fit_rows], y[fit_rows], pred[fit_rows], whiten_on=Z
+            )
+        out[score_rows] = fd.score(Z[score_rows], y[score_rows])
+    return out

