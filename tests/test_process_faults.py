@@ -225,7 +225,7 @@ def _shard_state(cache: Path) -> tuple[list[int], bool]:
         if arr.exists():
             assert read_npy(arr).shape == (SHARD, 8)  # whole, never half-written
         if side.exists():
-            assert read_json(side) == {"skipped": []}
+            assert read_json(side) == {"skipped": [], "decode": "cpu"}  # and how it was decoded
             assert arr.exists(), "a side-car without its array"
             done.append(s)
         elif arr.exists():

@@ -146,7 +146,10 @@ def test_ray_engine_gives_the_local_engines_analysis(
     assert files(tmp_path / "out-ray") == files(tmp_path / "out-local")
     back = faultlens.load(tmp_path / "out-ray")
     pd.testing.assert_frame_equal(back.table, remote.table)
-    assert back.meta == local.meta
+    # the same meta, but for how the images were decoded: on the CPU both, by the actors on Ray
+    assert {**back.meta, "decode": None} == {**local.meta, "decode": None}
+    assert back.meta["decode"]["path"] == local.meta["decode"]["path"] == "cpu"
+    assert back.meta["decode"]["device"] == "Ray actors"
     assert back.skipped == local.skipped
 
 

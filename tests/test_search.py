@@ -45,8 +45,11 @@ def planted(encoder, n: int = 400, seed: int = 0):
     t = encoder.encode_text([PHRASE])[0].astype(np.float64)
     emb = _unit(rng.normal(size=(n, len(t))))
     rows = rng.choice(n, 12, replace=False)
+    u = _unit(t)
     for rank, r in enumerate(rows):  # noise grows with the rank: the order is planted too
-        emb[r] = _unit(t + (0.02 + 0.02 * rank) * _unit(rng.normal(size=len(t))))
+        noise = rng.normal(size=len(t))
+        noise = _unit(noise - (noise @ u) * u)  # orthogonal to the phrase: cosine falls with rank
+        emb[r] = _unit(u + (0.02 + 0.02 * rank) * noise)
     label = np.arange(n) % 3
     a = analysis_from(
         label, label, ["a", "b", "c"], xy=rng.normal(size=(n, 2)).astype(np.float32),

@@ -263,8 +263,9 @@ def _run_models(
             **{k: v for k, v in (projection or {}).items() if k in ("n_neighbors", "metric")},
         )
     run_opts: dict[str, Any] = {"batch_size": batch_size, "num_workers": num_workers}
+    filled: dict[str, list[int]] = {}
     if ray_engine is not None:
-        ray_engine.fill(
+        filled = ray_engine.fill(
             src,
             models,
             store=store,
@@ -276,7 +277,7 @@ def _run_models(
         run_opts = {"shard_size": ray_engine.shard_size}  # every shard is there: only assemble
     if not (models or thumbnails):
         return None
-    return run_models(
+    result = run_models(
         src,
         models,
         store=store,
@@ -285,6 +286,11 @@ def _run_models(
         thumbnails=thumbnails,
         **run_opts,
     )
+    if any(filled.values()):  # the Ray engine computed them; run_models only assembled
+        from faultlens.models.ray_runner import RAY_DECODE
+
+        result.decode = dict(RAY_DECODE)
+    return result
 
 
 def _embeddings(

@@ -55,6 +55,13 @@ RAY_CLAIMS = (
     256  # shards claimed per Ray run (one lock file open each); a run over more makes passes
 )
 
+# how the engine's actors decode (RunResult.decode of a run the engine computed)
+RAY_DECODE = {
+    "path": "cpu",
+    "device": "Ray actors",
+    "reason": "the Ray engine decodes in its actors",
+}
+
 
 def import_ray() -> Any:
     """The ``ray`` module, or an error that says how to install it."""
@@ -319,7 +326,8 @@ class _ShardWriter:
                     if r
                 ]
                 out = np.concatenate([p[f"model_{k}"] for p in parts])[order]
-                self.arrays[name].write(shard, out.astype(np.float32), {"skipped": notes})
+                side = {"skipped": notes, "decode": RAY_DECODE["path"]}
+                self.arrays[name].write(shard, out.astype(np.float32), side)
         if self.thumbs is not None and shard in self.thumbs_missing:
             thumbs = np.concatenate([p["thumb"] for p in parts])[order]
             self.thumbs.write(shard, [bytes(b) for b in thumbs])

@@ -85,6 +85,17 @@ def _names(analysis: Any, class_names: Sequence[str] | None, n: int) -> list[str
     return names
 
 
+def _classes(
+    analysis: Any, class_names: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The table's labels and predictions (int64) and a name for every class either mentions."""
+    table = _table(analysis)
+    labels = table["label"].to_numpy(dtype=np.int64)
+    preds = table["pred"].to_numpy(dtype=np.int64)
+    n_classes = max(int(labels.max(initial=-1)), int(preds.max(initial=-1))) + 1
+    return labels, preds, _names(analysis, class_names, n_classes)
+
+
 def per_class_accuracy(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> pd.DataFrame:
     """Per class: ``n``, ``correct``, ``accuracy`` and its 95 % Wilson ``ci_low``/``ci_high``."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -136,17 +147,13 @@ def class_accuracy(
 ) -> go.Figure:
     """Accuracy per class (bars, %) with 95 % Wilson intervals; with ``rows`` (a selection), the
     selection's accuracy per class beside it. ``customdata[0]`` of each bar is the class index."""
-    table = _table(analysis)
-    labels = table["label"].to_numpy(dtype=np.int64)
-    preds = table["pred"].to_numpy(dtype=np.int64)
-    n_classes = max(int(labels.max(initial=-1)), int(preds.max(initial=-1))) + 1
-    names = _names(analysis, class_names, n_classes)
+    labels, preds, names = _classes(analysis, class_names)
     n_classes = len(names)
     fig = go.Figure(
         _acc_trace(per_class_accuracy(labels, preds, n_classes), names, "all images", BLUE)
     )
     if rows is not None:
-        r = row_indices(rows, len(table))
+        r = row_indices(rows, len(labels))
         sel = per_class_accuracy(labels[r], preds[r], n_classes)
         fig.add_trace(_acc_trace(sel, names, f"selection ({len(r)})", ORANGE))
     return _layout(
@@ -178,14 +185,10 @@ def confusion_matrix(
     """Counts of each (label, prediction) pair; colour = the count's share of its label's row, so
     a small class's confusions show as clearly as a large one's. With ``rows``, only those rows
     are counted. ``customdata`` of cell (i, j) is ``[i, j, count]``."""
-    table = _table(analysis)
-    labels = table["label"].to_numpy(dtype=np.int64)
-    preds = table["pred"].to_numpy(dtype=np.int64)
-    n_classes = max(int(labels.max(initial=-1)), int(preds.max(initial=-1))) + 1
-    names = _names(analysis, class_names, n_classes)
+    labels, preds, names = _classes(analysis, class_names)
     n_classes = len(names)
     if rows is not None:
-        r = row_indices(rows, len(table))
+        r = row_indices(rows, len(labels))
         labels, preds = labels[r], preds[r]
     counts = confusion_counts(labels, preds, n_classes)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

@@ -249,6 +249,7 @@ class FileLock:
 
         check_inside(self.path.parent, self.path)
         mode = 0o664 if group_shared(self.path.parent) else 0o644
+        self._create(mode)
         while True:
             lock = filelock.FileLock(self.path, timeout=self.timeout if blocking else 0, mode=mode)
             try:
@@ -273,6 +274,21 @@ class FileLock:
                 self._lock = lock
                 return True
             lock.release()
+
+    def _create(self, mode: int) -> None:
+        """Create the lock file if it is missing, so that a folder that refuses new files is
+        reported at once (``filelock`` would wait out its timeout on that)."""
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            os.close(os.open(self.path, flags, mode))
+        except PermissionError as err:
+            msg = (
+                f"{self.path.parent} cannot be written ({err.strerror}): make the folder writable, "
+                "or save the analysis to another folder"
+            )
+            raise PermissionError(err.errno, msg) from None
+        except OSError:
+            pass  # a link or another odd file: filelock and the check after it report it
 
     def release(self) -> None:
         if self._lock is not None:
@@ -376,42 +392,37 @@ def replace_folder(
         else:
             os.chmod(tmp, 0o777 & ~_umask())
         build(tmp)
-        with FileLock(parent / f".{folder.name}.lock"):
-            record_locks = [FileLock(lock_path(folder / name)) for name in keep]
-            if folder.is_dir():
-                for lock in record_locks:
-                    lock.acquire()
-            try:
-                built = {p.name for p in tmp.iterdir()}
-                carried = [name for name in keep if name not in built]
-                if own is not None and folder.is_dir():
-                    carried += [
-                        p.name
-                        for p in folder.iterdir()
-                        if p.name not in built
-                        and p.name not in own
-                        and p.name not in keep
-                        and not _is_lock_or_temp(p.name)
-                    ]
-                for name in carried:
-                    src, dst = folder / name, tmp / name
-                    if name in keep and src.is_file() and not src.is_symlink():
-                        with atomic_file(dst) as fh:  # a copy: the old file may still be written
-                            fh.write(read_bytes(src))
-                    elif name not in keep:
-                        _carry(src, dst)
-                if folder.is_dir() and _rename_exchange(tmp, folder):
-                    pass  # tmp now holds the old folder
-                elif folder.exists():
-                    old = tmp.with_suffix(".old")
-                    os.rename(folder, old)
-                    os.rename(tmp, folder)
-                    tmp = old
-                else:
-                    os.rename(tmp, folder)
-            finally:
-                for lock in record_locks:
-                    lock.release()
+        with FileLock(parent / f".{folder.name}.lock"), contextlib.ExitStack() as held:
+            if folder.is_dir():  # each record's lock, released however this ends
+                for name in keep:
+                    held.enter_context(FileLock(lock_path(folder / name)))
+            built = {p.name for p in tmp.iterdir()}
+            carried = [name for name in keep if name not in built]
+            if own is not None and folder.is_dir():
+                carried += [
+                    p.name
+                    for p in folder.iterdir()
+                    if p.name not in built
+                    and p.name not in own
+                    and p.name not in keep
+                    and not _is_lock_or_temp(p.name)
+                ]
+            for name in carried:
+                src, dst = folder / name, tmp / name
+                if name in keep and src.is_file() and not src.is_symlink():
+                    with atomic_file(dst) as fh:  # a copy: the old file may still be written
+                        fh.write(read_bytes(src))
+                elif name not in keep:
+                    _carry(src, dst)
+            if folder.is_dir() and _rename_exchange(tmp, folder):
+                pass  # tmp now holds the old folder
+            elif folder.exists():
+                old = tmp.with_suffix(".old")
+                os.rename(folder, old)
+                os.rename(tmp, folder)
+                tmp = old
+            else:
+                os.rename(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
