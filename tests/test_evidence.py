@@ -4,6 +4,7 @@ Explorer's evidence messages (pictures as PNG buffers, a part's click selecting 
 
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -15,7 +16,8 @@ from faultlens.analysis import describe
 from faultlens.analysis.describe.maps import evidence_layer, map_budget, model_maps
 from faultlens.analysis.describe.summary import describe_members, header_rows
 from faultlens.analysis.slices import Slice
-from faultlens.ui.evidence import evidence_pictures, part_rows, summary_parts
+from faultlens.render.html import evidence_pictures
+from faultlens.ui.evidence import part_rows, summary_of, summary_parts
 from tests.planted_evidence import StampNet, planted
 
 # --------------------------------------------------------------------------- rows behind terms
@@ -261,3 +263,48 @@ def test_clicking_a_part_selects_the_rows_that_carry_it(explorer_on_planted) -> 
     ex._on_custom_msg(ex, {"type": "select_part", "index": 0, "part": 42}, [])
     assert ex.status.startswith("select_part: ") and "no summary part 42" in ex.status
     np.testing.assert_array_equal(ex.selection, before)
+
+
+# --------------------------------------------------------------------------- static HTML and report
+
+
+def _figures(html: str) -> list[tuple[bytes, str]]:
+    """The (PNG bytes, caption) of every evidence figure in ``html``."""
+    import base64
+    import re
+
+    found = re.findall(
+        r"<figure><img src='data:image/png;base64,([^']+)'[^>]*/><figcaption>([^<]*)</figcaption>",
+        html,
+    )
+    return [(base64.b64decode(b64), cap) for b64, cap in found]
+
+
+def test_report_and_static_copy_show_the_summary_and_the_pictures(
+    explorer_on_planted, tmp_path
+) -> None:
+    from faultlens.report import write_report
+
+    ex, _, _truth = explorer_on_planted
+    found = ex.discovered_slices
+    found[0].name = "stamped <b>coats</b>"  # a user string: shown as text, never as markup
+    out = write_report(ex.analysis, tmp_path / "report.html", slices=found, charts=False)
+    page = out.read_text(encoding="utf-8")
+    sentence = summary_of(found[0].descriptions).details["sentence"]
+    assert sentence.startswith("coat read as shirt")
+    assert f"<p class='summary'><b>{html.escape(sentence)}</b></p>" in page
+    assert "stamped &lt;b&gt;coats&lt;/b&gt;" in page and "<b>coats</b>" not in page
+    figures = _figures(page)
+    # one slice has maps (members, reference, difference); the other says why it has none
+    assert [cap.split(":")[0] for _, cap in figures] == ["slice", "reference", "difference"]
+    assert "40 members" in figures[0][1]
+    assert "where the model looks: unavailable (no model)" in page
+    with Image.open(io.BytesIO(figures[0][0])) as im:  # the stamp's corner is the bright one
+        lum = np.asarray(im.convert("L"), dtype=float)
+    h, w = lum.shape
+    assert lum[: h // 3, : w // 3].mean() > 2 * lum[h // 3 :, w // 3 :].mean()
+    # the Explorer's static copy (what nbconvert keeps) shows the same summary and pictures
+    bundle = ex._repr_mimebundle_()
+    static = bundle[0]["text/html"] if isinstance(bundle, tuple) else bundle["text/html"]
+    assert html.escape(sentence) in static
+    assert [c for _, c in _figures(static)] == [c for _, c in figures]

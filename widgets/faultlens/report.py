@@ -7,9 +7,10 @@ static image is), the overall statistics and per-class accuracy, charts (accurac
 intervals, the confusion matrix, and any plotly figures you add, e.g. the spurious gap or a
 mitigation's before/after from :mod:`faultlens.render.plots`), the slices saved from the Explorer
 (``<analysis folder>/slices.json``) and the discovered slices with their statistics, descriptions
-(each labelled with its source: captions, CLIP phrases or ImageNet tags) and thumbnails, and any
-activation maps you pass. Every string that comes from data (class names, slice names, ids,
-descriptions) is escaped with :func:`faultlens.render.html.esc` (in the charts, by
+(the one-sentence summary on top, then each describer's terms labelled with its source, and the
+pictures of where the model looks: the members' and the reference's mean maps and their
+difference) and thumbnails, and any activation maps you pass. Every string that comes from data
+(class names, slice names, ids, descriptions) is escaped with :func:`faultlens.render.html.esc` (in the charts, by
 :mod:`faultlens.render.plots`).
 
 The charts are PNG images when plotly can export them (``kaleido`` installed): the file then holds
@@ -56,6 +57,9 @@ font-variant-numeric:tabular-nums}.thumbs{display:flex;flex-wrap:wrap;gap:6px;ma
 padding:8px 14px;margin:12px 0}.src{display:inline-block;background:#eef;border-radius:4px;
 padding:0 6px;font-size:.8em;color:#334}.map{max-width:100%;border:1px solid #ddd}
 .charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.chart{max-width:100%}
+.summary{font-weight:600;margin:.4em 0}.evidence{display:flex;flex-wrap:wrap;gap:10px}
+.evidence figure{margin:0;width:168px;font-size:.75em;color:#444}
+.evidence img{border:1px solid #ddd}
 """
 
 
@@ -218,8 +222,8 @@ def write_report(
         if isinstance(descriptions, Mapping) and name in descriptions:
             return descriptions[name]
         own = getattr(obj, "descriptions", None)
-        if own:
-            return own if not isinstance(own, Mapping) else list(own.values())
+        if own:  # a list, or the {"items", "notes"} the Explorer's slice panel keeps
+            return own
         if descriptions is None:
             return _auto_describe(analysis, rows)
         return None

@@ -87,41 +87,97 @@ def stats_table(s: Mapping[str, Any]) -> str:
     )
 
 
-def descriptions_html(descs: Any) -> str:
-    """Descriptions (a list of :class:`~faultlens.analysis.describe.Description` or of
-    ``{source, terms}`` dicts, or ``(descriptions, notes)``) as a list, each item labelled with
-    its source."""
-    if descs is None:
-        return ""
-    notes: list[str] = []
+def description_parts(descs: Any) -> tuple[list[Any], list[str]]:
+    """``(descriptions, notes)`` of whatever holds descriptions: ``(list, notes)`` as
+    :meth:`Analysis.describe` returns, a discovered slice's ``{"items", "notes"}``, a dict keyed
+    by source, or a list."""
+    if not descs:
+        return [], []
     if isinstance(descs, tuple) and len(descs) == 2 and isinstance(descs[1], list):
-        descs, notes = descs
-    parts = []
-    for d in descs or []:
+        return list(descs[0] or []), [str(n) for n in descs[1]]
+    if isinstance(descs, Mapping):
+        if "items" in descs:
+            return list(descs.get("items") or []), [str(n) for n in descs.get("notes") or []]
+        return list(descs.values()), []
+    return list(descs), []
+
+
+def descriptions_html(descs: Any) -> str:
+    """Descriptions (see :func:`description_parts`) as HTML: the one-sentence summary on top, a
+    list of the others, each labelled with its source, the notes, then the pictures that back
+    them (where the model looks: members, reference, difference), each with its caption."""
+    items, notes = description_parts(descs)
+    head, parts = summary_html(items), []
+    for d in items:
         source = getattr(d, "source", None)
         terms = getattr(d, "terms", None)
         if source is None and isinstance(d, Mapping):
             source, terms = d.get("source"), d.get("terms")
         if source is None:
             source, terms = "description", [(str(d), math.nan)]
+        if source == "summary" and head:
+            continue  # said on top
         words = ", ".join(
             esc(term[0] if isinstance(term, (tuple, list)) else term) for term in (terms or [])[:8]
         )
         parts.append(f"<li><span class='src'>{esc(source)}</span> {words or '(none)'}</li>")
     parts.extend(f"<li class='muted'>{esc(n)}</li>" for n in notes)
-    return f"<ul>{''.join(parts)}</ul>" if parts else ""
+    listed = f"<ul>{''.join(parts)}</ul>" if parts else ""
+    return head + listed + evidence_html(items)
+
+
+def summary_html(descriptions: Any) -> str:
+    """The summary's one sentence (``details["sentence"]`` of the ``"summary"`` description) as a
+    paragraph; nothing when there is none."""
+    for d in description_items(descriptions):
+        sentence = (d.details or {}).get("sentence") if d.source == "summary" else None
+        if sentence:
+            return f"<p class='summary'><b>{esc(sentence)}</b></p>"
+    return ""
+
+
+#: What each picture of a where-the-model-looks description shows (``{n}``: its image count).
+PICTURE_CAPTIONS = {
+    "members": "slice: mean map of {n} members",
+    "reference": "reference: mean map of {n} images (same scale)",
+    "difference": "difference: red = more of the model's evidence in the slice, blue = less",
+}
+
+
+def evidence_pictures(descriptions: Any) -> list[dict[str, Any]]:
+    """Every picture the descriptions hold (``details["pictures"]``, PNG bytes), in their order:
+    ``{source, kind, caption, png}``; the caption says what it shows."""
+    out = []
+    for d in description_items(descriptions):
+        det = d.details or {}
+        pics = det.get("pictures") or {}
+        n = det.get("n") or (None, None)
+        for kind, png in pics.items():
+            if not isinstance(png, (bytes, bytearray)) or not png:
+                continue
+            count = {"members": n[0], "reference": n[1]}.get(kind)
+            cap = PICTURE_CAPTIONS.get(kind, kind).format(n="?" if count is None else count)
+            out.append({"source": str(d.source), "kind": str(kind), "caption": cap,
+                        "png": bytes(png)})  # fmt: skip
+    return out
+
+
+def evidence_html(descriptions: Any) -> str:
+    """The descriptions' pictures as captioned figures (nothing when they have none)."""
+    figs = [
+        f"<figure><img src='{image_uri(p['png'])}' width='160' height='160' "
+        f"style='image-rendering:pixelated' alt='{esc(p['caption'])}'/>"
+        f"<figcaption>{esc(p['caption'])}</figcaption></figure>"
+        for p in evidence_pictures(descriptions)
+    ]
+    return f"<div class='evidence'>{''.join(figs)}</div>" if figs else ""
 
 
 def description_items(descriptions: Any) -> list[Any]:
     """The Description objects in a Slice's ``descriptions`` (a dict with ``items``, a dict keyed
     by source, or a list)."""
-    if not descriptions:
-        return []
-    if isinstance(descriptions, dict):
-        vals = descriptions.get("items", list(descriptions.values()))
-    else:
-        vals = list(descriptions)
-    return [d for d in vals if hasattr(d, "source") and hasattr(d, "terms")]
+    items, _notes = description_parts(descriptions)
+    return [d for d in items if hasattr(d, "source") and hasattr(d, "terms")]
 
 
 def selection_description_html(d: Mapping[str, Any]) -> str:
@@ -215,9 +271,11 @@ def explorer_html(
     saved: Sequence[Mapping[str, Any]],
     discovered: Sequence[Mapping[str, Any]],
     description: Mapping[str, Any],
+    described: Sequence[tuple[str, Any]] = (),
 ) -> str:
     """The Explorer's static copy: the map image, the selection's statistics, the saved and the
-    discovered slices and the last description."""
+    discovered slices, the summary and pictures of each described discovered slice
+    (``described``: ``(name, descriptions)``) and the last description."""
     parts = [
         '<div class="faultlens-static">',
         f"<p><b>faultlens Explorer</b> — {int(n_points)} images, {len(class_names)} classes: "
@@ -233,6 +291,10 @@ def explorer_html(
     parts.append(saved_table_html(saved))
     if discovered:
         parts.append(discovered_table_html(discovered))
+    for name, descs in described:
+        shown = summary_html(descs) + evidence_html(descs)
+        if shown:
+            parts.append(f"<div class='slice-evidence'><p>{esc(name)}</p>{shown}</div>")
     if description:
         parts.append(selection_description_html(description))
     parts.append("</div>")

@@ -1,6 +1,7 @@
-"""What backs a description in the Explorer's slice panel: the pictures its describers made (served
-as PNG buffers on request) and the rows behind each part of its one-sentence summary (selected on
-a click). Widget-free, except :func:`evidence_commands`, which binds both to a panel's messages."""
+"""What backs a description in the Explorer's slice panel: the pictures its describers made
+(:func:`faultlens.render.html.evidence_pictures`, served as PNG buffers on request) and the rows
+behind each part of its one-sentence summary (selected on a click). Widget-free, except
+:func:`evidence_commands`, which binds both to a panel's messages."""
 
 from __future__ import annotations
 
@@ -9,17 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from faultlens.render.html import description_items
+from faultlens.render.html import description_items, evidence_pictures
 
 #: Summary parts shown in the panel: the header and this many findings, strongest first.
 SHOWN_PARTS = 5
-
-#: What each picture of a where-the-model-looks description shows (``{n}``: its image count).
-_PICTURE_CAPTIONS = {
-    "members": "slice: mean map of {n} members",
-    "reference": "reference: mean map of {n} images (same scale)",
-    "difference": "difference: red = more of the model's evidence in the slice, blue = less",
-}
 
 
 def summary_of(descriptions: Any) -> Any:
@@ -75,24 +69,6 @@ def part_rows(descriptions: Any, part: int) -> tuple[np.ndarray, str]:
         msg = f"{text!r} does not say which images carry it"
         raise ValueError(msg)
     return np.unique(np.asarray(rows, dtype=np.int64)), text
-
-
-def evidence_pictures(descriptions: Any) -> list[dict[str, Any]]:
-    """Every picture the descriptions hold (``details["pictures"]``, PNG bytes), in their order:
-    ``{source, kind, caption, png}``; the caption says what it shows."""
-    out = []
-    for d in description_items(descriptions):
-        det = d.details or {}
-        pics = det.get("pictures") or {}
-        n = det.get("n") or (None, None)
-        for kind, png in pics.items():
-            if not isinstance(png, (bytes, bytearray)) or not png:
-                continue
-            count = {"members": n[0], "reference": n[1]}.get(kind)
-            cap = _PICTURE_CAPTIONS.get(kind, kind).format(n="?" if count is None else count)
-            out.append({"source": str(d.source), "kind": str(kind), "caption": cap,
-                        "png": bytes(png)})  # fmt: skip
-    return out
 
 
 def evidence_reply(index: int, descriptions: Any, notes: Sequence[str] = ()) -> tuple[dict, list]:

@@ -594,6 +594,7 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
                 png=png, n_points=self.n_points, class_names=self.class_names,
                 color_by=self.color_by, selection=self.stats, saved=self.saved_slices,
                 discovered=self.discovered, description=self.descriptions,
+                described=[(sl.name, sl.descriptions) for sl in self._found if sl.descriptions],
             )  # fmt: skip
 
         return with_static_copy(super()._repr_mimebundle_(**kwargs), render)
