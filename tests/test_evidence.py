@@ -86,6 +86,23 @@ def test_tag_and_concept_rows_are_the_planted_carriers() -> None:
     assert len(np.intersect1d(res["rows"], members[40:])) < 12  # about one in ten by chance
 
 
+def test_phrase_rows_are_the_members_that_look_like_it() -> None:
+    rng = np.random.default_rng(4)
+    n, dim = 500, 24
+    T = rng.normal(0, 1, (6, dim))  # six phrases' text embeddings
+    Z = rng.normal(0, 1, (n, dim))
+    members = np.arange(100)
+    carry = members[:45]
+    Z[carry] += 4.0 * T[2] / np.linalg.norm(T[2])  # 45 members look like phrase 2 (+4 SD)
+    phrases = [f"phrase {j}" for j in range(6)]
+    d = describe.rank_phrases(members, np.arange(100, n), Z, T, phrases, k=3)
+    assert d.terms[0][0] == "phrase 2"
+    rows = d.details["rows"]["phrase 2"]
+    assert set(carry) <= set(rows)
+    assert len(np.setdiff1d(rows, carry)) / 55 < 0.25  # others pass by chance only (about 10 %)
+    assert set(rows) <= set(members)
+
+
 def test_header_rows_are_the_members_read_as_the_wrong_class() -> None:
     members = np.array([10, 11, 12, 13, 14, 15])
     labels = ["Coat", "Coat", "Coat", "Pullover", "Coat", "Coat"]

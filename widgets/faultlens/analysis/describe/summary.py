@@ -101,7 +101,7 @@ def findings(d: Description) -> list[dict[str, Any]]:
 
 def term_rows(d: Description, term: str) -> np.ndarray | None:
     """The members that carry ``term`` of description ``d`` (int64 rows), or None where the
-    description does not say (e.g. CLIP phrases)."""
+    description does not say (e.g. captions: only a few members are captioned)."""
     det = d.details or {}
     if d.source == "columns":
         rows = det.get("terms", {}).get(term, {}).get("rows")

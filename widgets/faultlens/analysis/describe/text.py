@@ -29,6 +29,7 @@ from PIL import Image
 
 from faultlens.analysis.describe._common import (
     Description,
+    beyond,
     groups,
     held_out_precision,
 )
@@ -437,7 +438,9 @@ def rank_phrases(
 
     Image and phrase embeddings must share one space (a CLIP model's image and text towers).
     ``details["generalisation"]``: each phrase's precision retrieving held-out members by
-    image–phrase similarity, and whether half the data alone picks it (:func:`held_out_precision`).
+    image–phrase similarity, and whether half the data alone picks it (:func:`held_out_precision`);
+    ``details["rows"]``: per phrase, the members that carry it (image–phrase similarity beyond the
+    reference's 90th percentile).
     """
     T = np.asarray(phrase_embeddings, dtype=np.float64)
     if T.shape[0] != len(phrases):
@@ -469,10 +472,17 @@ def rank_phrases(
         select=lambda m, r: [phrases[i] for i in pick(m, r)[0]],
         random_state=random_state,
     )
+    # the members that carry each phrase: image-phrase similarity beyond the reference's 90th
+    # percentile (so a click on the phrase selects the images it speaks of)
+    sims = T[order] @ Z[np.concatenate([members, reference])].T
+    carriers = {
+        phrases[i]: beyond(members, row[: len(members)], row[len(members) :], True)
+        for i, row in zip(order, sims, strict=True)
+    }
     return Description(
         "phrases (CLIP)",
         [(phrases[i], round(float(s[i]), 4)) for i in order],
-        {"generalisation": check},
+        {"generalisation": check, "rows": carriers},
     )
 
 
