@@ -201,6 +201,9 @@ ABLATION = {
     "k-means init, Domino ranking (plain Domino)": ("kmeans", "domino", 10, True, 1),
     "k-means init, ranked by errors, one EM run": ("kmeans", "errors", 10, True, 1),
     "k-means init, ranked by errors, best of 3 runs (faultlens)": ("kmeans", "errors", 10, True, 3),
+    "k-means init, ranked by excess errors, best of 3 runs": ("kmeans", "excess", 10, True, 3),
+    "k-means init, ranked by error z-score, best of 3 runs": ("kmeans", "zscore", 10, True, 3),
+    "k-means init, ranked by error z-score, one EM run": ("kmeans", "zscore", 10, True, 1),
 }
 
 

@@ -31,6 +31,11 @@ def _onehot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+#: How components are ranked: by expected errors, errors beyond the average rate, their binomial
+#: z-score, or Domino's ``|max_j (p̂_kj − p_kj)|``.
+RANKINGS = ("errors", "excess", "zscore", "domino")
+
+
 class ErrorAwareMixture:
     """Domino's error-aware mixture. ``fit`` on one split, ``predict_proba`` on any other.
 
@@ -80,8 +85,8 @@ class ErrorAwareMixture:
         if init not in ("kmeans", "confusion"):
             msg = f"init must be 'kmeans' or 'confusion', got {init!r}"
             raise ValueError(msg)
-        if ranking not in ("errors", "domino"):
-            msg = f"ranking must be 'errors' or 'domino', got {ranking!r}"
+        if ranking not in RANKINGS:
+            msg = f"ranking must be one of {', '.join(map(repr, RANKINGS))}, got {ranking!r}"
             raise ValueError(msg)
         self.n_slices = n_slices
         self.n_components = n_components
@@ -141,13 +146,23 @@ class ErrorAwareMixture:
                 best = (R, ll, n_iter, self._params())
         R, self.lower_bound_, self.n_iter_, params = best
         self._set_params(params)
-        if self.ranking == "errors":
-            self.slice_scores_ = R.T @ (P.argmax(axis=1) != y).astype(np.float64)
-        else:
-            self.slice_scores_ = np.abs((self.yhat_probs_ - self.y_probs_).max(axis=1))
+        self.slice_scores_ = self._rank(R, (P.argmax(axis=1) != y).astype(np.float64))
         self.component_order_ = np.argsort(-self.slice_scores_, kind="stable")
         self.slice_components_ = self.component_order_[: self.n_slices]
         return self
+
+    def _rank(self, R: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+        """Each component's score under ``ranking`` (higher = a better slice)."""
+        if self.ranking == "domino":
+            return np.abs((self.yhat_probs_ - self.y_probs_).max(axis=1))
+        errors = R.T @ wrong  # expected errors per component
+        if self.ranking == "errors":
+            return errors
+        size, base = R.sum(axis=0), float(wrong.mean())
+        excess = errors - size * base  # errors beyond the model's average rate
+        if self.ranking == "excess":
+            return excess
+        return excess / np.sqrt(size * base * (1 - base) + 1e-12)  # "zscore": binomial z
 
     def _params(self) -> tuple[np.ndarray, ...]:
         return (self.weights_, self.means_, self.var_, self.y_probs_, self.yhat_probs_)

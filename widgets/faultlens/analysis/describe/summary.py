@@ -236,21 +236,61 @@ def describe_members(
     if len(members) == 0:
         msg = "the selection is empty: select some images to describe"
         raise ValueError(msg)
-    n = len(labels)
-    outside = np.ones(n, dtype=bool)
-    outside[members] = False
-    if reference is not None:
-        ref = np.asarray(reference, dtype=np.int64)
-    else:
-        modal = int(np.bincount(labels[members]).argmax())
-        ref = np.flatnonzero(outside & (labels == modal) & correct)
-        if len(ref) == 0:
-            ref = np.flatnonzero(outside)
+    ref = _reference(members, labels, correct, reference)
     notes: list[str] = []
     out: list[Description] = []
     if len(ref) == 0:
         notes.append("everything is selected: there is no reference group to contrast with")
         return out, notes
+    text = {"captioner": captioner, "load_image": load_image, "text_encoder": text_encoder,
+            "phrases": phrases, "class_names": class_names, "imagenet_logits": imagenet_logits}  # fmt: skip
+    _describe_in_words(out, notes, members, ref, embeddings, correct, progress, **text)
+    rng = np.random.default_rng(random_state)
+    ref_s = _sample(ref, max_images, rng)  # the reference first: the same draws as before
+    mem_s = _sample(members, max_images, rng)
+    if maps is not None:
+        _describe_maps(out, notes, maps, mem_s, ref_s, max_maps, rng, random_state)
+    _describe_images(out, notes, members, ref, mem_s, ref_s, table, images)
+    if table is not None:
+        user = table[[c for c in table.columns if c not in TABLE_COLUMNS]]
+        if len(user.columns):
+            out.append(columns(user, members, ref))
+    if concepts:
+        if embeddings is None:
+            notes.append("concepts need the images' embeddings")
+        else:
+            out.append(_concept_tests(concepts, embeddings, members, ref))
+    offline = any(x is not None for x in (images, maps, table, concepts))
+    if summary or (summary is None and offline):
+        out.insert(0, _summary_of(out, members, labels, class_names, table))
+    if not out:
+        notes.append(
+            "no description source: give a captioner, a CLIP text encoder, or use the offline embedder"
+        )
+    return out, notes
+
+
+def _reference(
+    members: np.ndarray, labels: np.ndarray, correct: np.ndarray, reference: Any
+) -> np.ndarray:
+    """The rows to contrast ``members`` with: ``reference`` when given, else the correct images
+    of the members' most common class outside them (or everything outside them)."""
+    if reference is not None:
+        return np.asarray(reference, dtype=np.int64)
+    outside = np.ones(len(labels), dtype=bool)
+    outside[members] = False
+    modal = int(np.bincount(labels[members]).argmax())
+    ref = np.flatnonzero(outside & (labels == modal) & correct)
+    return ref if len(ref) else np.flatnonzero(outside)
+
+
+def _describe_in_words(
+    out: list[Description], notes: list[str], members: np.ndarray, ref: np.ndarray,
+    embeddings: np.ndarray | None, correct: np.ndarray, progress: Any, *, captioner: Any,
+    load_image: Any, text_encoder: Any, phrases: Sequence[str], class_names: Sequence[str],
+    imagenet_logits: np.ndarray | None,
+) -> None:  # fmt: skip
+    """The text describers: captions, CLIP phrases and ImageNet tags, where their inputs are."""
     if captioner is not None and load_image is not None and embeddings is not None:
         try:
             captions = caption_slice(
@@ -277,90 +317,87 @@ def describe_members(
         out.append(tags)
         if "note" in tags.details:
             notes.append(f"tags: {tags.details['note']}")
-    offline = any(x is not None for x in (images, maps, table, concepts))
-    rng = np.random.default_rng(random_state)
-    ref_s = np.sort(rng.choice(ref, max_images, replace=False)) if len(ref) > max_images else ref
-    mem_s = (
-        np.sort(rng.choice(members, max_images, replace=False))
-        if len(members) > max_images
-        else members
-    )
-    both = np.concatenate([mem_s, ref_s])
-    local_m, local_r = np.arange(len(mem_s)), np.arange(len(mem_s), len(both))
-    if maps is not None:
-        mm, mr = mem_s, ref_s
-        if callable(maps):
-            mm, mr = _sample(mem_s, max_maps, rng), _sample(ref_s, max_maps, rng)
-        rows = np.concatenate([mm, mr])
-        try:
-            M = maps(rows) if callable(maps) else np.asarray(maps)[rows]
-            d = evidence_location(
-                M, np.arange(len(mm)), np.arange(len(mm), len(rows)), random_state=random_state,
-                label=str(getattr(maps, "label", "activation maps")),
-            )  # fmt: skip
-            out.append(_global_rows(d, rows))
-        except Exception as exc:
-            notes.append(f"where the model looks: unavailable ({type(exc).__name__}: {exc})")
+
+
+def _describe_maps(
+    out: list[Description], notes: list[str], maps: Any, mem_s: np.ndarray, ref_s: np.ndarray,
+    max_maps: int, rng: np.random.Generator, random_state: int,
+) -> None:  # fmt: skip
+    """Where the model looks: the maps of the sampled members against the reference's (a
+    function ``maps`` is asked for at most ``max_maps`` of each)."""
+    mm, mr = mem_s, ref_s
+    if callable(maps):
+        mm, mr = _sample(mem_s, max_maps, rng), _sample(ref_s, max_maps, rng)
+    rows = np.concatenate([mm, mr])
+    try:
+        M = maps(rows) if callable(maps) else np.asarray(maps)[rows]
+        d = evidence_location(
+            M, np.arange(len(mm)), np.arange(len(mm), len(rows)), random_state=random_state,
+            label=str(getattr(maps, "label", "activation maps")),
+        )  # fmt: skip
+        out.append(_global_rows(d, rows))
+    except Exception as exc:
+        notes.append(f"where the model looks: unavailable ({type(exc).__name__}: {exc})")
+
+
+def _describe_images(
+    out: list[Description], notes: list[str], members: np.ndarray, ref: np.ndarray,
+    mem_s: np.ndarray, ref_s: np.ndarray, table: pd.DataFrame | None, images: Any,
+) -> None:  # fmt: skip
+    """How the images differ: from the table's property columns (every member), else measured
+    on the sampled images."""
     prop_cols = list(PROPERTY_COLUMNS.values())
     if table is not None and all(c in table.columns for c in prop_cols):
         out.append(property_effects(table[prop_cols], members, ref))
     elif images is not None:
+        both = np.concatenate([mem_s, ref_s])
         try:
             get = images if callable(images) else np.asarray(images).__getitem__
-            d = image_properties([get(int(i)) for i in both], local_m, local_r)
+            d = image_properties(
+                [get(int(i)) for i in both], np.arange(len(mem_s)), np.arange(len(mem_s), len(both))
+            )
             out.append(_global_rows(d, both))
         except Exception as exc:
             notes.append(f"image properties: unavailable ({type(exc).__name__}: {exc})")
-    if table is not None:
-        user = table[[c for c in table.columns if c not in TABLE_COLUMNS]]
-        if len(user.columns):
-            out.append(columns(user, members, ref))
-    if concepts:
-        if embeddings is None:
-            notes.append("concepts need the images' embeddings")
-        else:
-            res = {name: c.test(embeddings, members, ref) for name, c in concepts.items()}
-            out.append(
-                Description(
-                    "concepts (from examples)",
-                    sorted(
-                        ((k, round(v["score"], 3)) for k, v in res.items()),
-                        key=lambda t: -abs(t[1] - 0.5),
-                    ),
-                    dict(res),
-                )
-            )
-    if summary or (summary is None and offline):
-        names = list(class_names) if len(class_names) else None
-        lab = (
-            table["label_name"].to_numpy()[members]
-            if table is not None and "label_name" in table.columns
-            else [names[i] if names else str(i) for i in labels[members]]
-        )
-        pred = (
-            table["pred_name"].to_numpy()[members]
-            if table is not None and "pred_name" in table.columns
-            else None
-        )
-        out.insert(
-            0,
-            summarize(
-                out,
-                header=slice_header(list(lab), pred),
-                header_rows=header_rows(members, list(lab), pred),
-            ),
-        )
-    if not out:
-        notes.append(
-            "no description source: give a captioner, a CLIP text encoder, or use the offline embedder"
-        )
-    return out, notes
+
+
+def _concept_tests(
+    concepts: Mapping[str, Any], embeddings: np.ndarray, members: np.ndarray, ref: np.ndarray
+) -> Description:
+    """Each concept learned from examples, tested on the members against the reference; the
+    strongest alignment (either way from 0.5) first."""
+    res = {name: c.test(embeddings, members, ref) for name, c in concepts.items()}
+    terms = sorted(
+        ((k, round(v["score"], 3)) for k, v in res.items()), key=lambda t: -abs(t[1] - 0.5)
+    )
+    return Description("concepts (from examples)", terms, dict(res))
+
+
+def _summary_of(
+    out: list[Description], members: np.ndarray, labels: np.ndarray,
+    class_names: Sequence[str], table: pd.DataFrame | None,
+) -> Description:  # fmt: skip
+    """The one-sentence summary over ``out``, headed by what the members are read as."""
+    names = list(class_names) if len(class_names) else None
+    lab = (
+        table["label_name"].to_numpy()[members]
+        if table is not None and "label_name" in table.columns
+        else [names[i] if names else str(i) for i in labels[members]]
+    )
+    pred = (
+        table["pred_name"].to_numpy()[members]
+        if table is not None and "pred_name" in table.columns
+        else None
+    )
+    return summarize(
+        out, header=slice_header(list(lab), pred), header_rows=header_rows(members, list(lab), pred)
+    )
 
 
 def _sample(rows: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """At most ``k`` of ``rows`` (a seeded sample, sorted)."""
     if k < 1:
-        msg = f"max_maps must be at least 1, got {k}"
+        msg = f"max_maps and max_images must be at least 1, got {k}"
         raise ValueError(msg)
     return np.sort(rng.choice(rows, k, replace=False)) if len(rows) > k else rows
 
