@@ -323,7 +323,49 @@ def mitigate(
     w0, b0 = _head_params(head.module)
     rng = np.random.default_rng(seed)
 
-    tr_score = spuriosity(tr_a, tr_y, spurious)
+    train_rows, weights = _training_rows(
+        method, tr_y, spuriosity(tr_a, tr_y, spurious), spurious, per_class, flags, upweight, rng
+    )
+    va_score = spuriosity(va_a, va_y, spurious)
+    te_score = spuriosity(te_a, te_y, spurious)
+
+    def val_metrics(w: torch.Tensor, b: torch.Tensor | None) -> tuple[float, float]:
+        c = _predict(va_h, w, b) == va_y
+        return _gap_mean(va_score, c, va_y, k), 100.0 * float(c.mean())
+
+    fit = _HeadFit(lr=lr, epochs=epochs, batch_size=batch_size, target_gap=target_gap,
+                   max_val_drop=max_val_drop, seed=seed)  # fmt: skip
+    best_epoch, w1, b1, hist = fit.run(
+        tr_h[train_rows], tr_y[train_rows], weights, w0, b0, val_metrics, progress
+    )
+    gap0, acc0 = hist[0]["val_gap"], hist[0]["val_acc"]  # the original head's
+    # report what the returned model will hold: the new weights rounded to the head's dtype
+    dtype = head.module.weight.dtype
+    w1 = w1.to(dtype).float()
+    b1 = None if b1 is None else b1.to(dtype).float()
+    c_before = _predict(te_h, w0, b0) == te_y
+    c_after = _predict(te_h, w1, b1) == te_y
+    return MitigationResult(
+        summary=_before_after(c_before, c_after, te_score, te_y, groups, k),
+        correct_before=c_before,
+        correct_after=c_after,
+        history=pd.DataFrame(hist),
+        model=_with_head(model, head.name, w1, b1),
+        head_name=head.name,
+        train_rows=train_rows,
+        epochs_run=int(hist[-1]["epoch"]),
+        info={"method": method, "best_epoch": best_epoch, "val_gap_before": gap0,
+              "val_acc_before": acc0, "lr": lr, "per_class": per_class, "k": k},
+    )  # fmt: skip
+
+
+def _training_rows(
+    method: str, tr_y: np.ndarray, tr_score: np.ndarray, spurious: Mapping[int, Sequence[int]],
+    per_class: int, flags: np.ndarray | None, upweight: float, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The training rows and their loss weights: ``"low_spuriosity"``, the ``per_class`` least
+    spurious images of each marked class (a random ``per_class`` of the others), weight 1;
+    ``"upweight"``, every image, the flagged ones weighted ``upweight``."""
     if method == "low_spuriosity":
         rows = []
         for c in np.unique(tr_y):
@@ -333,64 +375,74 @@ def mitigate(
             else:
                 rows.append(rng.permutation(m)[:per_class])
         train_rows = np.sort(np.concatenate(rows))
-        weights = np.ones(len(train_rows), dtype=np.float32)
-    else:
-        if flags is None or len(flags) != len(tr_y):
-            msg = "method='upweight' needs flags: one bool per training image (e.g. score < 0)"
-            raise ValueError(msg)
-        train_rows = np.arange(len(tr_y))
-        weights = np.where(np.asarray(flags, dtype=bool), upweight, 1.0).astype(np.float32)
+        return train_rows, np.ones(len(train_rows), dtype=np.float32)
+    if flags is None or len(flags) != len(tr_y):
+        msg = "method='upweight' needs flags: one bool per training image (e.g. score < 0)"
+        raise ValueError(msg)
+    weights = np.where(np.asarray(flags, dtype=bool), upweight, 1.0).astype(np.float32)
+    return np.arange(len(tr_y)), weights
 
-    va_score = spuriosity(va_a, va_y, spurious)
-    te_score = spuriosity(te_a, te_y, spurious)
 
-    def val_metrics(w: torch.Tensor, b: torch.Tensor | None) -> tuple[float, float]:
-        c = _predict(va_h, w, b) == va_y
-        return _gap_mean(va_score, c, va_y, k), 100.0 * float(c.mean())
+@dataclass
+class _HeadFit:
+    """Adam on a linear head from its current weights, epoch by epoch; keeps the epoch with the
+    smallest validation gap whose validation accuracy stays within ``max_val_drop`` points of the
+    original, and stops early once the gap is below ``target_gap``."""
 
-    gap0, acc0 = val_metrics(w0, b0)
-    if progress is not None:
-        progress(0, epochs, "epochs")
-    lin = nn.Linear(w0.shape[1], w0.shape[0], bias=b0 is not None)  # CPU float32, like tr_h
-    with torch.no_grad():
-        lin.weight.copy_(w0)
-        if b0 is not None:
-            lin.bias.copy_(b0)
-    opt = torch.optim.Adam(lin.parameters(), lr=lr)
-    x = torch.from_numpy(tr_h[train_rows])
-    y = torch.from_numpy(tr_y[train_rows])
-    wt = torch.from_numpy(weights)
-    gen = torch.Generator().manual_seed(seed)
-    hist = [{"epoch": 0, "val_gap": gap0, "val_acc": acc0}]
-    best = (gap0, 0, w0.clone(), None if b0 is None else b0.clone())
-    epochs_run = 0
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(y), generator=gen)
-        for s in range(0, len(y), batch_size):
-            idx = order[s : s + batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(lin(x[idx]), y[idx], reduction="none") * wt[idx]
-            (loss.sum() / wt[idx].sum()).backward()
-            opt.step()
-        w = lin.weight.detach().clone()
-        b = lin.bias.detach().clone() if lin.bias is not None else None
-        gap, acc = val_metrics(w, b)
-        hist.append({"epoch": epoch, "val_gap": gap, "val_acc": acc})
-        epochs_run = epoch
+    lr: float
+    epochs: int
+    batch_size: int
+    target_gap: float
+    max_val_drop: float
+    seed: int
+
+    def run(
+        self, x_np: np.ndarray, y_np: np.ndarray, weights: np.ndarray, w0: torch.Tensor,
+        b0: torch.Tensor | None, val_metrics: Callable[..., tuple[float, float]],
+        progress: ProgressFn | None,
+    ) -> tuple[int, torch.Tensor, torch.Tensor | None, list[dict[str, float]]]:  # fmt: skip
+        """(best epoch, its weight, its bias, the history: epoch, val_gap, val_acc)."""
+        gap0, acc0 = val_metrics(w0, b0)
         if progress is not None:
-            progress(epoch, epochs, "epochs")  # a raise here stops between epochs
-        if acc >= acc0 - max_val_drop and gap < best[0]:
-            best = (gap, epoch, w, b)
-        if gap < target_gap and acc >= acc0 - max_val_drop:
-            break
-    _, best_epoch, w1, b1 = best
-    # report what the returned model will hold: the new weights rounded to the head's dtype
-    dtype = head.module.weight.dtype
-    w1 = w1.to(dtype).float()
-    b1 = None if b1 is None else b1.to(dtype).float()
+            progress(0, self.epochs, "epochs")
+        lin = nn.Linear(w0.shape[1], w0.shape[0], bias=b0 is not None)  # CPU float32, like x
+        with torch.no_grad():
+            lin.weight.copy_(w0)
+            if b0 is not None:
+                lin.bias.copy_(b0)
+        opt = torch.optim.Adam(lin.parameters(), lr=self.lr)
+        x, y, wt = torch.from_numpy(x_np), torch.from_numpy(y_np), torch.from_numpy(weights)
+        gen = torch.Generator().manual_seed(self.seed)
+        hist = [{"epoch": 0, "val_gap": gap0, "val_acc": acc0}]
+        best = (gap0, 0, w0.clone(), None if b0 is None else b0.clone())
+        for epoch in range(1, self.epochs + 1):
+            order = torch.randperm(len(y), generator=gen)
+            for s in range(0, len(y), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(lin(x[idx]), y[idx], reduction="none") * wt[idx]
+                (loss.sum() / wt[idx].sum()).backward()
+                opt.step()
+            w = lin.weight.detach().clone()
+            b = lin.bias.detach().clone() if lin.bias is not None else None
+            gap, acc = val_metrics(w, b)
+            hist.append({"epoch": epoch, "val_gap": gap, "val_acc": acc})
+            if progress is not None:
+                progress(epoch, self.epochs, "epochs")  # a raise here stops between epochs
+            if acc >= acc0 - self.max_val_drop and gap < best[0]:
+                best = (gap, epoch, w, b)
+            if gap < self.target_gap and acc >= acc0 - self.max_val_drop:
+                break
+        _, best_epoch, w1, b1 = best
+        return best_epoch, w1, b1, hist
 
-    c_before = _predict(te_h, w0, b0) == te_y
-    c_after = _predict(te_h, w1, b1) == te_y
+
+def _before_after(
+    c_before: np.ndarray, c_after: np.ndarray, te_score: np.ndarray, te_y: np.ndarray,
+    groups: np.ndarray | None, k: int,
+) -> pd.DataFrame:  # fmt: skip
+    """Before/after on the test split: overall accuracy, per group and the worst group's, and
+    each class's spurious gap."""
     rows_out = [_metric("overall accuracy (%)", c_before, c_after)]
     if groups is not None:
         groups = np.asarray(groups)
@@ -415,25 +467,18 @@ def mitigate(
         rows_out.append({"metric": f"spurious gap class {c} (points)", "before": gb[c],
                          "after": ga.get(c, np.nan), "change": ga.get(c, np.nan) - gb[c],
                          "n": int(gb.table.loc[gb.table["class"] == c, "k"].iloc[0])})  # fmt: skip
+    return pd.DataFrame(rows_out, columns=["metric", "before", "after", "change", "n"])
 
-    new_model = copy.deepcopy(model)  # the head keeps its original device and dtype
-    new_head = dict(new_model.named_modules())[head.name]
+
+def _with_head(model: nn.Module, name: str, w1: torch.Tensor, b1: torch.Tensor | None) -> nn.Module:
+    """A copy of ``model`` whose head ``name`` holds ``w1``/``b1`` (its device and dtype kept)."""
+    new_model = copy.deepcopy(model)
+    new_head = dict(new_model.named_modules())[name]
     with torch.no_grad():
         new_head.weight.copy_(w1.to(device=new_head.weight.device, dtype=new_head.weight.dtype))
         if new_head.bias is not None:
             new_head.bias.copy_(b1.to(device=new_head.bias.device, dtype=new_head.bias.dtype))
-    return MitigationResult(
-        summary=pd.DataFrame(rows_out, columns=["metric", "before", "after", "change", "n"]),
-        correct_before=c_before,
-        correct_after=c_after,
-        history=pd.DataFrame(hist),
-        model=new_model,
-        head_name=head.name,
-        train_rows=train_rows,
-        epochs_run=epochs_run,
-        info={"method": method, "best_epoch": best_epoch, "val_gap_before": gap0,
-              "val_acc_before": acc0, "lr": lr, "per_class": per_class, "k": k},
-    )  # fmt: skip
+    return new_model
 
 
 def _all_split_features(
