@@ -200,8 +200,14 @@ ABLATION = {
     "confusion init, Domino ranking, every component": ("confusion", "domino", 10, True, 1),
     "k-means init, Domino ranking (plain Domino)": ("kmeans", "domino", 10, True, 1),
     "k-means init, ranked by errors, one EM run": ("kmeans", "errors", 10, True, 1),
-    "k-means init, ranked by errors, best of 3 runs (faultlens)": ("kmeans", "errors", 10, True, 3),
-    "k-means init, ranked by excess errors, best of 3 runs": ("kmeans", "excess", 10, True, 3),
+    "k-means init, ranked by errors, best of 3 runs": ("kmeans", "errors", 10, True, 3),
+    "k-means init, ranked by excess errors, best of 3 runs (faultlens)": (
+        "kmeans",
+        "excess",
+        10,
+        True,
+        3,
+    ),
     "k-means init, ranked by error z-score, best of 3 runs": ("kmeans", "zscore", 10, True, 3),
     "k-means init, ranked by error z-score, one EM run": ("kmeans", "zscore", 10, True, 1),
 }
