@@ -16,7 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.test_browser import REPO, _lab_page, _notebook, _open_and_run, lab  # noqa: F401
+from tests.ui.test_browser import (  # noqa: F401 - lab: the JupyterLab fixture
+    EXPLORE,
+    FEATURES_NB,
+    REPO,
+    SETUP,
+    _lab_page,
+    _notebook,
+    _open_and_run,
+    lab,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -142,3 +151,54 @@ def test_cancel_a_long_describe_keeps_the_selection_and_the_description(
         f"{statistics.median(kernel_ms):.0f} ms {[round(x) for x in kernel_ms]}; page (click -> "
         f"bar hidden) {statistics.median(page_ms):.0f} ms {[round(x) for x in page_ms]}"
     )
+
+
+# the FeatureBrowser of test_browser.py, but its model slow and its activations computed in the
+# background into an empty cache
+SLOW_FEATURES = (
+    FEATURES_NB.split("analysis.save(")[0]
+    + r"""
+import tempfile, time
+from faultlens.store import ArtifactStore
+
+class SlowNet(Net):
+    def forward(self, x):
+        time.sleep(0.5)  # one batch of 50 images takes half a second: 2,000 take 20 s
+        return super().forward(x)
+
+fb = FeatureBrowser(analysis, SlowNet().eval(), "conv", transform, k=4, gap_k=20, batch_size=50,
+                    store=ArtifactStore(tempfile.mkdtemp()), background=True)
+def log_task(change):
+    with open("fb-tasks.jsonl", "a") as fh:
+        fh.write(json.dumps({**change["new"], "ready": fb.ready, "status": fb.status}) + "\n")
+fb.observe(log_task, names=["task"])
+fb
+"""
+)
+
+
+def test_feature_browser_shows_its_background_job_and_cancels_it(
+    lab: tuple[str, Path],  # noqa: F811 - the fixture imported above
+) -> None:
+    url, root = lab
+    (root / "fb-cancel.ipynb").write_text(json.dumps(_notebook([SETUP, SLOW_FEATURES, EXPLORE])))
+    bar_sel = ".fl-features .fl-task"
+    with _lab_page("fb-cancel", width=1400, height=1200) as page:
+        _open_and_run(page, url, "fb-cancel.ipynb")  # the explorer in the last cell renders last
+        bar = page.locator(f"{bar_sel} [role=progressbar]")
+        bar.wait_for(state="visible", timeout=30000)  # the widget is there while the model runs
+        value = f"Number(document.querySelector('{bar_sel} [role=progressbar]')?.getAttribute('aria-valuenow') || 0)"
+        page.wait_for_function(f"() => {value} > 0", timeout=30000)
+        first = int(bar.get_attribute("aria-valuenow") or 0)
+        page.wait_for_function(f"() => {value} > {first}", timeout=30000)  # it moves
+        assert "computing features" in (bar.get_attribute("aria-valuetext") or "")
+        page.locator(f"{bar_sel} .fl-task-cancel").click()
+        page.locator(bar_sel).wait_for(state="hidden", timeout=15000)
+        page.wait_for_function(
+            "() => document.querySelector('.fl-features .fl-status')?.textContent"
+            ".startsWith('computing features cancelled: finished shards stay cached')",
+            timeout=15000,
+        )
+    tasks = _lines(root / "fb-tasks.jsonl")
+    assert tasks[-1]["state"] == "cancelled" and not tasks[-1]["ready"]  # Python stopped the job
+    assert any(t["state"] == "running" and 0 < t["done"] < t["total"] for t in tasks)
