@@ -50,7 +50,10 @@ class ErrorAwareMixture:
     n_slices:
         Components kept as slices by :meth:`predict_proba` (:meth:`ranked_proba` gives all).
     n_components:
-        Mixture components K (at least ``n_slices``; clamped to the number of items).
+        Mixture components K (at least ``n_slices``; clamped to the number of items). 40 by
+        default: on the informative protocol's development seeds K = 15, 25, 40, 60, 80 identified
+        54, 56, 59, 59 and 57 of 72 settings (mean AP 0.458, 0.524, 0.568, 0.573, 0.533); more
+        components cut the planted groups finer.
     gamma, gamma_hat:
         Weights of the label and prediction log-likelihoods (γ, γ̂). Domino's examples use 10–40.
     pca_dims:
@@ -62,7 +65,7 @@ class ErrorAwareMixture:
         rate, ``Σ_i r_ik · ([ŷ_i ≠ y_i] − ē)`` on the fitted items (a large component erring at
         the model's usual rate is not a slice); ``"errors"``: by ``Σ_i r_ik · [ŷ_i ≠ y_i]``;
         ``"zscore"``: the excess over its binomial standard deviation; ``"domino"``: by
-        ``|max_j (p̂_kj − p_kj)|``. On the development seeds, best of 3 runs: excess 56/72
+        ``|max_j (p̂_kj − p_kj)|``. On the development seeds, 25 components, best of 3 runs: excess 56/72
         identified, mean AP 0.524; errors 55/72, 0.511; z-score 55/72, 0.514; Domino's 49/72, 0.450
         (one run).
     n_init:
@@ -76,7 +79,7 @@ class ErrorAwareMixture:
         self,
         n_slices: int = 5,
         *,
-        n_components: int = 25,
+        n_components: int = 40,
         gamma: float = 10.0,
         gamma_hat: float = 10.0,
         pca_dims: int = 128,
