@@ -188,28 +188,32 @@ def run_informative(
     return pd.DataFrame(rows, columns=[*_INFORMATIVE_COLUMNS, "p_at_25"])
 
 
-#: The mixture's variants: (init, ranking, γ = γ̂, keep components without hard members, restarts).
+def _variant(*, keep_all: bool = True, **options: object) -> dict[str, object]:
+    """A mixture variant: :class:`ErrorAwareMixture` options over the settings it was developed
+    with (k-means init, excess ranking, γ = γ̂ = 10, 25 components, best of 3 runs), and whether
+    components without hard members are kept (``keep_all``; the old discover dropped them)."""
+    base = {"init": "kmeans", "ranking": "excess", "gamma": 10.0, "n_components": 25, "n_init": 3}
+    return {"keep_all": keep_all, **base, **options}
+
+
+#: The mixture's variants, each one change from the settings it was developed with.
 ABLATION = {
-    "as before: confusion init, Domino ranking, members only": (
-        "confusion",
-        "domino",
-        10,
-        False,
-        1,
+    "as before: confusion init, Domino ranking, members only, one run": _variant(
+        init="confusion", ranking="domino", n_init=1, keep_all=False
     ),
-    "confusion init, Domino ranking, every component": ("confusion", "domino", 10, True, 1),
-    "k-means init, Domino ranking (plain Domino)": ("kmeans", "domino", 10, True, 1),
-    "k-means init, ranked by errors, one EM run": ("kmeans", "errors", 10, True, 1),
-    "k-means init, ranked by errors, best of 3 runs": ("kmeans", "errors", 10, True, 3),
-    "k-means init, ranked by excess errors, best of 3 runs (faultlens)": (
-        "kmeans",
-        "excess",
-        10,
-        True,
-        3,
+    "confusion init, Domino ranking, one run": _variant(
+        init="confusion", ranking="domino", n_init=1
     ),
-    "k-means init, ranked by error z-score, best of 3 runs": ("kmeans", "zscore", 10, True, 3),
-    "k-means init, ranked by error z-score, one EM run": ("kmeans", "zscore", 10, True, 1),
+    "k-means init, Domino ranking, one run (plain Domino)": _variant(ranking="domino", n_init=1),
+    "ranked by errors, one run": _variant(ranking="errors", n_init=1),
+    "ranked by errors": _variant(ranking="errors"),
+    "ranked by excess errors": _variant(),
+    "ranked by error z-score": _variant(ranking="zscore"),
+    "ranked by error z-score, one run": _variant(ranking="zscore", n_init=1),
+    "γ = γ̂ = 5": _variant(gamma=5.0),
+    "γ = γ̂ = 20": _variant(gamma=20.0),
+    **{f"{k} components": _variant(n_components=k) for k in (15, 60, 80)},
+    "40 components (faultlens)": _variant(n_components=40),
 }
 
 
@@ -219,17 +223,16 @@ def run_ablation(
     """The mixture's variants on the informative protocol; the top 5 components are scored."""
     rows = []
     for key, p in _problems(grid, seeds):
-        for name, (init, ranking, gamma, keep_all, n_init) in ABLATION.items():
+        for name, variant in ABLATION.items():
 
-            def columns(
-                init=init, ranking=ranking, gamma=gamma, keep_all=keep_all, n_init=n_init, p=p
-            ):
-                mix = slices.ErrorAwareMixture(
-                    5, init=init, ranking=ranking, gamma=gamma, gamma_hat=gamma, n_init=n_init
-                ).fit(p.embeddings, p.labels, p.probs)
+            def columns(variant=variant, p=p):
+                opts = {k: v for k, v in variant.items() if k != "keep_all"}
+                mix = slices.ErrorAwareMixture(5, gamma_hat=opts["gamma"], **opts).fit(
+                    p.embeddings, p.labels, p.probs
+                )
                 M = mix.ranked_proba(p.embeddings, p.labels, p.probs)
-                if not keep_all:  # the old discover: the top 5, then those without members dropped
-                    M = M[:, :5]
+                if not variant["keep_all"]:  # the old discover: the top 5, then those without
+                    M = M[:, :5]  # hard members dropped
                     return M[:, (M >= 0.5).any(axis=0)]
                 return M[:, :5]
 
