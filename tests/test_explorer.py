@@ -65,14 +65,9 @@ def static_copy(ex: Explorer) -> tuple[bytes, str]:
 
 
 def js_select(ex: Explorer, rows: np.ndarray, source: str = "box") -> None:
-    """Do what the front end does after a box/lasso: write uint32 bytes + bump the counter."""
-    ex.set_state(
-        {
-            "_selection": memoryview(np.asarray(rows, dtype="<u4").tobytes()),
-            "_selection_source": source,
-            "_selection_counter": ex._selection_counter + 1,
-        }
-    )
+    """Do what the front end does after a box/lasso: a "select" message with the rows as uint32."""
+    content = {"type": "select", "source": source, "view": "test-view"}
+    ex._handle_custom_msg(content, [memoryview(np.asarray(rows, dtype="<u4").tobytes())])
 
 
 # ----------------------------------------------------------------------------- stats
@@ -141,6 +136,39 @@ def test_js_selection_reaches_python_and_stats(analysis: Analysis) -> None:
     with pytest.raises(ValueError, match="read-only"):
         ex.selection[0] = 1
     assert ex.selected_frame["id"].tolist() == t.id.iloc[sel].tolist()
+
+
+def test_every_selection_message_is_applied_in_order_and_answered(
+    analysis: Analysis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view's selections arrive as messages (never merged as trait updates are while the
+    kernel is busy): each one is applied, fires the callbacks, bumps the counter and is answered
+    to its view, also one whose buffer is broken."""
+    ex = Explorer(analysis)
+    sent: list[dict] = []
+    monkeypatch.setattr(ex, "send", lambda content, buffers=None: sent.append(content))
+    seen: list[list[int]] = []
+    ex.observe_selection(lambda sel: seen.append(sel.tolist()))
+    picks = [[1, 2, 3], [7], [], [9, 4, 9]]
+    for k, rows in enumerate(picks):
+        source = ["box", "lasso", "box", "<b>tool</b>"][k]
+        msg = {"type": "select", "source": source, "view": f"v{k % 2}"}
+        ex._handle_custom_msg(msg, [np.asarray(rows, dtype="<u4").tobytes()])
+    assert seen == [[1, 2, 3], [7], [], [4, 9]]  # every one, in order
+    assert ex._selection_counter == 4
+    assert ex._selection_source == "view"  # an unknown tool name is not taken over
+    assert [m for m in sent if m["type"] == "selected"] == [
+        {"type": "selected", "view": v} for v in ["v0", "v1", "v0", "v1"]
+    ]
+    for broken, says in [
+        (b"\x01\x02\x03", "buffer size"),
+        (np.uint32([5, 10**6]).tobytes(), "1000000"),
+    ]:
+        sent.clear()
+        ex._handle_custom_msg({"type": "select", "source": "box", "view": "v0"}, [broken])
+        assert sent == [{"type": "selected", "view": "v0"}]  # answered: the view stops waiting
+        assert ex.status.startswith("select:") and says in ex.status, ex.status
+        assert ex.selection.tolist() == [4, 9] and len(seen) == 4  # the last good one is kept
 
 
 def test_select_from_python_updates_traits(analysis: Analysis) -> None:

@@ -51,6 +51,8 @@ FULL = {"points": 1_000_000, "selections": 1000, "warmup": 20}
 #: selection (about 40 kB at 1e5 points, 0.4 MB at 1e6) crosses it.
 KERNEL_BOUND_MB = 64.0
 JS_HEAP_BOUND_MB = 32.0
+#: Memory is sampled (after a forced garbage collection) every this many selections.
+SAMPLE_EVERY = 100
 
 SETUP = r"""
 import gc, json, os, time, numpy as np, pandas as pd, ipywidgets
@@ -58,6 +60,7 @@ import faultlens
 from faultlens.analysis.result import Analysis
 from faultlens.data.sources import ArraySource
 n = {n}
+busy_s = {busy_s}  # a slow selection callback (user code), so drags queue up behind it
 rng = np.random.default_rng(0)
 label = (np.arange(n) % 4).astype(np.int64)
 xy = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
@@ -81,14 +84,47 @@ ex = faultlens.explore(analysis)
 echo = ipywidgets.Label("0")
 echo.add_class("fl-bench-echo")
 log = open("selections.jsonl", "a", buffering=1)
+from_python = False  # True while the selections below are made from Python (not logged)
 def on_selection(rows):
+    if from_python:
+        return
     t = time.time()
     c = ex._selection_counter
     echo.value = str(c)  # the round trip ends when the page shows it
     np.save(f"sel/{c}.npy", rows)
     log.write(json.dumps({"counter": c, "source": ex._selection_source, "n": len(rows), "t": t,
         "n_selected": ex.stats.get("n_selected"), "grid_total": ex._grid.get("total")}) + "\n")
+    if busy_s:
+        time.sleep(busy_s)
 ex.observe_selection(on_selection)
+# every "select" message the view sent, logged as it arrives (before it is applied), and every
+# status message, so a selection that did not reach the callback can be told apart: never sent
+# by the page, or sent and refused in Python
+received = open("received.jsonl", "a", buffering=1)
+apply_message = getattr(ex, "_select_from_view", None)  # (older versions: not there)
+def log_message(content, buffers):
+    received.write(json.dumps({"source": content.get("source"), "t": time.time(),
+        "bytes": len(buffers[0]) if buffers else 0, "status": ex.status}) + "\n")
+    apply_message(content, buffers)
+if apply_message:
+    ex._select_from_view = log_message
+# when the script asks (python-selections.json): that many box selections made with ex.select(),
+# so the page redraws as for a drag, with no input event and no message from the page
+def select_from_python():
+    global from_python
+    while not os.path.exists("python-selections.json"):
+        time.sleep(0.2)
+    spec = json.load(open("python-selections.json"))
+    r = np.random.default_rng(1)
+    from_python = True
+    for _ in range(spec["n"]):
+        (x0, y0), (w, h) = r.uniform(-1, 0.6, 2), r.uniform(0.05, 0.4, 2)
+        inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x0 + w) & (xy[:, 1] >= y0) & (xy[:, 1] <= y0 + h)
+        ex.select(np.flatnonzero(inside))
+        time.sleep(spec["pause_s"])
+    open("python-selections.done", "w").close()
+import threading
+threading.Thread(target=select_from_python, daemon=True).start()
 display(echo)
 ex
 """
@@ -215,16 +251,20 @@ def expected_rows(
 # --------------------------------------------------------------------------- memory
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def _rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of ``pid`` in MB; ``field="Pss"``: its proportional share (pages shared
+    with other processes divided among them), so a sum over processes counts each page once."""
+    path = f"/proc/{pid}/status" if field == "VmRSS" else f"/proc/{pid}/smaps_rollup"
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def _chromium_rss_mb() -> float:
+def _chromium_rss_mb() -> dict[str, float]:
     """Resident memory of the Chromium processes started from this process (through Playwright's
-    driver), summed."""
+    driver): their proportional set sizes summed by process type (browser, renderer, gpu-process,
+    utility, zygote) and in all."""
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
     for d in Path("/proc").iterdir():
@@ -240,22 +280,81 @@ def _chromium_rss_mb() -> float:
     while frontier:
         frontier = {p for p, pp in parents.items() if pp in frontier} - mine
         mine |= frontier
-    total = 0.0
+    total: dict[str, float] = {"all": 0.0}
     for p in mine:
-        if "chrom" in names.get(p, ""):
-            with contextlib.suppress(OSError):
-                total += _rss_mb(p)
+        if "chrom" not in names.get(p, ""):
+            continue
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").split()
+            kind = next((a[7:].decode() for a in args if a.startswith(b"--type=")), "browser")
+            mb = _rss_mb(p, "Pss")
+            total[kind] = round(total.get(kind, 0.0) + mb, 1)
+            total["all"] = round(total["all"] + mb, 1)
     return total
 
 
-def _memory(page, cdp, kernel_pid: int) -> dict[str, float]:
+def _allocators(page, browser_cdp) -> dict[str, float]:
+    """The renderers' memory by allocator (MB), from one detailed memory-infra dump of Chromium's
+    tracing: partition_alloc's partitions (buffer, fast_malloc, array_buffer, layout), blink_gc,
+    v8, malloc, skia, cc, font and web caches…, so growth outside the JavaScript heap has a name."""
+    events: list[dict] = []
+    done: list[bool] = []
+    browser_cdp.on("Tracing.dataCollected", lambda e: events.extend(e["value"]))
+    browser_cdp.on("Tracing.tracingComplete", lambda _e: done.append(True))
+    config = {"includedCategories": ["disabled-by-default-memory-infra"],
+              "memoryDumpConfig": {"triggers": []}}  # fmt: skip
+    browser_cdp.send("Tracing.start", {"traceConfig": config, "transferMode": "ReportEvents"})
+    browser_cdp.send(
+        "Tracing.requestMemoryDump", {"deterministic": True, "levelOfDetail": "detailed"}
+    )
+    browser_cdp.send("Tracing.end")
+    for _ in range(600):
+        if done:
+            break
+        page.wait_for_timeout(50)
+    kinds = {
+        e["pid"]: e["args"]["name"]
+        for e in events
+        if e.get("ph") == "M" and e.get("name") == "process_name"
+    }
+    out: dict[str, float] = {}
+    for e in events:
+        dumps = e.get("args", {}).get("dumps", {}) if e.get("ph") == "v" else {}
+        if kinds.get(e.get("pid")) != "Renderer":
+            continue
+        for name, entry in dumps.get("allocators", {}).items():
+            parts = name.split("/")
+            depth = (
+                3
+                if parts[0] == "partition_alloc" and len(parts) > 1 and parts[1] == "partitions"
+                else 1
+            )
+            size = entry.get("attrs", {}).get("size")
+            if len(parts) == depth and size:
+                out[name] = round(out.get(name, 0.0) + int(size["value"], 16) / 2**20, 1)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _memory(page, cdp, kernel_pid: int) -> dict[str, Any]:
     cdp.send("HeapProfiler.collectGarbage")
     heap = cdp.send("Runtime.getHeapUsage")
-    return {
+    dom = cdp.send("Memory.getDOMCounters")
+    procs = _chromium_rss_mb()
+    out = {
         "kernel_rss_mb": round(_rss_mb(kernel_pid), 1),
         "js_heap_mb": round(heap["usedSize"] / 2**20, 1),
-        "chromium_rss_mb": round(_chromium_rss_mb(), 1),
+        # ArrayBuffer backing stores (typed arrays, ImageData, binary messages) live outside the heap
+        "js_backing_mb": round(heap.get("backingStorageSize", float("nan")) / 2**20, 1),
+        "js_embedder_mb": round(heap.get("embedderHeapUsedSize", float("nan")) / 2**20, 1),
+        "dom": {k: dom[k] for k in ("documents", "nodes", "jsEventListeners")},
+        "chromium_rss_mb": procs["all"],
+        "chromium_by_type_mb": procs,
     }
+    if os.environ.get("FAULTLENS_STRESS_ALLOCATORS"):
+        out["renderer_allocators_mb"] = _allocators(
+            page, page.context.browser.new_browser_cdp_session()
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- the run
@@ -271,19 +370,39 @@ def _read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def stress(url: str, root: Path, *, points: int, selections: int, warmup: int) -> dict[str, Any]:
-    """Run the stress on a JupyterLab server at ``url`` serving ``root``; returns the report."""
+def stress(
+    url: str,
+    root: Path,
+    *,
+    points: int,
+    selections: int,
+    warmup: int,
+    idle_s: int = 0,
+    busy_s: float = 0.0,
+    python_selections: int = 0,
+) -> dict[str, Any]:
+    """Run the stress on a JupyterLab server at ``url`` serving ``root``; returns the report.
+    ``idle_s``: first leave the page alone that long and measure its memory before and after
+    (the baseline growth of a page that is only open). ``busy_s``: the kernel's selection
+    callback sleeps that long after each selection, so the drags of a burst queue up behind a
+    busy kernel (each must still reach Python, in order). ``python_selections``: after the run,
+    that many selections made with ``ex.select()`` in the kernel, 0.3 s apart, and the memory
+    after them (the page's own work for a selection, without input events or their messages)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from tests.ui.test_browser import CHROMIUM, FLAGS, _new_page, _notebook, _open_and_run
 
     name = f"stress-{points}.ipynb"
-    (root / name).write_text(json.dumps(_notebook([SETUP.format(n=points), EXPLORE])))
+    (root / name).write_text(
+        json.dumps(_notebook([SETUP.format(n=points, busy_s=busy_s), EXPLORE]))
+    )
     log_path, sel_dir = root / "selections.jsonl", root / "sel"
     log_path.unlink(missing_ok=True)
+    (root / "received.jsonl").unlink(missing_ok=True)
     drags = plan(warmup + selections)
-    report: dict[str, Any] = {"points": points, "selections": selections, "warmup": warmup}
+    report: dict[str, Any] = {"points": points, "selections": selections, "warmup": warmup,
+                              "idle_s": idle_s, "busy_s": busy_s}  # fmt: skip
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
@@ -344,13 +463,23 @@ def stress(url: str, root: Path, *, points: int, selections: int, warmup: int) -
                                     "edge_rows": len(diff), "t_py": e["t"]})  # fmt: skip
                     (sel_dir / f"{e['counter']}.npy").unlink()
 
-            mem_before: dict[str, float] = {}
+            mem_before: dict[str, Any] = {}
+            samples: list[dict[str, Any]] = []
             t_run = time.perf_counter()
             for k, d in enumerate(drags):
                 if k == warmup:
                     settle(k)
+                    if idle_s:  # the baseline: the same page left alone as long as the run takes
+                        idle_from = _memory(page, cdp, kernel_pid)
+                        page.wait_for_timeout(1000 * idle_s)
+                        samples.append({"after": f"idle {idle_s} s", **idle_from})
                     mem_before = _memory(page, cdp, kernel_pid)
+                    samples.append({"after": 0, **mem_before})
                     t_run = time.perf_counter()
+                elif k > warmup and (k - warmup) % SAMPLE_EVERY == 0:
+                    settle(k)
+                    samples.append({"after": k - warmup, **_memory(page, cdp, kernel_pid)})
+                    _say(f"memory after {k - warmup}: {samples[-1]}")
                 if d["tool"] != tool:
                     page.locator(f".faultlens-explorer .fl-mode-{d['tool']}").click()
                     tool = d["tool"]
@@ -371,12 +500,26 @@ def stress(url: str, root: Path, *, points: int, selections: int, warmup: int) -
             run_s = time.perf_counter() - t_run
             page.wait_for_timeout(500)
             mem_after = _memory(page, cdp, kernel_pid)
+            if python_selections:  # the same page work with no input events: after the run
+                done = root / "python-selections.done"
+                done.unlink(missing_ok=True)
+                spec = {"n": python_selections, "pause_s": 0.3}
+                (root / "python-selections.json").write_text(json.dumps(spec))
+                t_py_run = time.perf_counter()
+                while not done.exists() and time.perf_counter() - t_py_run < 600:
+                    page.wait_for_timeout(200)
+                page.wait_for_timeout(1000)
+                samples.append(
+                    {"after": f"{python_selections} from Python", **_memory(page, cdp, kernel_pid)}
+                )
+                (root / "python-selections.json").unlink()
             ups = page.evaluate("() => window.__ups")
             echo = page.evaluate("() => window.__echo")
             origin = page.evaluate("() => performance.timeOrigin")
         finally:
             browser.close()
     got = _read_log(log_path)
+    received = _read_log(root / "received.jsonl")
     lost = len(drags) - len(got)
     counters = [e["counter"] for e in got]
     measured = range(warmup, len(drags))
@@ -384,23 +527,29 @@ def stress(url: str, root: Path, *, points: int, selections: int, warmup: int) -
     one_way = [1000 * checked[k]["t_py"] - (origin + ups[k]) for k in measured
                if k < len(checked) and k < len(ups)]  # fmt: skip
     slow = [echo[str(k + 1)] - ups[k] for k in measured if drags[k]["slow"] and str(k + 1) in echo]
+    # drawn while Python was still busy with the one before (its callback started at t_py and
+    # slept busy_s): the selections a kernel that merged updates would never have seen
+    queued = sum(origin + ups[k] < 1000 * (checked[k - 1]["t_py"] + busy_s)
+                 for k in range(1, min(len(checked), len(ups))))  # fmt: skip
 
     def q(v: list[float], p: float) -> float:
         return round(float(np.percentile(v, p)), 1) if v else float("nan")
 
     report.update({
-        "drags": len(drags), "pointerups": len(ups), "reached_python": len(got), "lost": lost,
+        "drags": len(drags), "pointerups": len(ups), "messages_received": len(received),
+        "reached_python": len(got), "lost": lost,
+        "statuses": sorted({e["status"] for e in received} - {""})[:10],
         "reordered": int(counters != list(range(1, len(drags) + 1))),
         "not_intact": len(problems), "problems": problems[:10],
         "exact": sum(c["exact"] for c in checked), "edge_rows_max": max((c["edge_rows"] for c in checked), default=0),
         "boxes": sum(d["tool"] == "box" for d in drags), "lassos": sum(d["tool"] == "lasso" for d in drags),
-        "fast": sum(not d["slow"] for d in drags),
+        "fast": sum(not d["slow"] for d in drags), "queued_behind_busy_kernel": int(queued),
         "rows_median": int(statistics.median(c["rows"] for c in checked)) if checked else 0,
         "rows_max": max((c["rows"] for c in checked), default=0),
         "round_trip_ms": {"median": q(rt, 50), "p95": q(rt, 95), "max": q(rt, 100), "n": len(rt)},
         "round_trip_slow_ms": {"median": q(slow, 50), "p95": q(slow, 95), "n": len(slow)},
         "to_python_ms": {"median": q(one_way, 50), "p95": q(one_way, 95)},
-        "memory_before": mem_before, "memory_after": mem_after,
+        "memory_before": mem_before, "memory_after": mem_after, "memory_samples": samples,
         "kernel_growth_mb": round(mem_after["kernel_rss_mb"] - mem_before["kernel_rss_mb"], 1),
         "js_heap_growth_mb": round(mem_after["js_heap_mb"] - mem_before["js_heap_mb"], 1),
         "chromium_growth_mb": round(mem_after["chromium_rss_mb"] - mem_before["chromium_rss_mb"], 1),
@@ -425,7 +574,9 @@ def _sizes() -> dict[str, int]:
 
 def test_selection_stress(lab: tuple[str, Path]) -> None:  # run through main() below
     url, root = lab
-    report = stress(url, root, **_sizes())
+    env = os.environ.get
+    report = stress(url, root, **_sizes(), idle_s=int(env("FAULTLENS_STRESS_IDLE", 0)),
+                    python_selections=int(env("FAULTLENS_STRESS_PYTHON", 0)))  # fmt: skip
     print("\n@@stress " + json.dumps(report))
     out = os.environ.get("FAULTLENS_STRESS_JSON")
     if out:
@@ -438,6 +589,19 @@ def main() -> int:
     ap.add_argument("--points", type=int)
     ap.add_argument("--selections", type=int)
     ap.add_argument("--warmup", type=int)
+    ap.add_argument(
+        "--idle", type=int, help="first leave the page open this many seconds (baseline)"
+    )
+    ap.add_argument(
+        "--python-selections",
+        type=int,
+        help="after the run, this many selections made in the kernel (the page's own work)",
+    )
+    ap.add_argument(
+        "--allocators",
+        action="store_true",
+        help="break the renderers' memory down by allocator (Chromium memory-infra)",
+    )
     ap.add_argument("--json", help="also write the report here")
     args = ap.parse_args()
     env = dict(os.environ)
@@ -446,6 +610,12 @@ def main() -> int:
     for key in ("points", "selections", "warmup"):
         if getattr(args, key) is not None:
             env[f"FAULTLENS_STRESS_{key.upper()}"] = str(getattr(args, key))
+    if args.idle:
+        env["FAULTLENS_STRESS_IDLE"] = str(args.idle)
+    if args.python_selections:
+        env["FAULTLENS_STRESS_PYTHON"] = str(args.python_selections)
+    if args.allocators:
+        env["FAULTLENS_STRESS_ALLOCATORS"] = "1"
     if args.json:
         env["FAULTLENS_STRESS_JSON"] = str(Path(args.json).resolve())
     root = Path(__file__).resolve().parents[2]

@@ -5,26 +5,28 @@ Data flow
 ---------
 Python sends the map once as binary traits (``_x``, ``_y`` float32, ``_color`` uint8 code,
 ``_visible`` uint8 filter mask: 10 bytes per point). The front end draws it into a canvas
-``ImageData`` buffer and, on a lasso or box, writes the selected row indices as uint32 bytes into
-``_selection`` together with an incremented ``_selection_counter`` — one dedicated trait, so no
-selection is ever replaced by a hover event. Python exposes it as the typed ``selection`` trait and
+``ImageData`` buffer and, on a lasso or box, sends the selected row indices as one uint32 buffer
+in a ``select`` message — a message, not a trait update, because ipywidgets merges the trait
+updates a view makes while the kernel is busy, and Python must see every selection. Python applies
+each in order: it writes ``_selection`` (uint32 bytes), ``_selection_source`` and an incremented
+``_selection_counter`` for every view, exposes the rows as the typed ``selection`` trait and
 answers with ``stats`` and ``_grid`` (the page of tiles); thumbnails and the inspector image are
 pulled by the front end with custom messages and returned as JPEG/PNG buffers (read from the
 analysis's pre-rendered thumbnail store, else rendered; LRU-cached). Commands from the front end
-(``thumbs``, ``inspect``, ``slice``, ``select_slice``, ``describe``, ``find_slices``) are messages
-handled by one dispatcher.
+(``select``, ``thumbs``, ``inspect``, ``slice``, ``select_slice``, ``describe``, ``find_slices``)
+are messages handled by one dispatcher.
 
 The widget only syncs, wires and validates: colours, the static map image and HTML come from
-:mod:`faultlens.render`, statistics from :mod:`faultlens.analysis.stats`; saved and discovered
-slices and descriptions, text search and the map's zoom are the mixins ``SlicePanel``, ``TextSearch``
-and ``MapViewport``. Every statistic is computed on the full data in Python.
+:mod:`faultlens.render`, statistics from :mod:`faultlens.analysis.stats`; the selection, saved and
+discovered slices and descriptions, text search and the map's zoom are the mixins
+``SelectionSync``, ``SlicePanel``, ``TextSearch`` and ``MapViewport``. Every statistic is computed
+on the full data in Python.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,15 +34,15 @@ import anywidget
 import numpy as np
 import pandas as pd
 import traitlets as t
-from ipywidgets import CallbackDispatcher
 
 from faultlens.analysis.stats import selection_stats
 from faultlens.render.colors import SLICE_COLOR, encode_color, encode_slices
 from faultlens.render.html import explorer_html
 from faultlens.render.mapimage import render_map_png
 from faultlens.ui.images import ImageServer
-from faultlens.ui.rows import coerce_rows, page_of, sorted_unique
+from faultlens.ui.rows import coerce_rows, page_of
 from faultlens.ui.search import TextSearch
+from faultlens.ui.selection import SelectionSync
 from faultlens.ui.slice_panel import SlicePanel
 from faultlens.ui.state import (
     check_analysis,
@@ -57,8 +59,6 @@ from faultlens.ui.traits import (
     FloatRange,
     IndexList,
     IntWithin,
-    RowIndices,
-    Selection,
 )
 from faultlens.ui.viewport import MapViewport
 
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 _STATIC = Path(__file__).parent / "static"
 
 
-class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
+class Explorer(SelectionSync, SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
     """Map, filters, selection, image grid, statistics, saved and discovered slices of an
     :class:`Analysis`.
 
@@ -115,9 +115,10 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
     it is the same as :meth:`select`. ``observe`` fires when the rows change;
     :meth:`observe_selection` fires on every selection, also a repeat of the same rows. To link two
     views both ways use two ``dlink``s (``ipywidgets.link`` compares values with ``!=``, which a
-    numpy array does not answer with one bool). On the wire the front end writes ``_selection``
-    (uint32 bytes) and bumps ``_selection_counter``; the public trait is not synced itself (that
-    would send every selection twice), so ``ipywidgets.jslink`` does not apply to it.
+    numpy array does not answer with one bool). On the wire Python writes ``_selection`` (uint32
+    bytes) and bumps ``_selection_counter``; the public trait is not synced itself (that would send
+    every selection twice), so ``ipywidgets.jslink`` does not apply to it. A view sends its
+    selections as messages, which Python applies one by one even while it is busy.
 
     Examples
     --------
@@ -186,21 +187,6 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
         sync=True
     )
 
-    # --- the selection (written by JS on lasso/box, by Python on select()) ----------------------
-    selection = Selection(
-        help="Python writes (not synced): the selected rows, a sorted unique read-only uint32 "
-        "array, from _selection; assigning to it selects those rows (as select())."
-    )
-    _selection = RowIndices(
-        help="Both write: selected row indices as uint32 little-endian bytes (sorted, unique)."
-    ).tag(sync=True, echo_update=False)
-    _selection_counter = t.Int(
-        0, help="Both write: incremented with every selection, so identical re-selections fire."
-    ).tag(sync=True, echo_update=False)
-    _selection_source = t.Unicode(
-        "", help="Both write: what made the last selection (box, lasso, python, slice, search)."
-    ).tag(sync=True, echo_update=False)
-
     # --- results (written by Python) ------------------------------------------------------------
     stats = t.Dict(help="Python writes: statistics of the selection inside the filter.").tag(
         sync=True
@@ -239,14 +225,10 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
         self._cols = cols
         self._visible_mask = np.ones(n, dtype=bool)
         self._visible_rows = np.arange(n, dtype=np.intp)
-        self._selection_handlers = CallbackDispatcher()
-        self._from_wire = False  # True while `selection` is set from `_selection`
-        #: Messages of selection callbacks that raised (newest last).
-        self.callback_errors: list[str] = []
+        self._init_selection()
         # the grid's thumbnails and the inspector's images (LRU-cached)
         self._images = ImageServer(analysis, thumb_size, cache_size)
         self._color_cache: dict[str, tuple[np.ndarray, dict]] = {}
-        self.last_latency_ms = math.nan
         self._init_slice_panel(captioner, text_encoder, phrases)
         self._slice_option = SLICE_COLOR if SLICE_COLOR not in table.columns else "discovered slice"
         if sort_by is None:
@@ -273,8 +255,7 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
             self._show_saved()
             self.status = "; ".join(map_notes(analysis, cols["placed"]))
         self._watch_saved()
-        self.observe(self._on_selection_trait, names=["_selection_counter"])
-        self.observe(self._on_selection_set, names=["selection"])
+        self._watch_selection()
         self.observe(lambda _c: self._apply_color(), names=["color_by"])
         filters = ["filter_classes", "filter_correct", "filter_confidence"]
         self.observe(lambda _c: self._refilter(reset_page=True), names=filters)
@@ -298,12 +279,6 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
         """Row indices that pass the current filter."""
         return self._visible_rows
 
-    def select(self, rows: Any) -> np.ndarray:
-        """Select ``rows`` (row indices, a bool mask of length ``n_points``, or a pandas index/mask
-        of the table); the map and grid show it. Returns the selection."""
-        self._push_selection(coerce_rows(rows, self.n_points), source="python")
-        return self.selection
-
     def more_like_this(self, rows: Any = None, k: int = 50) -> np.ndarray:
         """Select ``rows`` (default: the selection) and the ``k`` images nearest to them in
         embedding space (cosine, to their mean; :func:`faultlens.analysis.neighbors.more_like_this`).
@@ -318,64 +293,6 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
         n_sel = len(self.selection)
         self.status = f"selected {n_sel} images: {len(query)} and their nearest in embedding space"
         return self.selection
-
-    def clear_selection(self) -> None:
-        """Select nothing."""
-        self.select(np.zeros(0, dtype=np.intp))
-
-    def observe_selection(self, callback: Callable[[np.ndarray], Any]) -> Callable[[], None]:
-        """Call ``callback(selection)`` after every selection (from the map or from code), also a
-        repeat of the same rows.
-
-        Returns a function that removes the callback. Errors raised by the callback are shown in
-        the widget's status bar and kept in :attr:`callback_errors` (they would be lost otherwise).
-        """
-        if not callable(callback):
-            msg = f"observe_selection needs a callable, got {type(callback).__name__}"
-            raise TypeError(msg)
-
-        def guarded(sel: np.ndarray) -> None:
-            try:
-                callback(sel)
-            except Exception as exc:  # user callbacks: report, never lose the selection
-                text = f"selection callback {getattr(callback, '__name__', callback)!r} failed: {exc!r}"
-                self.callback_errors.append(text)
-                self.status = text
-
-        self._selection_handlers.register_callback(guarded)
-        return lambda: self._selection_handlers.register_callback(guarded, remove=True)
-
-    def _push_selection(self, rows: np.ndarray, *, source: str) -> None:
-        """Write ``rows`` to the wire traits as the front end does; the counter runs the rest."""
-        with self.hold_sync():
-            self._selection_source = source
-            self._selection = np.ascontiguousarray(rows, dtype="<u4").tobytes()
-            self._selection_counter += 1  # runs _on_selection_trait, as JS does
-
-    def _on_selection_set(self, change: dict) -> None:
-        if not self._from_wire:  # assigned from Python: as select()
-            self._push_selection(change["new"], source="python")
-
-    def _on_selection_trait(self, _change: dict) -> None:
-        rows = sorted_unique(np.frombuffer(self._selection, dtype="<u4"), self.n_points)
-        start = time.perf_counter()
-        self._from_wire = True
-        try:
-            # observers of `selection` (changes only) run at the end of the block, when the
-            # statistics and the grid already show the new rows
-            with self.hold_sync(), self.hold_trait_notifications():
-                if not np.array_equal(rows, self.selection):
-                    self.selection = rows
-                if self._selection_source != "discovered":
-                    self.active_slice = -1
-                self.grid_page = 0
-                self.stats = self._compute_stats()
-                self._update_grid()
-                self._mark_description_stale()
-        finally:
-            self._from_wire = False
-        self.last_latency_ms = (time.perf_counter() - start) * 1e3
-        self._selection_handlers(self.selection)
 
     # ------------------------------------------------------------------ filter & colour
 
@@ -552,13 +469,14 @@ class Explorer(SlicePanel, TextSearch, MapViewport, anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ messages from JS
 
-    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, buffers: list[bytes]) -> None:
         """The one dispatcher of the front end's commands: ``{type, …}`` → its handler; an error
         goes to the status bar instead of being lost."""
         if not isinstance(content, dict):
             return
         kind = content.get("type")
         handler = {
+            "select": lambda c: self._select_from_view(c, buffers),
             "thumbs": self._send_thumbs,
             "inspect": lambda c: self.send(*self._images.inspect_reply(c)),
             "more_like_this": lambda c: self.more_like_this(

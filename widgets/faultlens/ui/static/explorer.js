@@ -1068,14 +1068,17 @@ function rowsInPolygon(data, poly, add) {
   }
   return Uint32Array.from(out);
 }
+var viewToken = () => Math.random().toString(36).slice(2, 10);
 function mountSelection(ctx) {
   const { model, data } = ctx;
   const changed = signal();
+  const view = viewToken();
+  let inflight = 0;
+  const pending = (on) => ctx.root.classList.toggle("fl-pending", on);
   function commit(rows, source) {
-    model.set("_selection", new DataView(rows.buffer, rows.byteOffset, rows.byteLength));
-    model.set("_selection_source", source);
-    model.set("_selection_counter", (model.get("_selection_counter") || 0) + 1);
-    model.save_changes();
+    inflight += 1;
+    pending(true);
+    model.send({ type: "select", source, view }, void 0, [new DataView(rows.buffer, rows.byteOffset, rows.byteLength)]);
     data.setSelection(rows);
     changed.emit();
   }
@@ -1083,7 +1086,14 @@ function mountSelection(ctx) {
     data.setSelection(typed(model.get("_selection"), Uint32Array));
     changed.emit();
   }
-  ctx.on("change:_selection_counter", load);
+  ctx.handle("selected", (msg) => {
+    if (msg.view !== view || inflight === 0) return;
+    inflight -= 1;
+    if (!inflight) pending(false);
+  });
+  ctx.on("change:_selection_counter", () => {
+    if (!inflight) load();
+  });
   ctx.selection = { commit, changed };
   data.setSelection(typed(model.get("_selection"), Uint32Array));
   return () => {

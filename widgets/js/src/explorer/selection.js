@@ -1,5 +1,7 @@
 // The selection: committed from the view (box, lasso, clear) or received from Python; every change
-// is announced on ctx.selection.changed.
+// is announced on ctx.selection.changed. The view sends each of its selections as a "select"
+// message; Python writes the selection traits (`_selection`, `_selection_source`,
+// `_selection_counter`) for every view.
 
 import { typed } from "../shared/binary.js";
 import { signal } from "../shared/scope.js";
@@ -38,15 +40,23 @@ export function rowsInPolygon(data, poly, add) {
   return Uint32Array.from(out);
 }
 
+/** A token per rendered view, so each view counts its own selections still on their way. */
+const viewToken = () => Math.random().toString(36).slice(2, 10);
+
 export function mountSelection(ctx) {
   const { model, data } = ctx;
   const changed = signal();
-  /** Sends a selection made in the view to Python. */
+  const view = viewToken();
+  let inflight = 0; // selections this view sent that Python has not applied yet
+  const pending = (on) => ctx.root.classList.toggle("fl-pending", on);
+  /** Sends a selection made in the view to Python as a message of its own: messages are never
+   * merged (trait updates are, while the kernel is busy), so Python applies every selection, in
+   * order. Python writes the selection traits and answers "selected"; until the answer to this
+   * view's last one, the view keeps showing its own newest rows. */
   function commit(rows, source) {
-    model.set("_selection", new DataView(rows.buffer, rows.byteOffset, rows.byteLength));
-    model.set("_selection_source", source);
-    model.set("_selection_counter", (model.get("_selection_counter") || 0) + 1);
-    model.save_changes();
+    inflight += 1;
+    pending(true);
+    model.send({ type: "select", source, view }, undefined, [new DataView(rows.buffer, rows.byteOffset, rows.byteLength)]);
     data.setSelection(rows);
     changed.emit();
   }
@@ -54,7 +64,14 @@ export function mountSelection(ctx) {
     data.setSelection(typed(model.get("_selection"), Uint32Array));
     changed.emit();
   }
-  ctx.on("change:_selection_counter", load);
+  ctx.handle("selected", (msg) => {
+    if (msg.view !== view || inflight === 0) return;
+    inflight -= 1;
+    if (!inflight) pending(false);
+  });
+  // a selection from Python or another view; while this view's own are on their way, the newest
+  // is the one it shows (Python applies them after anything that came before)
+  ctx.on("change:_selection_counter", () => { if (!inflight) load(); });
   ctx.selection = { commit, changed };
   data.setSelection(typed(model.get("_selection"), Uint32Array));
   return () => {};
