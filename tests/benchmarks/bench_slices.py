@@ -20,12 +20,23 @@ Seeds: methods are developed on :data:`DEV_SEEDS` only; the reported numbers are
   ``discover(..., n_slices=5, random_state=0)`` on the test half.
 
 Baselines: ``confidence`` (per class, 1 − p[label]), ``random`` (5 uniform columns) and, when it is
-installed, ``sliceguard`` (Renumics; never a dependency of faultlens).
+importable, ``sliceguard`` (Renumics; never a dependency of faultlens; not in ``--smoke``). It pins
+pandas < 3 through renumics-spotlight, so it goes in a virtual environment that sees the installed
+faultlens and its dependencies but keeps its own pandas::
+
+    python3.11 -m venv --system-site-packages /tmp/sgenv
+    /tmp/sgenv/bin/pip install sliceguard
+    /tmp/sgenv/bin/python tests/benchmarks/bench_slices.py
+
+It is given the embeddings as ``precomputed_embeddings``, so it downloads no model and needs no
+network (:func:`sliceguard_memberships`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -58,6 +69,14 @@ def confidence_baseline(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.stack([np.where(labels == c, loss, 0.0) for c in range(probs.shape[1])], axis=1)
 
 
+#: How to get the sliceguard row (its renumics-spotlight pins pandas < 3, so not beside faultlens).
+SLICEGUARD_VENV = (
+    "for its row: python3.11 -m venv --system-site-packages /tmp/sgenv && "
+    "/tmp/sgenv/bin/pip install sliceguard && "
+    "/tmp/sgenv/bin/python tests/benchmarks/bench_slices.py"
+)
+
+
 def sliceguard_status() -> str | None:
     """The installed sliceguard's version, or None when it cannot be imported."""
     try:
@@ -70,27 +89,30 @@ def sliceguard_status() -> str | None:
 
 
 def sliceguard_memberships(p: evaluate.PlantedProblem, n_slices: int = 5) -> np.ndarray:
-    """sliceguard's issues (defaults, accuracy metric) as 0/1 columns."""
+    """sliceguard's top ``n_slices`` issues as 0/1 columns: ``find_issues`` in its native mode
+    (labels, predictions, ``accuracy_score``), the embeddings given as ``precomputed_embeddings``
+    (so it computes none and needs no network), everything else its defaults (UMAP pre-reduction,
+    h-nne hierarchy, issues ranked by accuracy drop)."""
     from sklearn.metrics import accuracy_score
     from sliceguard import SliceGuard
 
-    df = pd.DataFrame({"emb": list(p.embeddings), "label": p.labels, "pred": p.probs.argmax(1)})
-    with warnings.catch_warnings():
+    df = pd.DataFrame({"label": p.labels, "pred": p.probs.argmax(1)})
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # its progress
         warnings.simplefilter("ignore")
-        sg = SliceGuard()
-        issues = sg.find_issues(
+        issues = SliceGuard().find_issues(
             df,
-            ["emb"],
-            "label",
-            "pred",
-            accuracy_score,
+            features=["emb"],
+            y="label",
+            y_pred="pred",
+            metric=accuracy_score,
+            n_slices=n_slices,
             metric_mode="max",
-            automl_use_full_embeddings=False,
+            precomputed_embeddings={"emb": p.embeddings},
         )
     cols = []
-    for issue in list(issues)[:n_slices]:
+    for issue in issues:
         m = np.zeros(len(p.labels))
-        m[np.asarray(issue["indices"], dtype=np.int64)] = 1.0
+        m[np.asarray(issue["rows"], dtype=np.int64)] = 1.0
         cols.append(m)
     return np.stack(cols, axis=1) if cols else np.zeros((len(p.labels), 1))
 
@@ -282,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         print(summary(run_ablation(grid, seeds=seeds)).round(3).to_string())
         return
     version = sliceguard_status()
-    print(f"sliceguard: {version or 'not importable (pip install sliceguard to add its row)'}")
+    print(f"sliceguard: {version or 'not importable; ' + SLICEGUARD_VENV}")
     peer = version is not None and not args.smoke
     if args.protocol in ("both", "informative"):
         df = run_informative(grid, seeds=seeds, peer=peer)
