@@ -7,8 +7,10 @@ baseline), build a synthetic analysis of N random 28×28 RGB images (uint8, held
 the "data" figure) and a small seeded CNN whose transform reads each image at 56×56 (models
 usually read images larger than they are stored, e.g. 224×224), open a FeatureBrowser on its last
 conv layer, show the top and bottom images of a feature as tiles, and print the peak RSS
-(``ru_maxrss``) above the baseline. Run it with ``PYTHONPATH=widgets`` to measure this tree, or
-without to measure the installed copy. Not a test: it asserts nothing.
+(``ru_maxrss``) above the baseline; then page through every feature of the layer in two classes
+(each page's tiles rendered) and print the resident memory after the first page and the last.
+Run it with ``PYTHONPATH=widgets`` to measure this tree, or without to measure the installed copy.
+Not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -69,8 +71,19 @@ CHILD = textwrap.dedent(
     fb = FeatureBrowser(a, model, "3", transform, **kw)
     fb.send = lambda *_a, **_k: None  # no front end: the Python side only
     fb.tile_pngs(fb.groups["top"]["rows"] + fb.groups["bottom"]["rows"])
-    print(json.dumps({"n": n, "base_mb": base, "peak_mb": peak_mb(), "above_mb": peak_mb() - base,
-                      "seconds": time.perf_counter() - t0, "data_mb": images.nbytes / 2**20}))
+    opened = {"peak_mb": peak_mb(), "above_mb": peak_mb() - base, "seconds": time.perf_counter() - t0}
+    # paging: every feature of the layer in two classes, each page's tiles rendered as the view asks
+    rss, pages = [], 0
+    for c in (0, 1):
+        fb.class_index = c
+        for f in range(len(fb.features)):
+            fb.feature = f
+            fb.tile_pngs(fb.groups["top"]["rows"] + fb.groups["bottom"]["rows"])
+            pages += 1
+            rss.append(rss_mb())
+    print(json.dumps({"n": n, "base_mb": base, **opened, "data_mb": images.nbytes / 2**20,
+                      "pages": pages, "rss_after_first_page_mb": rss[0], "rss_after_last_mb": rss[-1],
+                      "rss_max_mb": max(rss), "paging_s": time.perf_counter() - t0 - opened["seconds"]}))
     """
 )
 
@@ -91,7 +104,9 @@ def main() -> None:
         r = collect(n)
         print(f"FeatureBrowser on {n:,} images: peak RSS {r['above_mb']:.0f} MB above "
               f"{r['base_mb']:.0f} MB of imports (images held by the source: {r['data_mb']:.0f} MB; "
-              f"{r['seconds']:.0f} s)")  # fmt: skip
+              f"{r['seconds']:.0f} s); paging {r['pages']} features: RSS {r['rss_after_first_page_mb']:.0f} MB "
+              f"after the first, {r['rss_after_last_mb']:.0f} MB after the last (max {r['rss_max_mb']:.0f}; "
+              f"{r['paging_s']:.0f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

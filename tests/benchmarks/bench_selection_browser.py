@@ -24,10 +24,17 @@ selection the kernel writes the rows it received and its counter; the script che
 Latency is the round trip measured on the page clock: from the pointerup on the map to the echo
 label showing that selection's counter (the kernel set it after computing the statistics and the
 grid page, so their messages went out before it); also the one-way time to Python (kernel clock
-minus the page's pointerup, the same machine). Memory: the kernel's resident memory
-(``/proc/<pid>/status``), the browser's JavaScript heap after a forced garbage collection (CDP),
-and the resident memory of all Chromium processes, after the warm-up selections and after the
-last one. Nothing asserts a time.
+minus the page's pointerup, the same machine). Memory, after a forced garbage collection, after
+the warm-up selections, every 100 selections and after the last one: the kernel's resident memory
+(``/proc/<pid>/status``), the page's JavaScript heap, its ArrayBuffer backing stores and its DOM
+counters (CDP), and the proportional set size of Chromium's processes by type (browser, renderer,
+GPU, utility). Options: ``--allocators`` breaks the renderers down by allocator (memory-infra
+tracing); ``--idle S`` first leaves the page open S seconds (the growth of a page that is only
+open); ``--python-selections N`` ends with N selections made in the kernel (the page's own work,
+without input events). Playwright's DevTools session keeps a copy of every response the page
+loads, each grid thumbnail included, so the renderer grows here with every selection;
+``bench_browser_memory.py`` measures the same page with no DevTools session attached. Nothing
+asserts a time.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The Explorer under a stream of selections in real Chromium, at the benchmark's smoke size
 (1e5 points, 50 box and lasso selections, slow ones and bursts of fast ones): every selection
 reaches Python whole and in order, and neither the kernel's nor the browser's memory grows beyond
-the bound, also when the kernel is busy. The full size (1e6 points x 1,000) is
-``tests/benchmarks/bench_selection_browser.py``."""
+the bound; every selection still reaches Python when the kernel is busy; and a page with no
+DevTools session attached keeps Blink's memory where it was. The full sizes are
+``tests/benchmarks/bench_selection_browser.py`` and ``tests/benchmarks/bench_browser_memory.py``."""
 
 from __future__ import annotations
 
@@ -55,3 +56,21 @@ def test_selections_drawn_while_the_kernel_is_busy_all_reach_python_in_order(
     assert r["lost"] == 0 and r["reached_python"] == n
     assert r["reordered"] == 0
     assert r["not_intact"] == 0, r["problems"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_page_with_no_devtools_attached_keeps_its_memory_over_a_hundred_selections() -> None:
+    """The Explorer in Voilà, in a Chromium with no DevTools session on the page (DevTools' own
+    copies of each loaded thumbnail would grow the renderer by about 20 MB per 100 selections):
+    100 selections made in the kernel — each redraws the map and replaces the statistics and a
+    grid page of 24 thumbnails — leave Blink's buffer partition and Oilpan heap where they were."""
+    from tests.benchmarks.bench_browser_memory import run
+
+    r = run(points=20_000, selections=100, warmup=10, pause_s=0.05, every=50)
+    print("\n@@memory " + json.dumps(r))
+    assert r["thumbnails_shown"] > 0  # the grid was showing images
+    assert r["after_mb"]["v8"] > 0 and r["after_mb"]["blink_gc"] > 0  # the dump read the renderer
+    assert r["growth_mb"]["partition_alloc/partitions/buffer"] <= 6.0, r["samples"]
+    assert r["growth_mb"]["blink_gc"] <= 6.0, r["samples"]
+    assert r["growth_mb"]["kernel_rss"] <= KERNEL_BOUND_MB, r["samples"]
