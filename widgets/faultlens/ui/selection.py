@@ -43,13 +43,13 @@ class SelectionSync(t.HasTraits):
     )
     _selection = RowIndices(
         help="Python writes: selected row indices as uint32 little-endian bytes (sorted, unique)."
-    ).tag(sync=True, echo_update=False)
+    ).tag(sync=True)
     _selection_counter = t.Int(
         0, help="Python writes: incremented with every selection, so identical re-selections fire."
-    ).tag(sync=True, echo_update=False)
+    ).tag(sync=True)
     _selection_source = t.Unicode(
         "", help="Python writes: what made the last selection (box, lasso, python, slice, search)."
-    ).tag(sync=True, echo_update=False)
+    ).tag(sync=True)
 
     def _init_selection(self) -> None:
         """State the selection needs before the widget is set up."""
