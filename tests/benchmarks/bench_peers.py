@@ -49,7 +49,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.ui.test_browser import CHROMIUM, FLAGS, _accept_dialogs, _notebook  # noqa: E402
+from tests.ui.test_browser import (  # noqa: E402
+    CHROMIUM,
+    FLAGS,
+    _accept_dialogs,
+    _notebook,
+    _read_log,
+)
 
 TOKEN = "faultlens-bench-peers"  # noqa: S105 - a throwaway token for a 127.0.0.1 server
 
@@ -232,12 +238,6 @@ def _kernel_memory(url: str) -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 out["rss" if key == "VmRSS" else "peak"] += int(val.split()[0]) / 1024
     return out
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def _box(page, kind: str) -> dict:

@@ -371,12 +371,6 @@ def _say(text: str) -> None:
     print(f"[stress {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def stress(
     url: str,
     root: Path,
@@ -398,7 +392,14 @@ def stress(
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    from tests.ui.test_browser import CHROMIUM, FLAGS, _new_page, _notebook, _open_and_run
+    from tests.ui.test_browser import (
+        CHROMIUM,
+        FLAGS,
+        _new_page,
+        _notebook,
+        _open_and_run,
+        _read_log,
+    )
 
     name = f"stress-{points}.ipynb"
     (root / name).write_text(

@@ -262,9 +262,12 @@ def _accept_dialogs(page) -> None:
 
 
 def _read_log(path: Path) -> list[dict]:
+    """The JSON lines the kernel has written whole: a last line without its newline is still being
+    written, and is read next time."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def _new_entries(log_path: Path, before: int, what: str) -> list[dict]:
