@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.benchmarks.bench_selection_browser import SETUP, _rss_mb  # noqa: E402
+from tests.ui.test_browser import _free_port, _notebook  # noqa: E402
 
 CHROMIUM = "/usr/lib/chromium/chromium"  # the binary itself: /usr/bin/chromium is a wrapper script
 TOKEN = "faultlens-bench-memory"  # noqa: S105 - a throwaway token for a 127.0.0.1 server
@@ -51,7 +51,6 @@ ALLOCATORS = ("partition_alloc/partitions/buffer", "partition_alloc/partitions/f
 SELECT = r"""
 import threading
 ex = faultlens.explore(analysis)
-state = {"done": 0}
 # asked through files: select.json {"n": …, "pause_s": …} starts a phase, selected-<n>.done ends it
 def selections():
     r = np.random.default_rng(1)
@@ -65,19 +64,12 @@ def selections():
             (x0, y0), (w, h) = r.uniform(-1, 0.6, 2), r.uniform(0.05, 0.4, 2)
             inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x0 + w) & (xy[:, 1] >= y0) & (xy[:, 1] <= y0 + h)
             ex.select(np.flatnonzero(inside))
-            state["done"] += 1
             time.sleep(spec["pause_s"])
         open(f"select-{phase}.done", "w").close()
         phase += 1
 threading.Thread(target=selections, daemon=True).start()
 ex
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get_json(url: str) -> Any:
@@ -184,8 +176,6 @@ class Browser:
 
 
 def run(points: int, selections: int, warmup: int, pause_s: float, every: int) -> dict[str, Any]:
-    from tests.ui.test_browser import _notebook
-
     work = Path(tempfile.mkdtemp(prefix="faultlens-memory-"))
     (work / "memory.ipynb").write_text(
         json.dumps(_notebook([SETUP.format(n=points, busy_s=0), SELECT]))
