@@ -594,6 +594,7 @@ function mountInspector(ctx) {
   const img = el("img", { class: "fl-inspect-img", alt: "" });
   const meta = el("table", { class: "fl-inspect-meta" });
   const hint = el("div", { class: "fl-hint", text: "Hover a point to inspect it; click to pin." });
+  const view = Math.random().toString(36).slice(2, 10);
   let pinned = null, hovered = -1, req = 0, timer = 0, url = null;
   const more = el("button", {
     type: "button",
@@ -609,7 +610,7 @@ function mountInspector(ctx) {
       return;
     }
     req += 1;
-    model.send({ type: "inspect", row, req });
+    model.send({ type: "inspect", row, req: `${view}.${req}` });
   }
   function place(p) {
     tooltip.style.left = Math.min(p[0] + 12, ctx.map.size.W / ctx.map.size.dpr - 180) + "px";
@@ -647,7 +648,7 @@ function mountInspector(ctx) {
     const info = msg.info || [];
     const get = (k) => (info.find((r) => r[0] === k) || [k, "–"])[1];
     if (hovered === msg.row && !tooltip.hidden) fillTooltip(get);
-    if (msg.req === -1 || msg.req !== req) return;
+    if (msg.req === -1 || msg.req !== `${view}.${req}`) return;
     if (url) URL.revokeObjectURL(url);
     url = blobUrl(buffers && buffers[0]);
     img.src = url || "";

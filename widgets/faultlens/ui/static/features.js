@@ -110,9 +110,10 @@ function blobUrl(buffer) {
 function createImages(ctx) {
   const { model, root } = ctx;
   const urls = /* @__PURE__ */ new Map();
-  const reqGen = /* @__PURE__ */ new Map();
+  const asked = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Set();
-  let req = 0, gen = 0, queued = false, closed = false;
+  const view = Math.random().toString(36).slice(2, 10);
+  let req = 0, queued = false, closed = false;
   const imgs = () => root.querySelectorAll("img.fl-img");
   function fill() {
     for (const img of imgs()) {
@@ -135,9 +136,10 @@ function createImages(ctx) {
     for (let i = 0; i < rows.length; i += 200) {
       const chunk = rows.slice(i, i + 200);
       req += 1;
-      reqGen.set(req, gen);
+      const id = `${view}.${req}`;
+      asked.add(id);
       for (const r of chunk) pending.add(r);
-      model.send({ type: "tiles", rows: chunk, req });
+      model.send({ type: "tiles", rows: chunk, req: id });
     }
   }
   function request() {
@@ -147,16 +149,18 @@ function createImages(ctx) {
   }
   const revoke = (pair) => pair.forEach((u) => u && URL.revokeObjectURL(u));
   function reset() {
-    gen += 1;
-    reqGen.clear();
+    asked.clear();
     pending.clear();
     for (const pair of urls.values()) revoke(pair);
     urls.clear();
+    if (!closed) request();
   }
   function receive(msg, buffers) {
-    const sentIn = reqGen.get(msg.req);
-    reqGen.delete(msg.req);
-    if (sentIn !== gen || msg.feature !== model.get("feature") || msg.kind !== model.get("map_kind") || msg.class !== void 0 && msg.class !== model.get("class_index")) return;
+    if (!asked.delete(msg.req)) return;
+    if (msg.feature !== model.get("feature") || msg.kind !== model.get("map_kind") || msg.class !== void 0 && msg.class !== model.get("class_index")) {
+      for (const row of msg.rows) pending.delete(row);
+      return;
+    }
     msg.rows.forEach((row, i) => {
       pending.delete(row);
       if (urls.has(row)) revoke(urls.get(row));
