@@ -40,6 +40,7 @@ from faultlens.render.colors import SLICE_COLOR, encode_color, encode_slices
 from faultlens.render.html import explorer_html
 from faultlens.render.mapimage import render_map_png
 from faultlens.ui.images import ImageServer
+from faultlens.ui.kernel import warn_kernel_fault
 from faultlens.ui.rows import coerce_rows, page_of
 from faultlens.ui.search import TextSearch
 from faultlens.ui.selection import SelectionSync
@@ -219,6 +220,7 @@ class Explorer(SelectionSync, SlicePanel, TextSearch, MapViewport, anywidget.Any
         phrases: Sequence[str] = (),
     ) -> None:
         cols = check_analysis(analysis)
+        warn_kernel_fault()
         table, n = analysis.table, len(analysis.table)
 
         self.analysis = analysis

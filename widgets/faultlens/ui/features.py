@@ -42,6 +42,7 @@ from faultlens.analysis.records import MARKS
 from faultlens.analysis.suspects import rank_suspects
 from faultlens.ui._validate import one_of, within
 from faultlens.ui.features_static import features_html, png, tiles_png
+from faultlens.ui.kernel import warn_kernel_fault
 from faultlens.ui.mitigation_view import MitigationPreview, mitigation_html
 from faultlens.ui.static_copy import with_static_copy
 from faultlens.ui.tasks import Cancelled, Progress, Tasks
@@ -155,6 +156,7 @@ class FeatureBrowser(MitigationPreview, Tasks, anywidget.AnyWidget):
         background: bool = False,
         splits: Mapping[str, Any] | None = None,
     ) -> None:
+        warn_kernel_fault()
         self.analysis = analysis
         self.index: FeatureIndex | None = None
         self.model = model
