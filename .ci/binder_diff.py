@@ -14,7 +14,8 @@ from pathlib import Path
 # the installers: the venv brings its own and the base lock's are left out (binder/base_lock.py)
 INSTALLERS = {"pip", "setuptools", "wheel"}
 # the kernel, not the Jupyter server: the base's ipykernel 7.0.1 can leave the page's messages unread
-ON_PURPOSE = {"ipykernel"}
+KERNEL_PIN = Path(__file__).resolve().parents[1] / "binder" / "pin_requirements.py"
+ON_PURPOSE = set(re.findall(r'^KERNEL = "([A-Za-z0-9_.-]+)==', KERNEL_PIN.read_text(), re.M))
 
 
 def freeze(path: str) -> dict[str, str]:

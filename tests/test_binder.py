@@ -28,16 +28,21 @@ def pins(file: str = "requirements.txt") -> dict[str, str]:
     return out
 
 
-def _kernel_pin() -> tuple[str, str]:
-    """The one package of the base Binder's pins replace on purpose (binder/pin_requirements.py)."""
+def _binder_module(name: str, folder: Path = BINDER):
+    """A script of binder/ (or of ``folder``) imported as a module."""
+    import importlib
     import sys
 
-    sys.path.insert(0, str(BINDER))
+    sys.path.insert(0, str(folder))
     try:
-        import pin_requirements
+        return importlib.import_module(name)
     finally:
-        sys.path.remove(str(BINDER))
-    name, version = pin_requirements.KERNEL.split("==")
+        sys.path.remove(str(folder))
+
+
+def _kernel_pin() -> tuple[str, str]:
+    """The one package of the base Binder's pins replace on purpose (binder/pin_requirements.py)."""
+    name, version = _binder_module("pin_requirements").KERNEL.split("==")
     return _norm(name), version
 
 
@@ -94,16 +99,12 @@ def test_pins_leave_binders_own_jupyter_stack_alone() -> None:
 
     assert kernel_fault(base[kernel]) is not None  # why the base's is replaced
     assert kernel_fault(version) is None
+    binder_diff = _binder_module("binder_diff", BINDER.parent / ".ci")
+    assert {kernel} == binder_diff.ON_PURPOSE  # .ci/binder's check reads the same pin
 
 
 def test_the_base_file_is_read_from_repo2dockers_own_lock() -> None:
-    import sys
-
-    sys.path.insert(0, str(BINDER))
-    try:
-        import base_lock
-    finally:
-        sys.path.remove(str(BINDER))
+    base_lock = _binder_module("base_lock")
     lock = (
         "@EXPLICIT\n"
         "https://conda.anaconda.org/conda-forge/linux-64/libgcc-15.2.0-h767d61c_7.conda#c0\n"
